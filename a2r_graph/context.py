@@ -1,0 +1,87 @@
+"""Run configuration: the graph's LangGraph ``context_schema``.
+
+One pydantic-settings model holds everything a run needs. Values come from, in
+order of precedence: the context passed to ``invoke`` (or a LangGraph Server
+assistant), environment variables (``A2R_N``, ``A2R_EXPLORER__BASE_URL``, ...),
+and the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StageConfig(BaseModel):
+    """One model endpoint (explorer or synthesizer) and how to sample from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: HttpUrl = Field(
+        HttpUrl("http://127.0.0.1:8000/v1"),
+        description="OpenAI-compatible base URL, e.g. http://gpu-host:8000/v1.",
+    )
+    model: str = Field(min_length=1, description="Model name as the server serves it.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable holding the API key "
+        "(None: the server needs no key, as `vllm serve` without --api-key).",
+    )
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(8192, ge=1, le=1_000_000, description="Completion token cap per call.")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        description="Sampling seed. Explorer path i uses seed + i, so paths stay distinct.",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra request fields for vLLM, e.g. {'top_k': 20}.",
+    )
+
+    @property
+    def url(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+
+class A2RContext(BaseSettings):
+    """Everything one A2R run needs to know besides the question."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="A2R_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    explorer: StageConfig
+    synthesizer: StageConfig
+    n: int = Field(4, ge=1, le=64, description="Number of explorer paths (N).")
+    min_paths: int = Field(
+        1, ge=1, le=64, description="Explorer paths that must succeed for synthesis to run."
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, le=86_400, description="Wall-clock limit for one model call, in seconds."
+    )
+    max_attempts: int = Field(
+        4, ge=1, le=20, description="Attempts per model call on transient errors (1 = no retry)."
+    )
+    retry_initial_wait_s: float = Field(0.5, ge=0, le=600, description="First backoff wait.")
+    retry_max_wait_s: float = Field(20.0, ge=0, le=3600, description="Longest backoff wait.")
+    prompts_dir: Path | None = Field(
+        None,
+        description="Directory with explorer.txt / synthesizer.txt overriding the packaged prompts.",
+    )
+
+    @model_validator(mode="after")
+    def _min_paths_within_n(self) -> A2RContext:
+        if self.min_paths > self.n:
+            raise ValueError(
+                f"min_paths ({self.min_paths}) must be <= n ({self.n}): "
+                "lower min_paths or raise n"
+            )
+        return self

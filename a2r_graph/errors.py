@@ -1,0 +1,51 @@
+"""Errors an A2R run raises. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class A2RError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidQuestionError(A2RError, ValueError):
+    """The input question is missing or empty."""
+
+
+class ModelRequestError(A2RError):
+    """The server rejected a request (HTTP 4xx). Never retried: retrying cannot fix it."""
+
+    def __init__(self, stage: str, url: str, model: str, status: int, server_message: str):
+        self.stage, self.url, self.model = stage, url, model
+        self.status, self.server_message = status, server_message
+        super().__init__(
+            f"{stage} request to {url} (model {model!r}) was rejected with HTTP {status}: "
+            f"{server_message}"
+        )
+
+
+class EndpointUnavailableError(A2RError):
+    """A transient failure (connection, timeout, 429, 5xx) persisted through every retry."""
+
+    def __init__(self, stage: str, url: str, model: str, attempts: int, cause: BaseException):
+        self.stage, self.url, self.model, self.attempts = stage, url, model, attempts
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"{stage} endpoint {url} (model {model!r}) failed after {attempts} attempt(s): "
+            f"{type(cause).__name__}: {detail}"
+        )
+
+
+class MissingUsageError(A2RError):
+    """The server's response carried no token usage; A2R accounts only what servers report."""
+
+
+class NotEnoughPathsError(A2RError):
+    """Fewer explorer paths succeeded than ``min_paths`` requires."""
+
+    def __init__(self, succeeded: int, min_paths: int, failures: dict[int, str]):
+        self.succeeded, self.min_paths, self.failures = succeeded, min_paths, failures
+        lines = "\n".join(f"  path {i}: {why}" for i, why in sorted(failures.items()))
+        super().__init__(
+            f"only {succeeded} explorer path(s) succeeded but min_paths={min_paths}; "
+            f"failed paths:\n{lines}"
+        )

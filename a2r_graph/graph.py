@@ -1,0 +1,36 @@
+"""The A2R graph: dispatch -> explore x N -> reduce -> synthesize."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
+from a2r_graph.context import A2RContext
+from a2r_graph.nodes import dispatch, explore, reduce, synthesize
+from a2r_graph.state import A2RInput, A2ROutput, A2RState
+
+
+def build_graph(
+    chat_model: ChatModelFactory = vllm_chat_model, checkpointer: Checkpointer = None
+) -> CompiledStateGraph[A2RState, A2RContext, A2RInput, A2ROutput]:
+    """Compile the A2R graph; ``chat_model`` maps a stage's endpoint to a chat model."""
+    builder = StateGraph(
+        A2RState, context_schema=A2RContext, input_schema=A2RInput, output_schema=A2ROutput
+    )
+    builder.add_node("dispatch", dispatch, destinations=("explore",))
+    builder.add_node("explore", partial(explore, chat_model=chat_model))
+    builder.add_node("reduce", reduce)
+    builder.add_node("synthesize", partial(synthesize, chat_model=chat_model))
+    builder.add_edge(START, "dispatch")
+    builder.add_edge("explore", "reduce")
+    builder.add_edge("reduce", "synthesize")
+    builder.add_edge("synthesize", END)
+    return builder.compile(checkpointer=checkpointer, name="a2r")
+
+
+graph = build_graph()
+"""The compiled graph with vLLM endpoints, for LangGraph Server and direct import."""

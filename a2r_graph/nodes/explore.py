@@ -1,0 +1,48 @@
+"""Explore: one explorer path (trace + answer component) per branch."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from a2r_graph.calls import complete
+from a2r_graph.chat_models import ChatModelFactory
+from a2r_graph.context import A2RContext
+from a2r_graph.errors import EndpointUnavailableError
+from a2r_graph.prompts import render_explorer_prompt
+from a2r_graph.runtime import context_of
+from a2r_graph.state import ExplorerPath, ExplorerTask, TokenUsage
+
+
+async def explore(
+    task: ExplorerTask, runtime: Runtime[A2RContext], *, chat_model: ChatModelFactory
+) -> dict:
+    context = context_of(runtime)
+    stage, index = context.explorer, task["index"]
+    try:
+        completion = await complete(
+            chat_model(stage, context.request_timeout_s),
+            render_explorer_prompt(task["question"], context.prompts_dir),
+            "explorer",
+            stage,
+            context,
+            seed=None if stage.seed is None else stage.seed + index,
+        )
+    except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
+        return {"paths": [failed_path(index, stage.model, str(error))]}
+    error = None
+    if not completion["answer"]:
+        error = f"no answer component (finish_reason={completion['finish_reason']})"
+    return {"paths": [ExplorerPath(**completion, index=index, error=error)]}
+
+
+def failed_path(index: int, model: str, error: str) -> ExplorerPath:
+    return ExplorerPath(
+        index=index,
+        error=error,
+        model=model,
+        trace="",
+        answer="",
+        boxed=None,
+        finish_reason=None,
+        usage=TokenUsage(input_tokens=0, output_tokens=0),
+    )

@@ -1,0 +1,87 @@
+"""Graph state: what flows between the nodes, and what a run returns."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated
+
+from typing_extensions import TypedDict
+
+
+class TokenUsage(TypedDict):
+    """Tokens of one model call, as the server's ``usage`` reported them."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+class Completion(TypedDict):
+    """One model call, parsed."""
+
+    model: str
+    trace: str
+    """Reasoning trace T (vLLM's reasoning field or the inline <think> block); may be empty."""
+    answer: str
+    """Answer component A: the text after the reasoning, ending in the final answer."""
+    boxed: str | None
+    """Content of the last \\boxed{} in the answer component, if any."""
+    finish_reason: str | None
+    usage: TokenUsage
+
+
+class ExplorerPath(Completion):
+    """One explorer sample P_i = (T_i, A_i)."""
+
+    index: int
+    error: str | None
+    """Why this path is unusable (retries exhausted, no answer component); None if usable."""
+
+
+class StageUsage(TypedDict):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+
+
+class ExplorerTask(TypedDict):
+    """What the map step sends to each explorer branch."""
+
+    question: str
+    index: int
+
+
+def merge_paths(left: list[ExplorerPath], right: list[ExplorerPath]) -> list[ExplorerPath]:
+    """Reducer for explorer branches: gather every path, ordered by its index."""
+    return sorted([*left, *right], key=lambda path: path["index"])
+
+
+class A2RInput(TypedDict):
+    question: str
+
+
+class A2ROutput(TypedDict):
+    question: str
+    answer: str
+    """The synthesizer's answer component (its reasoning trace is in ``synthesis``)."""
+    boxed_answer: str | None
+    """The final answer: the last \\boxed{} of the synthesizer's answer."""
+    paths: list[ExplorerPath]
+    synthesis: Completion
+    usage: dict[str, StageUsage]
+    """Per stage ("explore", "synthesize"): calls and server-reported tokens."""
+
+
+class A2RState(A2RInput, A2ROutput):
+    paths: Annotated[list[ExplorerPath], merge_paths]
+    usage: Annotated[dict[str, StageUsage], operator.or_]
+    synthesizer_prompt: str
+    """The exact prompt sent to the synthesizer: instruction, question, references."""
+
+
+def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:
+    """Sum the server-reported usage of one stage's calls."""
+    return StageUsage(
+        calls=len(completions),
+        input_tokens=sum(c["usage"]["input_tokens"] for c in completions),
+        output_tokens=sum(c["usage"]["output_tokens"] for c in completions),
+    )

@@ -1,0 +1,73 @@
+"""Fakes for unit tests of graph logic: langchain-core's fake chat model, scripted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
+
+from a2r_graph.context import A2RContext, StageConfig
+
+
+def reply(
+    content: str,
+    *,
+    reasoning: str | None = None,
+    input_tokens: int = 10,
+    output_tokens: int = 20,
+    finish_reason: str = "stop",
+) -> AIMessage:
+    """An AIMessage shaped like ChatVLLM's: server usage, optional reasoning field."""
+    return AIMessage(
+        content=content,
+        additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
+        response_metadata={"finish_reason": finish_reason},
+        usage_metadata={
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    )
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Replies from a script in call order (an exception in the script is raised);
+    records every prompt and the request parameters it came with."""
+
+    calls: list[tuple[str, dict[str, Any]]] = Field(default_factory=list)
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        self.calls.append((messages[-1].text, kwargs))
+        item = next(self.messages)
+        if isinstance(item, BaseException):
+            raise item
+        return ChatResult(generations=[ChatGeneration(message=item)])
+
+
+def scripted(*items: AIMessage | BaseException) -> ScriptedChatModel:
+    return ScriptedChatModel(messages=iter(items))
+
+
+def factory(explorer: ScriptedChatModel, synthesizer: ScriptedChatModel):
+    """A ChatModelFactory that maps the context's two model names onto the fakes."""
+
+    def chat_model(stage: StageConfig, timeout_s: float) -> ScriptedChatModel:
+        return {"explorer-model": explorer, "synthesizer-model": synthesizer}[stage.model]
+
+    return chat_model
+
+
+def make_context(**overrides: Any) -> A2RContext:
+    fields: dict[str, Any] = {
+        "explorer": {"model": "explorer-model"},
+        "synthesizer": {"model": "synthesizer-model"},
+        "retry_initial_wait_s": 0.0,
+        "retry_max_wait_s": 0.0,
+    }
+    fields.update(overrides)
+    return A2RContext(**fields)
