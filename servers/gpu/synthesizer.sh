@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A2R synthesizer server: Qwen/Qwen3-8B (or an RL-trained checkpoint dir) behind vLLM (GPU).
+#
+#   CUDA_VISIBLE_DEVICES=1 servers/gpu/synthesizer.sh [EXTRA_VLLM_ARGS...]
+#   SYNTHESIZER_MODEL=/ckpt/a2r-synth-rl SYNTHESIZER_SERVED_NAME=a2r-synth servers/gpu/synthesizer.sh
+#
+# Environment overrides (defaults in brackets):
+#   SYNTHESIZER_MODEL          HF id or local checkpoint dir      [Qwen/Qwen3-8B]
+#   SYNTHESIZER_SERVED_NAME    name clients send as "model"       [Qwen3-8B]
+#   SYNTHESIZER_HOST           bind address                       [127.0.0.1]
+#   SYNTHESIZER_PORT           port                               [8002]
+#   SYNTHESIZER_GPU_MEM        --gpu-memory-utilization (0-1)     [0.90]
+#   SYNTHESIZER_MAX_MODEL_LEN  --max-model-len                    [32768]
+#   VLLM                       vllm executable                    [vllm]
+# Point a2r-graph at it with:
+#   export A2R_SYNTHESIZER__BASE_URL=http://127.0.0.1:8002/v1 A2R_SYNTHESIZER__MODEL=Qwen3-8B
+set -euo pipefail
+
+model="${SYNTHESIZER_MODEL:-Qwen/Qwen3-8B}"
+served_name="${SYNTHESIZER_SERVED_NAME:-Qwen3-8B}"
+host="${SYNTHESIZER_HOST:-127.0.0.1}"
+port="${SYNTHESIZER_PORT:-8002}"
+gpu_mem="${SYNTHESIZER_GPU_MEM:-0.90}"
+max_len="${SYNTHESIZER_MAX_MODEL_LEN:-32768}"
+vllm_bin="${VLLM:-vllm}"
+
+if [[ "${model}" == /* || "${model}" == .* ]] && [[ ! -f "${model}/config.json" ]]; then
+  echo "synthesizer: ${model} is not a model directory (no config.json)" >&2
+  exit 2
+fi
+
+echo "synthesizer: ${model} as '${served_name}' on http://${host}:${port}/v1" \
+  "(gpu-memory-utilization ${gpu_mem}, max-model-len ${max_len})" >&2
+
+exec "${vllm_bin}" serve "${model}" \
+  --served-model-name "${served_name}" \
+  --host "${host}" \
+  --port "${port}" \
+  --max-model-len "${max_len}" \
+  --gpu-memory-utilization "${gpu_mem}" \
+  --enable-prefix-caching \
+  --reasoning-parser qwen3 \
+  "$@"
