@@ -7,8 +7,13 @@ TEST_MODEL ?= smollm2-135m
 DEMO_QUESTION ?= A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Sam buys 4 muffins and 5 cookies. How many dollars does Sam spend?
 DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7
 PYTEST_ARGS ?=
+FREE_PORT = $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LANGGRAPH_PORT ?= $(FREE_PORT)
+OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false
+# The embedded model's context is 4096 tokens: keep completions inside it.
+EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit serve clean
+.PHONY: setup demo test unit serve langgraph-dev clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -32,6 +37,11 @@ unit: setup
 
 serve: setup
 	$(BIN)/python -m servers.embedded serve --model $(DEMO_MODEL)
+
+# LangGraph Server (`langgraph dev`, in-memory) serving the graph on the embedded model.
+langgraph-dev: setup
+	$(OFFLINE) $(EMBEDDED_LIMITS) $(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
+		$(BIN)/langgraph dev --no-browser --no-reload --host 127.0.0.1 --port $(LANGGRAPH_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import A2RError
+from a2r_graph.errors import A2RError, describe_validation_error
 from a2r_graph.graph import graph
 from a2r_graph.state import A2ROutput
 
@@ -57,18 +57,6 @@ def context_from_args(args: argparse.Namespace) -> A2RContext:
     return A2RContext(**{k: v for k, v in fields.items() if v is not None})
 
 
-def format_validation_error(error: ValidationError) -> str:
-    lines = [f"invalid configuration ({error.error_count()} problem(s)):"]
-    for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "context"
-        env = "A2R_" + "__".join(str(part).upper() for part in problem["loc"])
-        if problem["type"] == "missing":
-            lines.append(f"  {field}: required: set {env} or pass the matching --option")
-        else:
-            lines.append(f"  {field}: {problem['msg']} (got {problem['input']!r}; env {env})")
-    return "\n".join(lines)
-
-
 def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -> str:
     paths = result["paths"]
     usable = sum(path["error"] is None for path in paths)
@@ -104,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         context = context_from_args(args)
     except ValidationError as error:
-        print(format_validation_error(error), file=sys.stderr)
+        print(describe_validation_error(error), file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class A2RError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -49,3 +51,20 @@ class NotEnoughPathsError(A2RError):
             f"only {succeeded} explorer path(s) succeeded but min_paths={min_paths}; "
             f"failed paths:\n{lines}"
         )
+
+
+def describe_validation_error(
+    error: ValidationError, *, field_prefix: str = "", env_prefix: str | None = "A2R_"
+) -> str:
+    """One line per problem: the field, what is wrong, the value, and the variable to set."""
+    lines = [f"invalid {error.title} ({error.error_count()} problem(s)):"]
+    for problem in error.errors():
+        field = field_prefix + (".".join(str(part) for part in problem["loc"]) or "value")
+        env = env_prefix + "__".join(str(part).upper() for part in problem["loc"]) if env_prefix else None
+        if problem["type"] == "missing":
+            fix = f"set {env} or pass the matching --option" if env else "add it"
+            lines.append(f"  {field}: required: {fix}")
+        else:
+            where = f"; env {env}" if env else ""
+            lines.append(f"  {field}: {problem['msg']} (got {problem['input']!r}{where})")
+    return "\n".join(lines)

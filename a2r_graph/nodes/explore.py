@@ -28,11 +28,26 @@ async def explore(
             seed=None if stage.seed is None else stage.seed + index,
         )
     except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
-        return {"paths": [failed_path(index, stage.model, str(error))]}
-    error = None
-    if not completion["answer"]:
-        error = f"no answer component (finish_reason={completion['finish_reason']})"
-    return {"paths": [ExplorerPath(**completion, index=index, error=error)]}
+        path = failed_path(index, stage.model, str(error))
+    else:
+        error = None
+        if not completion["answer"]:
+            error = f"no answer component (finish_reason={completion['finish_reason']})"
+        path = ExplorerPath(**completion, index=index, error=error)
+    runtime.stream_writer(explorer_progress(path, context.n))
+    return {"paths": [path]}
+
+
+def explorer_progress(path: ExplorerPath, n: int) -> dict:
+    """The ``custom`` stream event of a finished path; count them for "k of N done"."""
+    return {
+        "event": "explorer_done",
+        "index": path["index"],
+        "n": n,
+        "ok": path["error"] is None,
+        "boxed": path["boxed"],
+        "output_tokens": path["usage"]["output_tokens"],
+    }
 
 
 def failed_path(index: int, model: str, error: str) -> ExplorerPath:

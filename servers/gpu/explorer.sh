@@ -21,17 +21,6 @@ host="${EXPLORER_HOST:-127.0.0.1}"
 port="${EXPLORER_PORT:-8001}"
 gpu_mem="${EXPLORER_GPU_MEM:-0.90}"
 max_len="${EXPLORER_MAX_MODEL_LEN:-32768}"
-vllm_bin="${VLLM:-vllm}"
 
-echo "explorer: ${model} as '${served_name}' on http://${host}:${port}/v1" \
-  "(gpu-memory-utilization ${gpu_mem}, max-model-len ${max_len})" >&2
-
-exec "${vllm_bin}" serve "${model}" \
-  --served-model-name "${served_name}" \
-  --host "${host}" \
-  --port "${port}" \
-  --max-model-len "${max_len}" \
-  --gpu-memory-utilization "${gpu_mem}" \
-  --enable-prefix-caching \
-  --reasoning-parser qwen3 \
-  "$@"
+exec "$(dirname "$0")/vllm-serve.sh" explorer "${model}" "${served_name}" "${host}" "${port}" \
+  "${gpu_mem}" "${max_len}" "$@"

@@ -22,22 +22,11 @@ host="${SYNTHESIZER_HOST:-127.0.0.1}"
 port="${SYNTHESIZER_PORT:-8002}"
 gpu_mem="${SYNTHESIZER_GPU_MEM:-0.90}"
 max_len="${SYNTHESIZER_MAX_MODEL_LEN:-32768}"
-vllm_bin="${VLLM:-vllm}"
 
 if [[ "${model}" == /* || "${model}" == .* ]] && [[ ! -f "${model}/config.json" ]]; then
   echo "synthesizer: ${model} is not a model directory (no config.json)" >&2
   exit 2
 fi
 
-echo "synthesizer: ${model} as '${served_name}' on http://${host}:${port}/v1" \
-  "(gpu-memory-utilization ${gpu_mem}, max-model-len ${max_len})" >&2
-
-exec "${vllm_bin}" serve "${model}" \
-  --served-model-name "${served_name}" \
-  --host "${host}" \
-  --port "${port}" \
-  --max-model-len "${max_len}" \
-  --gpu-memory-utilization "${gpu_mem}" \
-  --enable-prefix-caching \
-  --reasoning-parser qwen3 \
-  "$@"
+exec "$(dirname "$0")/vllm-serve.sh" synthesizer "${model}" "${served_name}" "${host}" "${port}" \
+  "${gpu_mem}" "${max_len}" "$@"

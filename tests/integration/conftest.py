@@ -74,3 +74,71 @@ def context_for(vllm_server: Server):
         return A2RContext(**fields)
 
     return build
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
+    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port.
+
+    Its A2R_* environment points both stages at the vLLM test server, so the default
+    assistant works without a context.
+    """
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
+        "A2R_EXPLORER__MODEL": vllm_server.model_name,
+        "A2R_EXPLORER__MAX_TOKENS": "48",
+        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
+        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
+        "A2R_SYNTHESIZER__MAX_TOKENS": "48",
+    }
+    log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
+    command = [
+        str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser", "--no-reload",
+        "--host", "127.0.0.1", "--port", str(port), "--config", str(root / "langgraph.json"),
+    ]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ok", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"langgraph dev did not start:\n{log_path.read_text()[-4000:]}"
+                    ) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

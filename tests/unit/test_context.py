@@ -4,7 +4,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from a2r_graph.cli import _parser, context_from_args, format_validation_error
+from a2r_graph.cli import _parser, context_from_args
+from a2r_graph.errors import describe_validation_error
 from a2r_graph.context import A2RContext
 
 BOTH = {"explorer": {"model": "e"}, "synthesizer": {"model": "s"}}
@@ -72,7 +73,7 @@ def test_bad_environment_value_is_reported_with_its_variable(monkeypatch):
     monkeypatch.setenv("A2R_N", "many")
     with pytest.raises(ValidationError) as caught:
         A2RContext(**BOTH)
-    message = format_validation_error(caught.value)
+    message = describe_validation_error(caught.value)
     assert "n: Input should be a valid integer" in message
     assert "env A2R_N" in message
 
@@ -81,7 +82,7 @@ def test_missing_model_names_the_variable_to_set():
     args = _parser().parse_args(["ask", "q", "--explorer-model", "e"])
     with pytest.raises(ValidationError) as caught:
         context_from_args(args)
-    assert "synthesizer.model: required: set A2R_SYNTHESIZER__MODEL" in format_validation_error(
+    assert "synthesizer.model: required: set A2R_SYNTHESIZER__MODEL" in describe_validation_error(
         caught.value
     )
 

@@ -1,0 +1,63 @@
+"""An agent that uses A2R as its reasoning tool.
+
+The agent's own model (any tool-calling chat model) decides when a problem deserves A2R;
+the A2R tool runs the graph locally (A2R_* environment) or, with --server, through a
+LangGraph Server via RemoteGraph.
+
+    export AGENT_BASE_URL=http://127.0.0.1:8003/v1 AGENT_MODEL=Qwen3-8B   # e.g. vllm serve
+        # ... --enable-auto-tool-choice --tool-call-parser hermes
+    python examples/agent.py "A train leaves at ..." [--server http://127.0.0.1:PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+from a2r_graph.tool import as_tool
+
+
+def build_agent(model: BaseChatModel, tools: list[BaseTool]) -> CompiledStateGraph:
+    """A minimal ReAct loop: the model calls tools until it answers."""
+    bound = model.bind_tools(tools)
+
+    async def agent(state: MessagesState) -> dict:
+        return {"messages": [await bound.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode(tools))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("question")
+    parser.add_argument("--server", help="LangGraph Server URL serving the 'a2r' graph")
+    args = parser.parse_args()
+
+    from langchain_openai import ChatOpenAI
+    from langgraph.pregel.remote import RemoteGraph
+
+    a2r = RemoteGraph("a2r", url=args.server) if args.server else None
+    tool = as_tool(a2r) if a2r is not None else as_tool()
+    model = ChatOpenAI(
+        base_url=os.environ["AGENT_BASE_URL"], model=os.environ["AGENT_MODEL"], api_key="EMPTY"
+    )
+    result = await build_agent(model, [tool]).ainvoke({"messages": [("user", args.question)]})
+    for message in result["messages"]:
+        message.pretty_print()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,135 @@
+"""The graph served by a real LangGraph Server (`langgraph dev`) over a real vLLM server."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.pregel.remote import RemoteGraph
+from langgraph_sdk import get_client
+
+from a2r_graph import graph
+from a2r_graph.tool import as_tool
+
+pytestmark = pytest.mark.integration
+QUESTION = "A box holds 6 eggs. How many eggs are in 4 boxes?"
+
+
+async def test_runs_wait_returns_the_answer_with_usage(langgraph_server):
+    client = get_client(url=langgraph_server)
+    thread = await client.threads.create()
+    result = await client.runs.wait(
+        thread["thread_id"], "a2r", input={"question": QUESTION}, context={"n": 3}
+    )
+    assert set(result) == {"question", "answer", "boxed_answer", "paths", "synthesis", "usage"}
+    assert len(result["paths"]) == 3 and result["answer"].strip()
+    assert result["usage"]["explore"]["calls"] == 3
+    assert result["usage"]["synthesize"]["output_tokens"] > 0
+    state = await client.threads.get_state(thread["thread_id"])
+    assert "<reference3>" in state["values"]["synthesizer_prompt"]
+
+
+async def test_stream_updates_come_stage_by_stage(langgraph_server):
+    client = get_client(url=langgraph_server)
+    nodes, progress = [], []
+    async for part in client.runs.stream(
+        None, "a2r", input={"question": QUESTION}, context={"n": 2},
+        stream_mode=["updates", "custom"],
+    ):
+        if part.event == "updates":
+            nodes.extend(part.data)
+        elif part.event == "custom":
+            progress.append(part.data)
+    assert nodes == ["dispatch", "explore", "explore", "reduce", "synthesize"]
+    assert sorted(event["index"] for event in progress) == [0, 1]
+    assert all(event["event"] == "explorer_done" and event["n"] == 2 for event in progress)
+
+
+async def test_synthesizer_tokens_stream_as_messages(langgraph_server):
+    client = get_client(url=langgraph_server)
+    streamed: dict[str, str] = {}
+    final = None
+    async for part in client.runs.stream(
+        None, "a2r", input={"question": QUESTION}, context={"n": 1},
+        stream_mode=["messages-tuple", "values"],
+    ):
+        if part.event == "messages":
+            chunk, metadata = part.data
+            node = metadata["langgraph_node"]
+            streamed[node] = streamed.get(node, "") + (chunk.get("content") or "")
+        elif part.event == "values":
+            final = part.data
+    assert streamed["synthesize"].strip() == final["synthesis"]["answer"]
+    assert final["synthesis"]["usage"]["output_tokens"] > 0  # usage survives streaming
+
+
+async def test_assistants_carry_their_own_context(langgraph_server):
+    client = get_client(url=langgraph_server)
+    presets = {
+        "symmetric": {"n": 2},
+        "small-to-big": {"n": 3, "min_paths": 2, "synthesizer": {"max_tokens": 16}},
+    }
+    for name, context in presets.items():
+        assistant = await client.assistants.create("a2r", context=context, name=name)
+        result = await client.runs.wait(
+            None, assistant["assistant_id"], input={"question": QUESTION}
+        )
+        assert len(result["paths"]) == context["n"], name
+    assert result["usage"]["synthesize"]["output_tokens"] <= 16
+
+
+async def test_remote_graph_returns_the_local_graphs_shape(langgraph_server, context_for):
+    remote = RemoteGraph("a2r", url=langgraph_server)
+    remote_result = await remote.ainvoke({"question": QUESTION}, context={"n": 2})
+    local_result = await graph.ainvoke({"question": QUESTION}, context=context_for(n=2))
+    assert set(remote_result) == set(local_result)
+    assert set(remote_result["paths"][0]) == set(local_result["paths"][0])
+    assert len(remote_result["paths"]) == 2
+
+
+async def test_tool_over_remote_graph(langgraph_server):
+    tool = as_tool(RemoteGraph("a2r", url=langgraph_server))
+    message = await tool.ainvoke(
+        {"type": "tool_call", "name": tool.name, "id": "1", "args": {"question": QUESTION, "n": 2}}
+    )
+    assert message.content.startswith("Final answer:")
+    assert len(message.artifact["paths"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ({"input": {"question": "  "}}, "input.question: String should have at least 1 character"),
+        ({"input": {}}, "input.question: required"),
+        ({"input": {"qestion": "typo"}}, "input.qestion: Extra inputs are not permitted"),
+        ({"input": {"question": 7}}, "input.question: Input should be a valid string"),
+        ({"input": {"question": "q"}, "context": {"n": 0}}, "context.n: Input should be greater than or equal to 1"),
+        ({"input": {"question": "q"}, "context": {"n": 2, "min_paths": 3}}, "min_paths (3) must be <= n (2)"),
+        ({"input": {"question": "q"}, "context": {"explorer": {"model": "m", "base_url": "nope"}}}, "context.explorer.base_url: Input should be a valid URL"),
+    ],
+)
+async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server, run, message):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=langgraph_server) as http:
+        for path in ("/runs/wait", "/runs/stream", "/runs"):
+            response = await http.post(path, json={"assistant_id": "a2r", **run})
+            assert response.status_code == 422, (path, response.text)
+            assert message in response.json()["detail"]
+        thread = (await http.post("/threads", json={})).json()["thread_id"]
+        response = await http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "a2r", **run})
+        assert response.status_code == 422 and message in response.json()["detail"]
+        runs = (await http.get(f"/threads/{thread}/runs")).json()
+        assert runs == []  # nothing was started or written
+
+
+async def test_assistant_context_is_validated_with_the_run_context(langgraph_server):
+    client = get_client(url=langgraph_server)
+    assistant = await client.assistants.create("a2r", context={"n": 2, "min_paths": 2})
+    import httpx
+
+    async with httpx.AsyncClient(base_url=langgraph_server) as http:
+        response = await http.post(
+            "/runs/wait",
+            json={"assistant_id": assistant["assistant_id"], "input": {"question": "q"}, "context": {"n": 1}},
+        )
+    assert response.status_code == 422
+    assert "min_paths (2) must be <= n (1)" in response.json()["detail"]
