@@ -49,6 +49,14 @@ class ScriptedChatModel(GenericFakeChatModel):
         return ChatResult(generations=[ChatGeneration(message=item)])
 
 
+class ToolCallingFake(ScriptedChatModel):
+    """A scripted agent model that accepts ``bind_tools`` (and remembers the tool names)."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ToolCallingFake:
+        self.__dict__["bound_tools"] = [tool.name for tool in tools]
+        return self
+
+
 def scripted(*items: AIMessage | BaseException) -> ScriptedChatModel:
     return ScriptedChatModel(messages=iter(items))
 

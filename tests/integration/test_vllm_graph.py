@@ -142,3 +142,21 @@ def test_cli_prints_answers_and_the_token_table(vllm_server):
     as_json = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
     result = json.loads(as_json.stdout)
     assert len(result["paths"]) == 2 and result["usage"]["synthesize"]["output_tokens"] > 0
+
+
+async def test_agent_calls_the_a2r_tool_backed_by_the_real_server(context_for):
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from a2r_graph.tool import as_tool
+    from examples.agent import build_agent
+    from tests.fakes import ToolCallingFake
+
+    tool = as_tool(context=context_for(n=2).model_dump(mode="json"))
+    call = {"name": "a2r_reason", "args": {"question": QUESTION}, "id": "call-1"}
+    agent_model = ToolCallingFake(messages=iter([AIMessage("", tool_calls=[call]), AIMessage("done")]))
+    result = await build_agent(agent_model, [tool]).ainvoke({"messages": [("user", QUESTION)]})
+    tool_message = next(m for m in result["messages"] if isinstance(m, ToolMessage))
+    assert tool_message.status == "success", tool_message.content
+    assert tool_message.content.startswith("Final answer:")
+    assert len(tool_message.artifact["paths"]) == 2
+    assert tool_message.artifact["usage"]["synthesize"]["output_tokens"] > 0

@@ -7,13 +7,7 @@ from pydantic import ValidationError
 from a2r_graph import build_graph
 from a2r_graph.tool import as_tool
 from examples.agent import build_agent
-from tests.fakes import ScriptedChatModel, factory, make_context, reply, scripted
-
-
-class ToolCallingFake(ScriptedChatModel):
-    def bind_tools(self, tools, **kwargs):
-        self.__dict__["bound_tools"] = [tool.name for tool in tools]
-        return self
+from tests.fakes import ToolCallingFake, factory, make_context, reply, scripted
 
 
 async def test_agent_calls_a2r_and_reads_its_answer():
@@ -47,3 +41,24 @@ async def test_tool_schema_is_typed_and_validated():
     with pytest.raises(ValidationError, match="n\n  Input should be greater than or equal to 1"):
         await tool.ainvoke({"question": "q", "n": 0})
     assert explorer.calls == []
+
+
+async def test_compiled_graph_works_as_a_subgraph_node():
+    from typing_extensions import TypedDict
+    from langgraph.graph import START, StateGraph
+
+    class Parent(TypedDict, total=False):
+        question: str
+        boxed_answer: str | None
+        note: str
+
+    explorer = scripted(reply("\\boxed{5}"), reply("\\boxed{5}"))
+    a2r = build_graph(factory(explorer, scripted(reply("\\boxed{5}"))))
+    builder = StateGraph(Parent)
+    builder.add_node("a2r", a2r)
+    builder.add_node("report", lambda state: {"note": f"A2R says {state['boxed_answer']}"})
+    builder.add_edge(START, "a2r")
+    builder.add_edge("a2r", "report")
+    parent = builder.compile()
+    result = await parent.ainvoke({"question": "2+3?"}, context=make_context(n=2))
+    assert result["note"] == "A2R says 5"
