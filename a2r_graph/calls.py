@@ -86,7 +86,9 @@ def parse_completion(message: AIMessage, model: str, stage_name: str) -> Complet
             f"the {stage_name} server's reply carried no token usage; A2R accounts only "
             "server-reported tokens: use an OpenAI-compatible server that returns `usage`"
         )
-    trace, answer = split_reasoning(message.text, message.additional_kwargs.get("reasoning_content"))
+    trace, answer = split_reasoning(
+        message.text, message.additional_kwargs.get("reasoning_content")
+    )
     return Completion(
         model=message.response_metadata.get("model_name") or model,
         trace=trace,

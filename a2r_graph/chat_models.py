@@ -48,10 +48,10 @@ class ChatVLLM(ChatOpenAI):
         generation = super()._convert_chunk_to_generation_chunk(
             chunk, default_chunk_class, base_generation_info
         )
-        choices = chunk.get("choices") or []
-        if generation is not None and choices:
-            if reasoning := _reasoning_of(choices[0].get("delta")):
-                generation.message.additional_kwargs["reasoning_content"] = reasoning
+        choices = chunk.get("choices") or [{}]
+        reasoning = _reasoning_of(choices[0].get("delta"))
+        if generation is not None and reasoning:
+            generation.message.additional_kwargs["reasoning_content"] = reasoning
         return generation
 
 

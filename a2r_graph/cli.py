@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 import textwrap
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -65,7 +65,9 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
         if path["error"] is not None:
             out.append(f"  [{path['index'] + 1}] FAILED: {path['error']}")
             continue
-        out.append(f"  [{path['index'] + 1}] boxed: {path['boxed']!s:<12} {_snippet(path['answer'])}")
+        out.append(
+            f"  [{path['index'] + 1}] boxed: {path['boxed']!s:<12} {_snippet(path['answer'])}"
+        )
         if show_traces and path["trace"]:
             out.append(textwrap.indent(path["trace"], "      | "))
     out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]

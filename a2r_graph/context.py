@@ -81,7 +81,6 @@ class A2RContext(BaseSettings):
     def _min_paths_within_n(self) -> A2RContext:
         if self.min_paths > self.n:
             raise ValueError(
-                f"min_paths ({self.min_paths}) must be <= n ({self.n}): "
-                "lower min_paths or raise n"
+                f"min_paths ({self.min_paths}) must be <= n ({self.n}): lower min_paths or raise n"
             )
         return self

@@ -60,7 +60,11 @@ def describe_validation_error(
     lines = [f"invalid {error.title} ({error.error_count()} problem(s)):"]
     for problem in error.errors():
         field = field_prefix + (".".join(str(part) for part in problem["loc"]) or "value")
-        env = env_prefix + "__".join(str(part).upper() for part in problem["loc"]) if env_prefix else None
+        env = (
+            env_prefix + "__".join(str(part).upper() for part in problem["loc"])
+            if env_prefix
+            else None
+        )
         if problem["type"] == "missing":
             fix = f"set {env} or pass the matching --option" if env else "add it"
             lines.append(f"  {field}: required: {fix}")

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -38,8 +39,10 @@ class ValidateA2RRuns:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not RUN_CREATE.match(
-            scope["path"]
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not RUN_CREATE.match(scope["path"])
         ):
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
@@ -82,7 +85,7 @@ async def _assistant(assistant_id: Any) -> dict | None:
 
     try:
         return dict(await get_client().assistants.get(assistant_id))
-    except Exception:  # unknown assistant: the server itself answers 404
+    except httpx.HTTPStatusError:  # unknown assistant: the server itself answers 404
         return None
 
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +39,7 @@ class Server:
             text = response.read().decode()
         totals: dict[str, float] = {}
         for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
-            pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", re.M)
+            pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", re.MULTILINE)
             totals[name] = sum(float(value) for value in pattern.findall(text))
         return totals
 
@@ -76,12 +82,16 @@ def context_for(vllm_server: Server):
     return build
 
 
-def _free_port() -> int:
-    import socket
-
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dead_endpoint() -> str:
+    """A base URL on a loopback port nobody listens on."""
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +101,8 @@ def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
     Its A2R_* environment points both stages at the vLLM test server, so the default
     assistant works without a context.
     """
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -112,12 +117,24 @@ def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
     }
     log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
     command = [
-        str(Path(sys.executable).with_name("langgraph")), "dev", "--no-browser", "--no-reload",
-        "--host", "127.0.0.1", "--port", str(port), "--config", str(root / "langgraph.json"),
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(root / "langgraph.json"),
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command,
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -135,8 +152,6 @@ def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
                 time.sleep(0.5)
         yield url
     finally:
-        import signal
-
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)

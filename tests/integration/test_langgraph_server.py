@@ -31,7 +31,10 @@ async def test_stream_updates_come_stage_by_stage(langgraph_server):
     client = get_client(url=langgraph_server)
     nodes, progress = [], []
     async for part in client.runs.stream(
-        None, "a2r", input={"question": QUESTION}, context={"n": 2},
+        None,
+        "a2r",
+        input={"question": QUESTION},
+        context={"n": 2},
         stream_mode=["updates", "custom"],
     ):
         if part.event == "updates":
@@ -48,7 +51,10 @@ async def test_synthesizer_tokens_stream_as_messages(langgraph_server):
     streamed: dict[str, str] = {}
     final = None
     async for part in client.runs.stream(
-        None, "a2r", input={"question": QUESTION}, context={"n": 1},
+        None,
+        "a2r",
+        input={"question": QUESTION},
+        context={"n": 1},
         stream_mode=["messages-tuple", "values"],
     ):
         if part.event == "messages":
@@ -101,9 +107,21 @@ async def test_tool_over_remote_graph(langgraph_server):
         ({"input": {}}, "input.question: required"),
         ({"input": {"qestion": "typo"}}, "input.qestion: Extra inputs are not permitted"),
         ({"input": {"question": 7}}, "input.question: Input should be a valid string"),
-        ({"input": {"question": "q"}, "context": {"n": 0}}, "context.n: Input should be greater than or equal to 1"),
-        ({"input": {"question": "q"}, "context": {"n": 2, "min_paths": 3}}, "min_paths (3) must be <= n (2)"),
-        ({"input": {"question": "q"}, "context": {"explorer": {"model": "m", "base_url": "nope"}}}, "context.explorer.base_url: Input should be a valid URL"),
+        (
+            {"input": {"question": "q"}, "context": {"n": 0}},
+            "context.n: Input should be greater than or equal to 1",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"n": 2, "min_paths": 3}},
+            "min_paths (3) must be <= n (2)",
+        ),
+        (
+            {
+                "input": {"question": "q"},
+                "context": {"explorer": {"model": "m", "base_url": "nope"}},
+            },
+            "context.explorer.base_url: Input should be a valid URL",
+        ),
     ],
 )
 async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server, run, message):
@@ -115,7 +133,9 @@ async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server,
             assert response.status_code == 422, (path, response.text)
             assert message in response.json()["detail"]
         thread = (await http.post("/threads", json={})).json()["thread_id"]
-        response = await http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "a2r", **run})
+        response = await http.post(
+            f"/threads/{thread}/runs/wait", json={"assistant_id": "a2r", **run}
+        )
         assert response.status_code == 422 and message in response.json()["detail"]
         runs = (await http.get(f"/threads/{thread}/runs")).json()
         assert runs == []  # nothing was started or written
@@ -129,7 +149,11 @@ async def test_assistant_context_is_validated_with_the_run_context(langgraph_ser
     async with httpx.AsyncClient(base_url=langgraph_server) as http:
         response = await http.post(
             "/runs/wait",
-            json={"assistant_id": assistant["assistant_id"], "input": {"question": "q"}, "context": {"n": 1}},
+            json={
+                "assistant_id": assistant["assistant_id"],
+                "input": {"question": "q"},
+                "context": {"n": 1},
+            },
         )
     assert response.status_code == 422
     assert "min_paths (2) must be <= n (1)" in response.json()["detail"]

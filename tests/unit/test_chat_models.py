@@ -42,14 +42,31 @@ async def test_reasoning_field_is_kept(field):
 
 
 async def test_streamed_reasoning_is_kept():
-    deltas = [{"role": "assistant", "reasoning": "think "}, {"reasoning": "more"}, {"content": "ok"}]
+    deltas = [
+        {"role": "assistant", "reasoning": "think "},
+        {"reasoning": "more"},
+        {"content": "ok"},
+    ]
     chunks = [
-        {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
         for delta in deltas
     ]
-    chunks.append({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                   "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
+    chunks.append(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+    )
     sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
 
     def handler(request):
@@ -67,7 +84,9 @@ async def test_streamed_reasoning_is_kept():
 
 def test_clients_are_shared_per_endpoint_not_built_per_call():
     stage = StageConfig(model="m")
-    assert vllm_chat_model(stage, 60) is vllm_chat_model(stage.model_copy(update={"temperature": 0}), 60)
+    assert vllm_chat_model(stage, 60) is vllm_chat_model(
+        stage.model_copy(update={"temperature": 0}), 60
+    )
     assert vllm_chat_model(stage, 60) is not vllm_chat_model(StageConfig(model="other"), 60)
 
 

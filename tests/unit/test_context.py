@@ -5,8 +5,8 @@ import pytest
 from pydantic import ValidationError
 
 from a2r_graph.cli import _parser, context_from_args
-from a2r_graph.errors import describe_validation_error
 from a2r_graph.context import A2RContext
+from a2r_graph.errors import describe_validation_error
 
 BOTH = {"explorer": {"model": "e"}, "synthesizer": {"model": "s"}}
 
@@ -41,7 +41,11 @@ def test_defaults():
         ({"max_attempts": 0}, "max_attempts", "greater_than_equal"),
         ({"explorer": {"model": "e", "temperature": 3}}, "explorer.temperature", "less_than_equal"),
         ({"explorer": {"model": "e", "top_p": 0}}, "explorer.top_p", "greater_than"),
-        ({"synthesizer": {"model": "s", "max_tokens": 0}}, "synthesizer.max_tokens", "greater_than_equal"),
+        (
+            {"synthesizer": {"model": "s", "max_tokens": 0}},
+            "synthesizer.max_tokens",
+            "greater_than_equal",
+        ),
         ({"explorer": {"model": "e", "base_url": "not a url"}}, "explorer.base_url", "url_parsing"),
         ({"explorer": {"model": ""}}, "explorer.model", "string_too_short"),
         ({"explorer": {"model": "e", "tempreature": 1}}, "explorer.tempreature", "extra_forbidden"),
@@ -89,8 +93,22 @@ def test_missing_model_names_the_variable_to_set():
 
 def test_cli_flags_fill_both_stages():
     args = _parser().parse_args(
-        ["ask", "q", "--explorer-model", "e", "--synthesizer-model", "s", "--n", "3",
-         "--max-tokens", "64", "--seed", "5", "--synthesizer-url", "http://h:9/v1"]
+        [
+            "ask",
+            "q",
+            "--explorer-model",
+            "e",
+            "--synthesizer-model",
+            "s",
+            "--n",
+            "3",
+            "--max-tokens",
+            "64",
+            "--seed",
+            "5",
+            "--synthesizer-url",
+            "http://h:9/v1",
+        ]
     )
     context = context_from_args(args)
     assert context.n == 3
@@ -101,9 +119,23 @@ def test_cli_flags_fill_both_stages():
 
 def test_cli_reports_bad_configuration_without_calling_a_server():
     shown = subprocess.run(
-        [sys.executable, "-m", "a2r_graph.cli", "ask", "q", "--n", "0",
-         "--explorer-model", "e", "--synthesizer-model", "s"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "a2r_graph.cli",
+            "ask",
+            "q",
+            "--n",
+            "0",
+            "--explorer-model",
+            "e",
+            "--synthesizer-model",
+            "s",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert shown.returncode == 2
     assert "n: Input should be greater than or equal to 1 (got 0; env A2R_N)" in shown.stderr

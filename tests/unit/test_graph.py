@@ -33,7 +33,11 @@ def status_error(status, message):
 
 def explorer_replies(n):
     return [
-        reply(f"<think>trace {i}</think>answer {i}: \\boxed{{{i}}}", input_tokens=100 + i, output_tokens=10 * (i + 1))
+        reply(
+            f"<think>trace {i}</think>answer {i}: \\boxed{{{i}}}",
+            input_tokens=100 + i,
+            output_tokens=10 * (i + 1),
+        )
         for i in range(n)
     ]
 
@@ -45,7 +49,11 @@ async def run(explorer_model, synthesizer_model, question="What is 6*7?", **cont
 
 async def test_n_paths_are_kept_in_order_with_traces_out_of_the_references():
     explorer = scripted(*explorer_replies(4))
-    synthesizer = scripted(reply("I checked: \\boxed{42}", reasoning="weighing refs", input_tokens=500, output_tokens=50))
+    synthesizer = scripted(
+        reply(
+            "I checked: \\boxed{42}", reasoning="weighing refs", input_tokens=500, output_tokens=50
+        )
+    )
     result = await run(explorer, synthesizer, n=4)
 
     assert [p["index"] for p in result["paths"]] == [0, 1, 2, 3]
@@ -125,7 +133,9 @@ async def test_client_error_is_not_retried_and_keeps_the_servers_message():
         await run(explorer, scripted(), n=1)
     assert len(explorer.calls) == 1
     assert caught.value.status == 404
-    assert "explorer request to http://127.0.0.1:8000/v1 (model 'explorer-model')" in str(caught.value)
+    assert "explorer request to http://127.0.0.1:8000/v1 (model 'explorer-model')" in str(
+        caught.value
+    )
     assert "The model `nope` does not exist." in str(caught.value)
 
 
@@ -137,7 +147,10 @@ async def test_failed_paths_below_min_paths_stop_the_run_with_every_reason():
     error = caught.value
     assert (error.succeeded, error.min_paths) == (1, 2)
     assert len(error.failures) == 1
-    assert "explorer endpoint http://127.0.0.1:8000/v1 (model 'explorer-model') failed after 1 attempt(s)" in str(error)
+    assert (
+        "explorer endpoint http://127.0.0.1:8000/v1 (model 'explorer-model') failed after 1 attempt(s)"
+        in str(error)
+    )
     assert synthesizer.calls == []
 
 
@@ -165,7 +178,9 @@ async def test_path_without_an_answer_component_is_unusable():
 
 async def test_synthesizer_outage_fails_the_run_clearly():
     synthesizer = scripted(connection_error(), connection_error())
-    with pytest.raises(EndpointUnavailableError, match="synthesizer endpoint .* failed after 2 attempt"):
+    with pytest.raises(
+        EndpointUnavailableError, match="synthesizer endpoint .* failed after 2 attempt"
+    ):
         await run(scripted(*explorer_replies(1)), synthesizer, n=1, max_attempts=2)
 
 
@@ -212,5 +227,10 @@ def test_module_level_graph_is_compiled_with_the_a2r_shape():
     assert {"dispatch", "explore", "reduce", "synthesize"} <= nodes
     assert graph.name == "a2r"
     assert set(graph.get_output_jsonschema()["properties"]) == {
-        "question", "answer", "boxed_answer", "paths", "synthesis", "usage"
+        "question",
+        "answer",
+        "boxed_answer",
+        "paths",
+        "synthesis",
+        "usage",
     }

@@ -41,5 +41,7 @@ def test_prompts_dir_overrides_one_file_and_keeps_the_other(tmp_path):
 
 def test_prompt_file_without_its_placeholder_is_rejected_with_the_fix(tmp_path):
     (tmp_path / "synthesizer.txt").write_text("Question: {question}")
-    with pytest.raises(ValueError, match=r"synthesizer.txt lacks the placeholder\(s\) \{references\}"):
+    with pytest.raises(
+        ValueError, match=r"synthesizer.txt lacks the placeholder\(s\) \{references\}"
+    ):
         load_prompt("synthesizer", tmp_path)

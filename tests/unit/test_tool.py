@@ -44,8 +44,8 @@ async def test_tool_schema_is_typed_and_validated():
 
 
 async def test_compiled_graph_works_as_a_subgraph_node():
-    from typing_extensions import TypedDict
     from langgraph.graph import START, StateGraph
+    from typing_extensions import TypedDict
 
     class Parent(TypedDict, total=False):
         question: str
