@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 
@@ -57,6 +58,13 @@ def merge_paths(left: list[ExplorerPath], right: list[ExplorerPath]) -> list[Exp
 
 class A2RInput(TypedDict):
     question: str
+
+
+class A2RInputModel(BaseModel):
+    """What makes an ``A2RInput`` valid; checked by the map step and by LangGraph Server."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    question: str = Field(min_length=1, description="The problem to solve.")
 
 
 class A2ROutput(TypedDict):

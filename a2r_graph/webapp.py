@@ -2,7 +2,7 @@
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
 later as a run error. The middleware validates the run request first, the way the graph
-would: ``input`` against :class:`A2RRunInput`, and the assistant's context merged with the
+would: ``input`` against :class:`A2RInputModel`, and the assistant's context merged with the
 run's context (the server's own shallow merge) against :class:`A2RContext`.
 """
 
@@ -13,23 +13,18 @@ import re
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from langgraph_sdk import get_client
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import describe_validation_error
+from a2r_graph.state import A2RInputModel
 
 GRAPH_ID = "a2r"
 RUN_CREATE = re.compile(r"^/(?:threads/[^/]+/)?runs(?:/wait|/stream)?/?$")
-
-
-class A2RRunInput(BaseModel):
-    """The graph's input as LangGraph Server receives it."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    question: str = Field(min_length=1, description="The problem to solve.")
 
 
 class ValidateA2RRuns:
@@ -65,7 +60,7 @@ async def run_request_problem(body: bytes) -> str | None:
         return None
     if payload.get("input") is not None or payload.get("command") is None:
         try:
-            A2RRunInput.model_validate(payload.get("input"))
+            A2RInputModel.model_validate(payload.get("input"))
         except ValidationError as error:
             return describe_validation_error(error, field_prefix="input.", env_prefix=None)
     context = {**(assistant.get("context") or {}), **(payload.get("context") or {})}
@@ -81,9 +76,7 @@ async def _assistant(assistant_id: Any) -> dict | None:
         return {"graph_id": GRAPH_ID, "context": {}}
     if not isinstance(assistant_id, str):
         return None
-    from langgraph_sdk import get_client  # in-process client of this server
-
-    try:
+    try:  # get_client() without a URL talks to this server in-process
         return dict(await get_client().assistants.get(assistant_id))
     except httpx.HTTPStatusError:  # unknown assistant: the server itself answers 404
         return None

@@ -27,16 +27,18 @@ async def test_runs_wait_returns_the_answer_with_usage(langgraph_server):
     assert "<reference3>" in state["values"]["synthesizer_prompt"]
 
 
-async def test_stream_updates_come_stage_by_stage(langgraph_server):
-    client = get_client(url=langgraph_server)
-    nodes, progress = [], []
+async def stream(url: str, n: int, modes: list[str]):
+    """A stateless streamed run of the a2r graph with N explorers."""
+    client = get_client(url=url)
     async for part in client.runs.stream(
-        None,
-        "a2r",
-        input={"question": QUESTION},
-        context={"n": 2},
-        stream_mode=["updates", "custom"],
+        None, "a2r", input={"question": QUESTION}, context={"n": n}, stream_mode=modes
     ):
+        yield part
+
+
+async def test_stream_updates_come_stage_by_stage(langgraph_server):
+    nodes, progress = [], []
+    async for part in stream(langgraph_server, 2, ["updates", "custom"]):
         if part.event == "updates":
             nodes.extend(part.data)
         elif part.event == "custom":
@@ -47,16 +49,9 @@ async def test_stream_updates_come_stage_by_stage(langgraph_server):
 
 
 async def test_synthesizer_tokens_stream_as_messages(langgraph_server):
-    client = get_client(url=langgraph_server)
     streamed: dict[str, str] = {}
     final = None
-    async for part in client.runs.stream(
-        None,
-        "a2r",
-        input={"question": QUESTION},
-        context={"n": 1},
-        stream_mode=["messages-tuple", "values"],
-    ):
+    async for part in stream(langgraph_server, 1, ["messages-tuple", "values"]):
         if part.event == "messages":
             chunk, metadata = part.data
             node = metadata["langgraph_node"]
