@@ -41,6 +41,7 @@ async def complete(
     context: A2RContext,
     *,
     seed: int | None = None,
+    path_index: int | None = None,
 ) -> Completion:
     """Send ``prompt`` as one user message and parse the reply.
 
@@ -62,6 +63,7 @@ async def complete(
                 async with asyncio.timeout(context.request_timeout_s):
                     message = await model.ainvoke(
                         [HumanMessage(prompt)],
+                        {"metadata": call_metadata(stage_name, stage, path_index)},
                         temperature=stage.temperature,
                         top_p=stage.top_p,
                         max_tokens=stage.max_tokens,
@@ -77,10 +79,24 @@ async def complete(
         raise ModelRequestError(
             stage_name, stage.url, stage.model, rejected.status_code, _server_message(rejected)
         ) from rejected
-    return parse_completion(message, stage.model, stage_name)
+    return parse_completion(message, stage, stage_name)
 
 
-def parse_completion(message: AIMessage, model: str, stage_name: str) -> Completion:
+def call_metadata(stage_name: str, stage: StageConfig, path_index: int | None) -> dict:
+    """What the tracer (a2r_graph.tracing) records about a call beyond LangChain's own."""
+    metadata = {
+        "a2r.stage": stage_name,
+        "a2r.model": stage.model,
+        "a2r.base_url": stage.url,
+        "a2r.input_price_per_mtok": stage.input_price_per_mtok,
+        "a2r.output_price_per_mtok": stage.output_price_per_mtok,
+    }
+    if path_index is not None:
+        metadata["a2r.path.index"] = path_index
+    return metadata
+
+
+def parse_completion(message: AIMessage, stage: StageConfig, stage_name: str) -> Completion:
     if message.usage_metadata is None:
         raise MissingUsageError(
             f"the {stage_name} server's reply carried no token usage; A2R accounts only "
@@ -89,15 +105,16 @@ def parse_completion(message: AIMessage, model: str, stage_name: str) -> Complet
     trace, answer = split_reasoning(
         message.text, message.additional_kwargs.get("reasoning_content")
     )
+    tokens_in = message.usage_metadata["input_tokens"]
+    tokens_out = message.usage_metadata["output_tokens"]
     return Completion(
-        model=message.response_metadata.get("model_name") or model,
+        model=message.response_metadata.get("model_name") or stage.model,
         trace=trace,
         answer=answer,
         boxed=last_boxed(answer),
         finish_reason=message.response_metadata.get("finish_reason"),
         usage=TokenUsage(
-            input_tokens=message.usage_metadata["input_tokens"],
-            output_tokens=message.usage_metadata["output_tokens"],
+            input_tokens=tokens_in, output_tokens=tokens_out, cost=stage.cost(tokens_in, tokens_out)
         ),
     )
 

@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=float, help="sampling temperature, both stages")
     ask.add_argument("--seed", type=int, help="sampling seed (explorer path i uses seed+i)")
     ask.add_argument("--timeout", type=float, help="seconds per model call")
+    for stage in ("explorer", "synthesizer"):
+        for kind in ("input", "output"):
+            ask.add_argument(
+                f"--{stage}-{kind}-price",
+                type=float,
+                help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
+            )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--show-traces", action="store_true", help="print explorer reasoning traces")
     return parser
@@ -51,6 +58,8 @@ def context_from_args(args: argparse.Namespace) -> A2RContext:
         stage_fields = {
             "base_url": getattr(args, f"{stage}_url"),
             "model": getattr(args, f"{stage}_model"),
+            "input_price_per_mtok": getattr(args, f"{stage}_input_price"),
+            "output_price_per_mtok": getattr(args, f"{stage}_output_price"),
             **shared,
         }
         fields[stage] = {k: v for k, v in stage_fields.items() if v is not None}
@@ -73,13 +82,13 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
     out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
     final = result["boxed_answer"] or r"(no \boxed{} in the synthesizer's answer)"
     out += ["", f"Final answer: {final}", ""]
-    out.append(f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}")
-    totals = [0, 0, 0]
-    for stage, usage in result["usage"].items():
-        row = [usage["calls"], usage["input_tokens"], usage["output_tokens"]]
-        totals = [a + b for a, b in zip(totals, row, strict=True)]
-        out.append(f"{stage:<12}{row[0]:>6}{row[1]:>15}{row[2]:>15}")
-    out.append(f"{'total':<12}{totals[0]:>6}{totals[1]:>15}{totals[2]:>15}")
+    out.append(f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}")
+    for stage in ("explore", "synthesize", "total"):
+        usage = result["usage"][stage]
+        out.append(
+            f"{stage:<12}{usage['calls']:>6}{usage['input_tokens']:>15}"
+            f"{usage['output_tokens']:>15}{usage['cost']:>12.6f}"
+        )
     out.append(f"\nwall time: {wall_s:.1f} s")
     return "\n".join(out)
 

@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def token_cost(
+    input_tokens: int, output_tokens: int, input_price_per_mtok: float, output_price_per_mtok: float
+) -> float:
+    """The paper's Tin * Pin + Tout * Pout, prices per 1M tokens."""
+    return (input_tokens * input_price_per_mtok + output_tokens * output_price_per_mtok) / 1e6
+
+
 class StageConfig(BaseModel):
     """One model endpoint (explorer or synthesizer) and how to sample from it."""
 
@@ -42,10 +49,22 @@ class StageConfig(BaseModel):
         default_factory=dict,
         description="Extra request fields for vLLM, e.g. {'top_k': 20}.",
     )
+    input_price_per_mtok: float = Field(
+        0.0, ge=0, description="Price of 1M input (prompt) tokens, in your currency."
+    )
+    output_price_per_mtok: float = Field(
+        0.0, ge=0, description="Price of 1M output (completion) tokens, in your currency."
+    )
 
     @property
     def url(self) -> str:
         return str(self.base_url).rstrip("/")
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """One call's cost at this endpoint's prices."""
+        return token_cost(
+            input_tokens, output_tokens, self.input_price_per_mtok, self.output_price_per_mtok
+        )
 
 
 class A2RContext(BaseSettings):

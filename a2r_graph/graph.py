@@ -7,17 +7,25 @@ from functools import partial
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
+from opentelemetry.trace import TracerProvider
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
 from a2r_graph.nodes import dispatch, explore, reduce, synthesize
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
+from a2r_graph.tracing import A2RTracer, configure_from_env
 
 
 def build_graph(
-    chat_model: ChatModelFactory = vllm_chat_model, checkpointer: Checkpointer = None
+    chat_model: ChatModelFactory = vllm_chat_model,
+    checkpointer: Checkpointer = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> CompiledStateGraph[A2RState, A2RContext, A2RInput, A2ROutput]:
-    """Compile the A2R graph; ``chat_model`` maps a stage's endpoint to a chat model."""
+    """Compile the A2R graph.
+
+    ``chat_model`` maps a stage's endpoint to a chat model; spans go to ``tracer_provider``
+    (default: the global OpenTelemetry provider).
+    """
     builder = StateGraph(
         A2RState, context_schema=A2RContext, input_schema=A2RInput, output_schema=A2ROutput
     )
@@ -29,8 +37,10 @@ def build_graph(
     builder.add_edge("explore", "reduce")
     builder.add_edge("reduce", "synthesize")
     builder.add_edge("synthesize", END)
-    return builder.compile(checkpointer=checkpointer, name="a2r")
+    compiled = builder.compile(checkpointer=checkpointer, name="a2r")
+    return compiled.with_config(callbacks=[A2RTracer(tracer_provider)])
 
 
+configure_from_env()
 graph = build_graph()
 """The compiled graph with vLLM endpoints, for LangGraph Server and direct import."""

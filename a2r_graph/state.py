@@ -10,10 +10,12 @@ from typing_extensions import TypedDict
 
 
 class TokenUsage(TypedDict):
-    """Tokens of one model call, as the server's ``usage`` reported them."""
+    """Tokens of one model call, as the server's ``usage`` reported them, and their cost."""
 
     input_tokens: int
     output_tokens: int
+    cost: float
+    """input_tokens * input price + output_tokens * output price (StageConfig, per 1M)."""
 
 
 class Completion(TypedDict):
@@ -42,6 +44,7 @@ class StageUsage(TypedDict):
     calls: int
     input_tokens: int
     output_tokens: int
+    cost: float
 
 
 class ExplorerTask(TypedDict):
@@ -76,7 +79,8 @@ class A2ROutput(TypedDict):
     paths: list[ExplorerPath]
     synthesis: Completion
     usage: dict[str, StageUsage]
-    """Per stage ("explore", "synthesize"): calls and server-reported tokens."""
+    """Keys "explore", "synthesize" and "total": calls, server-reported tokens and cost.
+    Per-path figures are in ``paths[i]["usage"]``, the synthesizer's in ``synthesis``."""
 
 
 class A2RState(A2RInput, A2ROutput):
@@ -87,9 +91,20 @@ class A2RState(A2RInput, A2ROutput):
 
 
 def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:
-    """Sum the server-reported usage of one stage's calls."""
+    """Sum the server-reported usage, and cost, of one stage's calls."""
     return StageUsage(
         calls=len(completions),
         input_tokens=sum(c["usage"]["input_tokens"] for c in completions),
         output_tokens=sum(c["usage"]["output_tokens"] for c in completions),
+        cost=sum(c["usage"]["cost"] for c in completions),
+    )
+
+
+def total_usage(*stages: StageUsage) -> StageUsage:
+    """Cost = Cost_E + Cost_S (and the same sums for calls and tokens)."""
+    return StageUsage(
+        calls=sum(s["calls"] for s in stages),
+        input_tokens=sum(s["input_tokens"] for s in stages),
+        output_tokens=sum(s["output_tokens"] for s in stages),
+        cost=sum(s["cost"] for s in stages),
     )

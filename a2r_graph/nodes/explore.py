@@ -26,6 +26,7 @@ async def explore(
             stage,
             context,
             seed=None if stage.seed is None else stage.seed + index,
+            path_index=index,
         )
     except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
         path = failed_path(index, stage.model, str(error))
@@ -59,5 +60,5 @@ def failed_path(index: int, model: str, error: str) -> ExplorerPath:
         answer="",
         boxed=None,
         finish_reason=None,
-        usage=TokenUsage(input_tokens=0, output_tokens=0),
+        usage=TokenUsage(input_tokens=0, output_tokens=0, cost=0.0),
     )

@@ -8,7 +8,7 @@ from a2r_graph.calls import complete
 from a2r_graph.chat_models import ChatModelFactory
 from a2r_graph.context import A2RContext
 from a2r_graph.runtime import context_of
-from a2r_graph.state import A2RState, stage_usage
+from a2r_graph.state import A2RState, stage_usage, total_usage
 
 
 async def synthesize(
@@ -24,9 +24,13 @@ async def synthesize(
         context,
         seed=stage.seed,
     )
+    synthesize_usage = stage_usage([synthesis])
     return {
         "synthesis": synthesis,
         "answer": synthesis["answer"],
         "boxed_answer": synthesis["boxed"],
-        "usage": {"synthesize": stage_usage([synthesis])},
+        "usage": {
+            "synthesize": synthesize_usage,
+            "total": total_usage(state["usage"]["explore"], synthesize_usage),
+        },
     }

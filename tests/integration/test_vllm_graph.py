@@ -123,6 +123,10 @@ def test_cli_prints_answers_and_the_token_table(vllm_server):
         "A2R_EXPLORER__MODEL": vllm_server.model_name,
         "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
         "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
+        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.5",
+        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "2",
+        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.5",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "2",
     }
     command = [
         sys.executable,
@@ -148,7 +152,11 @@ def test_cli_prints_answers_and_the_token_table(vllm_server):
     }
     assert rows["explore"][0] == "2" and rows["synthesize"][0] == "1" and rows["total"][0] == "3"
     assert int(rows["total"][1]) == int(rows["explore"][1]) + int(rows["synthesize"][1])
-    assert all(int(value) > 0 for row in rows.values() for value in row)
+    assert all(int(value) > 0 for row in rows.values() for value in row[:3])
+    # prices: 0.5 in / 2.0 out per 1M tokens for both stages (set below)
+    for stage, row in rows.items():
+        expected = (int(row[1]) * 0.5 + int(row[2]) * 2.0) / 1e6
+        assert float(row[3]) == pytest.approx(expected, abs=1e-6), stage
 
     as_json = subprocess.run(
         [*command, "--json"], env=env, check=False, capture_output=True, text=True, timeout=300

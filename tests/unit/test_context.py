@@ -49,6 +49,11 @@ def test_defaults():
         ({"explorer": {"model": "e", "base_url": "not a url"}}, "explorer.base_url", "url_parsing"),
         ({"explorer": {"model": ""}}, "explorer.model", "string_too_short"),
         ({"explorer": {"model": "e", "tempreature": 1}}, "explorer.tempreature", "extra_forbidden"),
+        (
+            {"synthesizer": {"model": "s", "output_price_per_mtok": -1}},
+            "synthesizer.output_price_per_mtok",
+            "greater_than_equal",
+        ),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_range(fields, field, kind):

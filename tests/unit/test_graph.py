@@ -70,14 +70,56 @@ async def test_n_paths_are_kept_in_order_with_traces_out_of_the_references():
     assert result["synthesis"]["trace"] == "weighing refs"
 
 
-async def test_usage_is_recorded_per_path_and_summed_per_stage():
+async def test_usage_and_cost_are_recorded_per_path_per_stage_and_in_total():
     explorer = scripted(*explorer_replies(3))
     synthesizer = scripted(reply("\\boxed{1}", input_tokens=321, output_tokens=12))
-    result = await run(explorer, synthesizer, n=3)
-    per_path = [p["usage"] for p in result["paths"]]
-    assert sum(u["input_tokens"] for u in per_path) == 100 + 101 + 102
-    assert result["usage"]["explore"] == {"calls": 3, "input_tokens": 303, "output_tokens": 60}
-    assert result["usage"]["synthesize"] == {"calls": 1, "input_tokens": 321, "output_tokens": 12}
+    result = await run(
+        explorer,
+        synthesizer,
+        n=3,
+        explorer={
+            "model": "explorer-model",
+            "input_price_per_mtok": 0.5,
+            "output_price_per_mtok": 2,
+        },
+        synthesizer={
+            "model": "synthesizer-model",
+            "input_price_per_mtok": 1,
+            "output_price_per_mtok": 4,
+        },
+    )
+    # By hand: path i has 100+i input and 10(i+1) output tokens.
+    assert [p["usage"]["cost"] for p in result["paths"]] == pytest.approx(
+        [(100 * 0.5 + 10 * 2) / 1e6, (101 * 0.5 + 20 * 2) / 1e6, (102 * 0.5 + 30 * 2) / 1e6]
+    )
+    usage = result["usage"]
+    assert usage["explore"] == {
+        "calls": 3,
+        "input_tokens": 303,
+        "output_tokens": 60,
+        "cost": pytest.approx(271.5e-6),
+    }
+    assert usage["synthesize"] == {
+        "calls": 1,
+        "input_tokens": 321,
+        "output_tokens": 12,
+        "cost": pytest.approx(369e-6),
+    }
+    assert usage["total"] == {
+        "calls": 4,
+        "input_tokens": 624,
+        "output_tokens": 72,
+        "cost": pytest.approx(640.5e-6),
+    }
+
+
+def test_cost_follows_the_papers_formula():
+    from a2r_graph.context import StageConfig
+
+    stage = StageConfig(model="m", input_price_per_mtok=0.2, output_price_per_mtok=0.8)
+    assert stage.cost(1_000_000, 0) == pytest.approx(0.2)
+    assert stage.cost(130, 18_600) == pytest.approx((130 * 0.2 + 18_600 * 0.8) / 1e6)
+    assert StageConfig(model="m").cost(10**9, 10**9) == 0.0
 
 
 class BarrierChatModel(ScriptedChatModel):

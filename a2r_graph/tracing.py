@@ -1,0 +1,328 @@
+"""OpenTelemetry spans for A2R runs (GenAI semantic conventions), from LangChain callbacks.
+
+One run gives this tree, however the explorer branches interleave:
+
+    invoke_workflow a2r                       run: n, token sums, cost
+      explore                                 stage: its calls' token sums and cost
+        chat {model}  (CLIENT) x N            one per model request, retries included
+      reduce
+      synthesize
+        chat {model}  (CLIENT)
+
+Callbacks (not code in the nodes) carry the spans, so they nest correctly wherever the
+graph runs: ``ainvoke``, LangGraph Server, a subgraph or a tool. Spans go to the global
+TracerProvider; ``configure_from_env`` installs one exporting OTLP when the standard
+``OTEL_EXPORTER_OTLP_*`` variables ask for it. Prompt and completion text are recorded only
+when ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+
+from a2r_graph.context import token_cost
+
+GRAPH_NAME = "a2r"
+STAGES = ("explore", "reduce", "synthesize")
+PROVIDER = "vllm"
+CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+METADATA_PREFIX = "a2r."  # call metadata set by a2r_graph.calls.complete
+
+
+def configure_from_env() -> bool:
+    """Install an OTLP-exporting TracerProvider when the OTel environment asks for one.
+
+    Does nothing (and costs nothing) unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, ``OTEL_SDK_DISABLED`` is not true, and no
+    SDK provider is installed yet (an application's own setup wins).
+    """
+    wanted = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not wanted or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    if isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+        return False
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+    provider = SdkTracerProvider(resource=Resource.create({"service.name": "a2r-graph"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def capture_content() -> bool:
+    return os.environ.get(CAPTURE_CONTENT, "").strip().lower() == "true"
+
+
+@dataclass
+class _Totals:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, usage: dict[str, Any]) -> None:
+        self.input_tokens += usage["input_tokens"]
+        self.output_tokens += usage["output_tokens"]
+        self.cost += usage["cost"]
+
+
+@dataclass
+class _Run:
+    """One A2R graph run's open spans."""
+
+    span: Span
+    stages: dict[str, Span] = field(default_factory=dict)
+    explore_calls: int = 0
+    explore_totals: _Totals = field(default_factory=_Totals)
+    explore_end_ns: int | None = None
+
+
+@dataclass
+class _Call:
+    span: Span
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+
+
+class A2RTracer(BaseCallbackHandler):
+    """LangChain callback handler that turns A2R runs into OpenTelemetry spans.
+
+    It keeps, per callback run id: which graph run it belongs to, the span its children
+    nest under, and (for node tasks and model calls) the span it owns.
+    """
+
+    run_inline = True  # called in the caller's task: no thread hop, ordered with the run
+
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        self._tracer_provider = tracer_provider
+        self._runs: dict[UUID, _Run] = {}  # graph run id -> its spans
+        self._run_of: dict[UUID, UUID] = {}  # descendant run id -> graph run id
+        self._span_of: dict[UUID, Span] = {}  # run id -> the span its children nest under
+        self._stage_of: dict[UUID, str] = {}  # node task run id -> its stage
+        self._calls: dict[UUID, _Call] = {}  # model call run id -> its span
+
+    @property
+    def _tracer(self) -> trace.Tracer:
+        return trace.get_tracer("a2r_graph", tracer_provider=self._tracer_provider)
+
+    # -- chains: the graph run and its nodes ----------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = kwargs.get("name")
+        graph_run = self._run_of.get(parent_run_id) if parent_run_id else None
+        if graph_run is None:
+            if name == GRAPH_NAME:
+                self._start_run(run_id, metadata or {})
+            return
+        self._run_of[run_id] = graph_run
+        is_node_task = parent_run_id == graph_run and (metadata or {}).get("langgraph_node") == name
+        if is_node_task and name in STAGES:
+            self._span_of[run_id] = self._start_stage(self._runs[graph_run], name)
+            self._stage_of[run_id] = name
+            return
+        if parent_run_id in self._span_of:
+            self._span_of[run_id] = self._span_of[parent_run_id]
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._chain_done(run_id, outputs, None)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._chain_done(run_id, None, error)
+
+    def _chain_done(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
+        if run_id in self._runs:
+            self._end_run(run_id, outputs, error)
+            return
+        graph_run = self._run_of.pop(run_id, None)
+        span = self._span_of.pop(run_id, None)
+        stage = self._stage_of.pop(run_id, None)
+        if graph_run is None or span is None or stage is None:
+            return
+        if error is not None:
+            _record_error(span, error)
+        run = self._runs[graph_run]
+        if stage == "explore":  # N tasks share the stage span: it ends when reduce starts
+            for path in (outputs or {}).get("paths", []):
+                run.explore_calls += 1
+                run.explore_totals.add(path["usage"])
+            run.explore_end_ns = time.time_ns()
+            return
+        if stage == "synthesize" and "synthesize" in (outputs or {}).get("usage", {}):
+            _set_usage(span, outputs["usage"]["synthesize"])
+        span.end()
+
+    # -- model calls --------------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        parent = self._span_of.get(parent_run_id) if parent_run_id else None
+        if parent is None:
+            return
+        meta, params = metadata or {}, invocation_params or {}
+        model = meta.get("a2r.model") or params.get("model") or params.get("model_name")
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.request.model": model,
+            "a2r.stage": meta.get("a2r.stage"),
+            "a2r.path.index": meta.get("a2r.path.index"),
+        }
+        for param in ("temperature", "top_p", "max_tokens", "seed"):
+            attributes[f"gen_ai.request.{param}"] = params.get(param)
+        if server := meta.get("a2r.base_url"):
+            url = urlsplit(server)
+            attributes["server.address"] = url.hostname
+            attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
+        if capture_content():
+            attributes["gen_ai.input.messages"] = json.dumps(
+                [_message_json(m) for m in messages[0]], ensure_ascii=False
+            )
+        span = self._tracer.start_span(
+            f"chat {model}",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            attributes={k: v for k, v in attributes.items() if v is not None},
+        )
+        self._calls[run_id] = _Call(
+            span,
+            meta.get("a2r.input_price_per_mtok", 0.0),
+            meta.get("a2r.output_price_per_mtok", 0.0),
+        )
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._calls.pop(run_id, None)
+        if call is None:
+            return
+        span = call.span
+        generation = response.generations[0][0]
+        message = getattr(generation, "message", None)
+        info = {**(generation.generation_info or {}), **getattr(message, "response_metadata", {})}
+        if response_model := info.get("model_name"):
+            span.set_attribute("gen_ai.response.model", response_model)
+        if finish_reason := info.get("finish_reason"):
+            span.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
+        if usage := getattr(message, "usage_metadata", None):
+            tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
+            span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
+            span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
+            span.set_attribute(
+                "a2r.cost",
+                token_cost(
+                    tokens_in, tokens_out, call.input_price_per_mtok, call.output_price_per_mtok
+                ),
+            )
+        if capture_content() and message is not None:
+            output = [_message_json(message)]
+            span.set_attribute("gen_ai.output.messages", json.dumps(output, ensure_ascii=False))
+        span.end()
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._calls.pop(run_id, None)
+        if call is not None:
+            _record_error(call.span, error)
+            call.span.end()
+
+    # -- the run and its stages ---------------------------------------------------------
+    def _start_run(self, run_id: UUID, metadata: dict[str, Any]) -> None:
+        span = self._tracer.start_span(
+            f"invoke_workflow {GRAPH_NAME}",
+            attributes={"gen_ai.operation.name": "invoke_workflow", "a2r.graph": GRAPH_NAME},
+        )
+        if thread_id := metadata.get("thread_id"):
+            span.set_attribute("a2r.thread_id", str(thread_id))
+        self._runs[run_id] = _Run(span)
+        self._run_of[run_id] = run_id
+        self._span_of[run_id] = span
+
+    def _start_stage(self, run: _Run, stage: str) -> Span:
+        if stage == "explore" and "explore" in run.stages:
+            return run.stages["explore"]  # the N explore tasks share one stage span
+        self._end_explore(run)
+        span = self._tracer.start_span(stage, context=trace.set_span_in_context(run.span))
+        span.set_attribute("a2r.stage", stage)
+        run.stages[stage] = span
+        return span
+
+    def _end_explore(self, run: _Run) -> None:
+        span = run.stages.get("explore")
+        if span is not None and span.is_recording():
+            totals = run.explore_totals
+            _set_usage(
+                span,
+                {
+                    "calls": run.explore_calls,
+                    "input_tokens": totals.input_tokens,
+                    "output_tokens": totals.output_tokens,
+                    "cost": totals.cost,
+                },
+            )
+            span.end(end_time=run.explore_end_ns)
+
+    def _end_run(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
+        run = self._runs.pop(run_id)
+        self._run_of.pop(run_id, None)
+        self._span_of.pop(run_id, None)
+        self._end_explore(run)
+        for span in run.stages.values():
+            if span.is_recording():
+                if error is not None:
+                    _record_error(span, error)
+                span.end()
+        usage = outputs.get("usage", {}) if isinstance(outputs, dict) else {}
+        if "total" in usage:
+            _set_usage(run.span, usage["total"])
+            run.span.set_attribute("a2r.n", len(outputs.get("paths", [])))
+        if error is not None:
+            _record_error(run.span, error)
+        run.span.end()
+
+
+def _set_usage(span: Span, usage: dict[str, Any]) -> None:
+    span.set_attribute("a2r.usage.calls", usage["calls"])
+    span.set_attribute("a2r.usage.input_tokens", usage["input_tokens"])
+    span.set_attribute("a2r.usage.output_tokens", usage["output_tokens"])
+    span.set_attribute("a2r.cost", usage["cost"])
+
+
+def _record_error(span: Span, error: BaseException) -> None:
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.set_attribute("error.type", type(error).__qualname__)
+
+
+def _message_json(message: BaseMessage) -> dict[str, Any]:
+    role = {"human": "user", "ai": "assistant"}.get(message.type, message.type)
+    return {"role": role, "parts": [{"type": "text", "content": message.text}]}

@@ -1,0 +1,142 @@
+"""Span tree and attributes, read back from the OpenTelemetry SDK's in-memory exporter."""
+
+import httpx
+import openai
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from a2r_graph import ModelRequestError, build_graph
+from a2r_graph.tracing import CAPTURE_CONTENT
+from tests.fakes import factory, make_context, reply, scripted
+
+PRICES = {"input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+
+
+@pytest.fixture
+def exporter():
+    return InMemorySpanExporter()
+
+
+def traced_graph(exporter, explorer, synthesizer):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return build_graph(factory(explorer, synthesizer), tracer_provider=provider)
+
+
+def context(**overrides):
+    return make_context(
+        explorer={"model": "explorer-model", "base_url": "http://gpu-a:8001/v1", **PRICES},
+        synthesizer={"model": "synthesizer-model", "base_url": "http://gpu-b:8002/v1", **PRICES},
+        **overrides,
+    )
+
+
+async def run_traced(exporter, n=3):
+    explorer = scripted(
+        *[reply(f"\\boxed{{{i}}}", input_tokens=100, output_tokens=10 * (i + 1)) for i in range(n)]
+    )
+    synthesizer = scripted(reply("\\boxed{1}", input_tokens=500, output_tokens=50))
+    graph = traced_graph(exporter, explorer, synthesizer)
+    result = await graph.ainvoke({"question": "secret question?"}, context=context(n=n))
+    return result, {span.name: span for span in exporter.get_finished_spans()}, exporter
+
+
+async def test_span_tree_run_stages_and_model_calls(exporter):
+    result, by_name, exporter = await run_traced(exporter, n=3)
+    spans = exporter.get_finished_spans()
+    run = by_name["invoke_workflow a2r"]
+    stages = {s.name: s for s in spans if s.parent and s.parent.span_id == run.context.span_id}
+    assert set(stages) == {"explore", "reduce", "synthesize"}
+    calls = [s for s in spans if s.name.startswith("chat ")]
+    explore_calls = [c for c in calls if c.parent.span_id == stages["explore"].context.span_id]
+    synth_calls = [c for c in calls if c.parent.span_id == stages["synthesize"].context.span_id]
+    assert len(explore_calls) == 3 and len(synth_calls) == 1 and len(calls) == 4
+    assert {s.context.trace_id for s in spans} == {run.context.trace_id}
+    assert run.parent is None
+    # the explore stage covers its calls even though they ran concurrently
+    assert stages["explore"].start_time <= min(c.start_time for c in explore_calls)
+    assert stages["explore"].end_time >= max(c.end_time for c in explore_calls)
+    assert stages["explore"].end_time <= stages["reduce"].start_time
+
+
+async def test_model_call_spans_carry_genai_attributes_and_cost(exporter):
+    result, _, exporter = await run_traced(exporter, n=2)
+    calls = sorted(
+        (s for s in exporter.get_finished_spans() if s.name.startswith("chat ")),
+        key=lambda s: (s.attributes["a2r.stage"], s.attributes.get("a2r.path.index", -1)),
+    )
+    first = calls[0]
+    assert first.kind == SpanKind.CLIENT
+    assert first.name == "chat explorer-model"
+    attrs = dict(first.attributes)
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.provider.name"] == "vllm"
+    assert attrs["gen_ai.request.model"] == "explorer-model"
+    assert attrs["gen_ai.request.temperature"] == 0.6
+    assert attrs["gen_ai.request.max_tokens"] == 8192
+    assert (attrs["server.address"], attrs["server.port"]) == ("gpu-a", 8001)
+    assert attrs["a2r.stage"] == "explorer"
+    assert {c.attributes.get("a2r.path.index") for c in calls[:2]} == {0, 1}
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    usage = result["paths"][attrs["a2r.path.index"]]["usage"]
+    assert attrs["gen_ai.usage.input_tokens"] == usage["input_tokens"]
+    assert attrs["gen_ai.usage.output_tokens"] == usage["output_tokens"]
+    assert attrs["a2r.cost"] == pytest.approx(usage["cost"])
+    synth = calls[-1].attributes
+    assert synth["a2r.stage"] == "synthesizer" and "a2r.path.index" not in synth
+    assert synth["a2r.cost"] == pytest.approx((500 * 1 + 50 * 2) / 1e6)
+
+
+async def test_stage_and_run_spans_carry_token_sums_and_cost(exporter):
+    result, by_name, _ = await run_traced(exporter, n=3)
+    explore = by_name["explore"].attributes
+    assert explore["a2r.usage.calls"] == 3
+    assert explore["a2r.usage.input_tokens"] == 300
+    assert explore["a2r.usage.output_tokens"] == 10 + 20 + 30
+    assert explore["a2r.cost"] == pytest.approx((300 * 1 + 60 * 2) / 1e6)
+    assert by_name["synthesize"].attributes["a2r.usage.output_tokens"] == 50
+    run = by_name["invoke_workflow a2r"].attributes
+    assert run["a2r.usage.input_tokens"] == result["usage"]["total"]["input_tokens"] == 800
+    assert run["a2r.cost"] == pytest.approx(result["usage"]["total"]["cost"])
+    assert run["a2r.n"] == 3
+
+
+async def test_no_prompt_or_completion_text_unless_opted_in(exporter, monkeypatch):
+    monkeypatch.delenv(CAPTURE_CONTENT, raising=False)
+    _, _, exporter = await run_traced(exporter, n=1)
+    for span in exporter.get_finished_spans():
+        assert not any("secret question" in str(v) for v in span.attributes.values())
+        assert not any(
+            k.startswith("gen_ai.input") or k.startswith("gen_ai.output") for k in span.attributes
+        )
+
+    exporter.clear()
+    monkeypatch.setenv(CAPTURE_CONTENT, "true")
+    _, by_name, exporter = await run_traced(exporter, n=1)
+    call = next(s for s in exporter.get_finished_spans() if s.name == "chat explorer-model")
+    assert "secret question?" in call.attributes["gen_ai.input.messages"]
+    assert "\\\\boxed{0}" in call.attributes["gen_ai.output.messages"]
+
+
+async def test_failed_attempts_and_failed_runs_are_error_spans(exporter):
+    request = httpx.Request("POST", "http://gpu-a:8001/v1/chat/completions")
+    body = {"message": "The model `x` does not exist."}
+    not_found = openai.NotFoundError(
+        "nope", response=httpx.Response(404, request=request, json=body), body=body
+    )
+    graph = traced_graph(
+        exporter, scripted(openai.APIConnectionError(request=request), not_found), scripted()
+    )
+    with pytest.raises(ModelRequestError):
+        await graph.ainvoke({"question": "q"}, context=context(n=1))
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    calls = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert len(calls) == 2  # the retried connection error, then the 404
+    assert all(c.status.status_code == StatusCode.ERROR for c in calls)
+    run = spans["invoke_workflow a2r"]
+    assert run.status.status_code == StatusCode.ERROR
+    assert "ModelRequestError" in run.status.description
+    assert spans["explore"].end_time is not None
