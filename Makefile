@@ -13,7 +13,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit serve langgraph-dev clean
+.PHONY: setup demo test unit serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -30,6 +30,7 @@ demo: setup
 # The whole suite: unit tests, then integration tests against the real local vLLM server.
 test: setup
 	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
+	$(BIN)/python -m servers.phoenix prepare
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: setup
@@ -42,6 +43,10 @@ serve: setup
 langgraph-dev: setup
 	$(OFFLINE) $(EMBEDDED_LIMITS) $(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
 		$(BIN)/langgraph dev --no-browser --no-reload --host 127.0.0.1 --port $(LANGGRAPH_PORT)
+
+# Arize Phoenix, the OTLP trace dashboard, on a free loopback port (prints the OTEL_* exports).
+phoenix: setup
+	$(BIN)/python -m servers.phoenix serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -38,21 +38,31 @@ GRAPH_NAME = "a2r"
 STAGES = ("explore", "reduce", "synthesize")
 PROVIDER = "vllm"
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-METADATA_PREFIX = "a2r."  # call metadata set by a2r_graph.calls.complete
+# OpenInference's kind (Phoenix and other OpenInference backends show spans by it; they
+# derive "LLM" for the chat spans from gen_ai.operation.name themselves).
+OPENINFERENCE_KIND = "openinference.span.kind"
 
 
 def configure_from_env() -> bool:
     """Install an OTLP-exporting TracerProvider when the OTel environment asks for one.
 
     Does nothing (and costs nothing) unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, ``OTEL_SDK_DISABLED`` is not true, and no
-    SDK provider is installed yet (an application's own setup wins).
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set, ``OTEL_SDK_DISABLED`` is not true,
+    ``OTEL_TRACES_EXPORTER`` is not ``none``, and no SDK provider is installed yet (an
+    application's own setup wins). Exports OTLP over HTTP/protobuf.
     """
-    wanted = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if not wanted or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    env = os.environ.get
+    wanted = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    disabled = env("OTEL_SDK_DISABLED", "").lower() == "true"
+    if not wanted or disabled or env("OTEL_TRACES_EXPORTER", "otlp").lower() == "none":
         return False
+    protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol not in (None, "", "http/protobuf"):
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL={protocol!r}: a2r-graph exports OTLP over "
+            "http/protobuf; set it to http/protobuf and point the endpoint at the collector's "
+            "HTTP port (4318), or install your own TracerProvider before importing a2r_graph"
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -259,7 +269,11 @@ class A2RTracer(BaseCallbackHandler):
     def _start_run(self, run_id: UUID, metadata: dict[str, Any]) -> None:
         span = self._tracer.start_span(
             f"invoke_workflow {GRAPH_NAME}",
-            attributes={"gen_ai.operation.name": "invoke_workflow", "a2r.graph": GRAPH_NAME},
+            attributes={
+                "gen_ai.operation.name": "invoke_workflow",
+                "a2r.graph": GRAPH_NAME,
+                OPENINFERENCE_KIND: "CHAIN",
+            },
         )
         if thread_id := metadata.get("thread_id"):
             span.set_attribute("a2r.thread_id", str(thread_id))
@@ -271,8 +285,11 @@ class A2RTracer(BaseCallbackHandler):
         if stage == "explore" and "explore" in run.stages:
             return run.stages["explore"]  # the N explore tasks share one stage span
         self._end_explore(run)
-        span = self._tracer.start_span(stage, context=trace.set_span_in_context(run.span))
-        span.set_attribute("a2r.stage", stage)
+        span = self._tracer.start_span(
+            stage,
+            context=trace.set_span_in_context(run.span),
+            attributes={"a2r.stage": stage, OPENINFERENCE_KIND: "CHAIN"},
+        )
         run.stages[stage] = span
         return span
 

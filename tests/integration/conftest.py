@@ -95,11 +95,24 @@ def dead_endpoint() -> str:
 
 
 @pytest.fixture(scope="session")
-def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
+def phoenix():
+    """A real Arize Phoenix (OTLP trace dashboard) on free loopback ports."""
+    from servers.phoenix import PhoenixServer
+
+    with PhoenixServer() as server:
+        yield server
+
+
+LANGGRAPH_SERVER_PROJECT = "a2r-langgraph-server"
+
+
+@pytest.fixture(scope="session")
+def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator[str]:
     """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port.
 
     Its A2R_* environment points both stages at the vLLM test server, so the default
-    assistant works without a context.
+    assistant works without a context; its OTEL_* environment exports spans to Phoenix
+    (project ``a2r-langgraph-server``).
     """
     root = Path(__file__).resolve().parents[2]
     port = free_port()
@@ -114,6 +127,11 @@ def langgraph_server(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
         "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
         "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
         "A2R_SYNTHESIZER__MAX_TOKENS": "48",
+        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
+        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
+        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+        **phoenix.otel_env("a2r-langgraph-server", project=LANGGRAPH_SERVER_PROJECT),
     }
     log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
     command = [

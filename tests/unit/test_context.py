@@ -144,3 +144,14 @@ def test_cli_reports_bad_configuration_without_calling_a_server():
     )
     assert shown.returncode == 2
     assert "n: Input should be greater than or equal to 1 (got 0; env A2R_N)" in shown.stderr
+
+
+def test_cli_price_flags_set_each_stage():
+    args = _parser().parse_args(
+        ["ask", "q", "--explorer-model", "e", "--synthesizer-model", "s",
+         "--explorer-input-price", "0.05", "--synthesizer-output-price", "0.4"]
+    )  # fmt: skip
+    context = context_from_args(args)
+    assert context.explorer.input_price_per_mtok == 0.05
+    assert context.synthesizer.output_price_per_mtok == 0.4
+    assert context.explorer.output_price_per_mtok == 0.0

@@ -41,11 +41,11 @@ async def run_traced(exporter, n=3):
     synthesizer = scripted(reply("\\boxed{1}", input_tokens=500, output_tokens=50))
     graph = traced_graph(exporter, explorer, synthesizer)
     result = await graph.ainvoke({"question": "secret question?"}, context=context(n=n))
-    return result, {span.name: span for span in exporter.get_finished_spans()}, exporter
+    return result, {span.name: span for span in exporter.get_finished_spans()}
 
 
 async def test_span_tree_run_stages_and_model_calls(exporter):
-    result, by_name, exporter = await run_traced(exporter, n=3)
+    _, by_name = await run_traced(exporter, n=3)
     spans = exporter.get_finished_spans()
     run = by_name["invoke_workflow a2r"]
     stages = {s.name: s for s in spans if s.parent and s.parent.span_id == run.context.span_id}
@@ -63,7 +63,7 @@ async def test_span_tree_run_stages_and_model_calls(exporter):
 
 
 async def test_model_call_spans_carry_genai_attributes_and_cost(exporter):
-    result, _, exporter = await run_traced(exporter, n=2)
+    result, _ = await run_traced(exporter, n=2)
     calls = sorted(
         (s for s in exporter.get_finished_spans() if s.name.startswith("chat ")),
         key=lambda s: (s.attributes["a2r.stage"], s.attributes.get("a2r.path.index", -1)),
@@ -91,7 +91,7 @@ async def test_model_call_spans_carry_genai_attributes_and_cost(exporter):
 
 
 async def test_stage_and_run_spans_carry_token_sums_and_cost(exporter):
-    result, by_name, _ = await run_traced(exporter, n=3)
+    result, by_name = await run_traced(exporter, n=3)
     explore = by_name["explore"].attributes
     assert explore["a2r.usage.calls"] == 3
     assert explore["a2r.usage.input_tokens"] == 300
@@ -106,16 +106,14 @@ async def test_stage_and_run_spans_carry_token_sums_and_cost(exporter):
 
 async def test_no_prompt_or_completion_text_unless_opted_in(exporter, monkeypatch):
     monkeypatch.delenv(CAPTURE_CONTENT, raising=False)
-    _, _, exporter = await run_traced(exporter, n=1)
+    await run_traced(exporter, n=1)
     for span in exporter.get_finished_spans():
         assert not any("secret question" in str(v) for v in span.attributes.values())
-        assert not any(
-            k.startswith("gen_ai.input") or k.startswith("gen_ai.output") for k in span.attributes
-        )
+        assert not any(k.startswith(("gen_ai.input", "gen_ai.output")) for k in span.attributes)
 
     exporter.clear()
     monkeypatch.setenv(CAPTURE_CONTENT, "true")
-    _, by_name, exporter = await run_traced(exporter, n=1)
+    await run_traced(exporter, n=1)
     call = next(s for s in exporter.get_finished_spans() if s.name == "chat explorer-model")
     assert "secret question?" in call.attributes["gen_ai.input.messages"]
     assert "\\\\boxed{0}" in call.attributes["gen_ai.output.messages"]
@@ -140,3 +138,47 @@ async def test_failed_attempts_and_failed_runs_are_error_spans(exporter):
     assert run.status.status_code == StatusCode.ERROR
     assert "ModelRequestError" in run.status.description
     assert spans["explore"].end_time is not None
+
+
+PROBE = (
+    "import a2r_graph.graph; from opentelemetry import trace; "
+    "print(type(trace.get_tracer_provider()).__name__)"
+)
+
+
+def provider_after_import(**env):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env},
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return done.returncode, done.stdout.strip(), done.stderr
+
+
+def test_no_otel_environment_means_no_provider_and_no_errors():
+    assert provider_after_import() == (0, "ProxyTracerProvider", "")
+
+
+def test_otlp_endpoint_in_the_environment_installs_an_exporting_provider():
+    returncode, provider, _ = provider_after_import(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318", OTEL_SERVICE_NAME="x"
+    )
+    assert (returncode, provider) == (0, "TracerProvider")
+    assert (
+        provider_after_import(
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318", OTEL_TRACES_EXPORTER="none"
+        )[1]
+        == "ProxyTracerProvider"
+    )
+
+
+def test_unsupported_otlp_protocol_is_a_clear_error():
+    returncode, _, stderr = provider_after_import(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    )
+    assert returncode != 0
+    assert "a2r-graph exports OTLP over http/protobuf" in stderr
