@@ -33,6 +33,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from a2r_graph.context import token_cost
+from a2r_graph.state import stage_usage
 
 GRAPH_NAME = "a2r"
 STAGES = ("explore", "reduce", "synthesize")
@@ -82,25 +83,12 @@ def capture_content() -> bool:
 
 
 @dataclass
-class _Totals:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-
-    def add(self, usage: dict[str, Any]) -> None:
-        self.input_tokens += usage["input_tokens"]
-        self.output_tokens += usage["output_tokens"]
-        self.cost += usage["cost"]
-
-
-@dataclass
 class _Run:
     """One A2R graph run's open spans."""
 
     span: Span
     stages: dict[str, Span] = field(default_factory=dict)
-    explore_calls: int = 0
-    explore_totals: _Totals = field(default_factory=_Totals)
+    explore_paths: list[Any] = field(default_factory=list)
     explore_end_ns: int | None = None
 
 
@@ -177,9 +165,7 @@ class A2RTracer(BaseCallbackHandler):
             _record_error(span, error)
         run = self._runs[graph_run]
         if stage == "explore":  # N tasks share the stage span: it ends when reduce starts
-            for path in (outputs or {}).get("paths", []):
-                run.explore_calls += 1
-                run.explore_totals.add(path["usage"])
+            run.explore_paths.extend((outputs or {}).get("paths", []))
             run.explore_end_ns = time.time_ns()
             return
         if stage == "synthesize" and "synthesize" in (outputs or {}).get("usage", {}):
@@ -296,16 +282,7 @@ class A2RTracer(BaseCallbackHandler):
     def _end_explore(self, run: _Run) -> None:
         span = run.stages.get("explore")
         if span is not None and span.is_recording():
-            totals = run.explore_totals
-            _set_usage(
-                span,
-                {
-                    "calls": run.explore_calls,
-                    "input_tokens": totals.input_tokens,
-                    "output_tokens": totals.output_tokens,
-                    "cost": totals.cost,
-                },
-            )
+            _set_usage(span, stage_usage(run.explore_paths))
             span.end(end_time=run.explore_end_ns)
 
     def _end_run(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
