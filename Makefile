@@ -13,7 +13,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit serve langgraph-dev phoenix clean
+.PHONY: setup demo test unit bench serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -35,6 +35,14 @@ test: setup
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# Performance figures (docs/benchmarks.md): graph overhead and memory on the loopback server,
+# explorer batching on the embedded vLLM server.
+bench: setup
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.memory
+	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
+	$(BIN)/python -m benchmarks.batching --model $(TEST_MODEL)
 
 serve: setup
 	$(BIN)/python -m servers.embedded serve --model $(DEMO_MODEL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import openai
@@ -10,6 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception,
     stop_after_attempt,
@@ -22,6 +24,7 @@ from a2r_graph.errors import EndpointUnavailableError, MissingUsageError, ModelR
 from a2r_graph.state import Completion, TokenUsage
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+logger = logging.getLogger(__name__)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -56,6 +59,7 @@ async def complete(
             max=context.retry_max_wait_s,
         ),
         retry=retry_if_exception(is_transient),
+        before_sleep=lambda state: _log_retry(state, stage_name, stage, path_index),
     )
     try:
         async for attempt in retrying:
@@ -80,6 +84,23 @@ async def complete(
             stage_name, stage.url, stage.model, rejected.status_code, _server_message(rejected)
         ) from rejected
     return parse_completion(message, stage, stage_name)
+
+
+def _log_retry(
+    state: RetryCallState, stage_name: str, stage: StageConfig, path_index: int | None
+) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    path = f" path {path_index}" if path_index is not None else ""
+    logger.warning(
+        "%s%s: attempt %d to %s failed (%s: %s); retrying in %.1f s",
+        stage_name,
+        path,
+        state.attempt_number,
+        stage.url,
+        type(error).__name__,
+        error,
+        state.upcoming_sleep,
+    )
 
 
 def call_metadata(stage_name: str, stage: StageConfig, path_index: int | None) -> dict:

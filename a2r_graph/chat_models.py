@@ -12,6 +12,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
 from a2r_graph.context import StageConfig
+from a2r_graph.errors import ConfigurationError
 
 ChatModelFactory = Callable[[StageConfig, float], BaseChatModel]
 """Builds the chat model for a stage's endpoint, given the per-request timeout in seconds."""
@@ -57,15 +58,20 @@ class ChatVLLM(ChatOpenAI):
 
 def vllm_chat_model(stage: StageConfig, timeout_s: float) -> BaseChatModel:
     """The default factory: one shared client per endpoint, sampling set per call."""
-    api_key = "EMPTY"  # what vLLM expects when started without --api-key
-    if stage.api_key_env:
-        api_key = os.environ.get(stage.api_key_env, "")
-        if not api_key:
-            raise ValueError(
-                f"api_key_env names {stage.api_key_env!r}, which is not set: export it, "
-                "or set api_key_env to None for a server without --api-key"
-            )
-    return _cached_client(stage.url, stage.model, api_key, timeout_s)
+    return _cached_client(stage.url, stage.model, api_key_for(stage), timeout_s)
+
+
+def api_key_for(stage: StageConfig) -> str:
+    """The key from the variable ``stage.api_key_env`` names ("EMPTY" without one)."""
+    if not stage.api_key_env:
+        return "EMPTY"  # what vLLM expects when started without --api-key
+    api_key = os.environ.get(stage.api_key_env, "")
+    if not api_key:
+        raise ConfigurationError(
+            f"api_key_env names {stage.api_key_env!r}, which is not set: export it, "
+            "or set api_key_env to None for a server without --api-key"
+        )
+    return api_key
 
 
 @lru_cache(maxsize=64)

@@ -5,54 +5,102 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import textwrap
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from a2r_graph import threads
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import A2RError, describe_validation_error
-from a2r_graph.graph import graph
+from a2r_graph.errors import A2RError, UnknownThreadError, describe_validation_error
+from a2r_graph.graph import build_graph
 from a2r_graph.state import A2ROutput
+from a2r_graph.threads import default_db_path, sqlite_checkpointer
+
+
+def _context_options() -> argparse.ArgumentParser:
+    """The run options ``ask`` and ``resume`` share."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--n", type=int, help="explorer paths (A2R_N, default 4)")
+    options.add_argument("--min-paths", type=int, help="paths that must succeed (A2R_MIN_PATHS)")
+    for stage in ("explorer", "synthesizer"):
+        env = f"A2R_{stage.upper()}__"
+        options.add_argument(f"--{stage}-url", help=f"OpenAI-compatible base URL ({env}BASE_URL)")
+        options.add_argument(f"--{stage}-model", help=f"served model name ({env}MODEL)")
+    options.add_argument("--max-tokens", type=int, help="completion token cap, both stages")
+    options.add_argument("--temperature", type=float, help="sampling temperature, both stages")
+    options.add_argument("--seed", type=int, help="sampling seed (explorer path i uses seed+i)")
+    options.add_argument("--timeout", type=float, help="seconds per model call")
+    options.add_argument(
+        "--overflow",
+        choices=("truncate", "drop", "error"),
+        help="references too long for the synthesizer's window (A2R_OVERFLOW, truncate)",
+    )
+    for stage in ("explorer", "synthesizer"):
+        for kind in ("input", "output"):
+            options.add_argument(
+                f"--{stage}-{kind}-price",
+                type=float,
+                help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
+            )
+    options.add_argument(
+        "--run-timeout", type=float, help="seconds for the whole run (default: no limit)"
+    )
+    options.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help=f"SQLite file of saved runs (A2R_CHECKPOINT_DB, default {default_db_path()}; "
+        "':memory:' keeps nothing)",
+    )
+    options.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    options.add_argument("--show-traces", action="store_true", help="print explorer traces")
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a2r",
         description="A2R: N explorer paths in parallel, then one synthesizer over their answers. "
-        "Unset options come from A2R_* environment variables (see README).",
+        "Unset options come from A2R_* environment variables (see README). Every run is saved "
+        "on a thread: a failed one resumes without paying again for what finished.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    ask = commands.add_parser("ask", help="answer one question")
+    options = _context_options()
+    ask = commands.add_parser("ask", parents=[options], help="answer one question")
     ask.add_argument("question")
-    ask.add_argument("--n", type=int, help="explorer paths (A2R_N, default 4)")
-    ask.add_argument("--min-paths", type=int, help="paths that must succeed (A2R_MIN_PATHS)")
-    for stage in ("explorer", "synthesizer"):
-        env = f"A2R_{stage.upper()}__"
-        ask.add_argument(f"--{stage}-url", help=f"OpenAI-compatible base URL ({env}BASE_URL)")
-        ask.add_argument(f"--{stage}-model", help=f"served model name ({env}MODEL)")
-    ask.add_argument("--max-tokens", type=int, help="completion token cap, both stages")
-    ask.add_argument("--temperature", type=float, help="sampling temperature, both stages")
-    ask.add_argument("--seed", type=int, help="sampling seed (explorer path i uses seed+i)")
-    ask.add_argument("--timeout", type=float, help="seconds per model call")
-    for stage in ("explorer", "synthesizer"):
-        for kind in ("input", "output"):
-            ask.add_argument(
-                f"--{stage}-{kind}-price",
-                type=float,
-                help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
-            )
-    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    ask.add_argument("--show-traces", action="store_true", help="print explorer reasoning traces")
+    ask.add_argument(
+        "--thread",
+        help="thread id to save the run under (default: a new one); asking a thread's "
+        "unfinished question again resumes it",
+    )
+    resume = commands.add_parser(
+        "resume", parents=[options], help="finish a saved run that failed or was stopped"
+    )
+    resume.add_argument("thread", help="the thread id the failed run printed")
     return parser
+
+
+def resume_command(args: argparse.Namespace, thread_id: str) -> str:
+    """The ``a2r resume`` command line that finishes this run with the same options."""
+    command = ["a2r", "resume", thread_id]
+    for action in _context_options()._actions:
+        value = getattr(args, action.dest, None)
+        if action.option_strings and action.nargs != 0 and value is not None:
+            command += [action.option_strings[0], str(value)]
+    return shlex.join(command)
 
 
 def context_from_args(args: argparse.Namespace) -> A2RContext:
     """Command-line values over A2R_* environment variables over defaults."""
     fields: dict[str, Any] = {"n": args.n, "min_paths": args.min_paths}
     fields["request_timeout_s"] = args.timeout
+    fields["overflow"] = args.overflow
     shared = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
     for stage in ("explorer", "synthesizer"):
         stage_fields = {
@@ -98,24 +146,53 @@ def _snippet(text: str, width: int = 100) -> str:
     return flat if len(flat) <= width else "..." + flat[-(width - 3) :]
 
 
+async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:
+    async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
+        durable = build_graph(checkpointer=checkpointer)
+        async with asyncio.timeout(args.run_timeout):
+            if args.command == "resume":
+                return await threads.resume(durable, thread_id, context)
+            return await threads.ask(durable, args.question, thread_id, context)
+
+
+def _fail(message: str, exit_code: int) -> int:
+    print(message, file=sys.stderr)
+    return exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         context = context_from_args(args)
     except ValidationError as error:
-        print(describe_validation_error(error), file=sys.stderr)
-        return 2
+        return _fail(describe_validation_error(error), 2)
+    thread_id = args.thread or str(uuid.uuid4())
+    saved = (
+        f"The run is saved as thread {thread_id}; what finished is kept. Fix the cause, "
+        f"then finish it with:\n  {resume_command(args, thread_id)}"
+    )
     started = time.perf_counter()
     try:
-        result = asyncio.run(graph.ainvoke({"question": args.question}, context=context))
+        result = asyncio.run(run(args, context, thread_id))
+    except ValidationError as error:
+        return _fail(describe_validation_error(error, env_prefix=None), 2)
+    except UnknownThreadError as error:
+        return _fail(f"a2r: {error} (in {args.db or default_db_path()})", 2)
+    except TimeoutError:
+        return _fail(
+            f"a2r: the run took longer than --run-timeout {args.run_timeout} s\n{saved}", 1
+        )
     except A2RError as error:
-        print(f"a2r: {error}", file=sys.stderr)
-        return 1
+        return _fail(f"a2r: {error}\n{saved}", 1)
+    except KeyboardInterrupt:
+        return _fail(f"a2r: interrupted\n{saved}", 130)
     wall_s = time.perf_counter() - started
     if args.json:
-        print(json.dumps({**result, "wall_s": round(wall_s, 3)}, indent=2, ensure_ascii=False))
+        output = {**result, "thread_id": thread_id, "wall_s": round(wall_s, 3)}
+        print(json.dumps(output, indent=2, ensure_ascii=False))
     else:
         print(format_result(result, wall_s, args.show_traces))
+        print(f"thread: {thread_id}")
     return 0
 
 

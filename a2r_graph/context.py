@@ -9,7 +9,7 @@ and the defaults below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +55,12 @@ class StageConfig(BaseModel):
     output_price_per_mtok: float = Field(
         0.0, ge=0, description="Price of 1M output (completion) tokens, in your currency."
     )
+    context_window: int | None = Field(
+        None,
+        ge=1,
+        description="The model's context window in tokens (vLLM's --max-model-len). "
+        "None: read max_model_len from the server's /v1/models.",
+    )
 
     @property
     def url(self) -> str:
@@ -91,6 +97,12 @@ class A2RContext(BaseSettings):
     )
     retry_initial_wait_s: float = Field(0.5, ge=0, le=600, description="First backoff wait.")
     retry_max_wait_s: float = Field(20.0, ge=0, le=3600, description="Longest backoff wait.")
+    overflow: Literal["truncate", "drop", "error"] = Field(
+        "truncate",
+        description="When the references would overflow the synthesizer's context window: "
+        "truncate the longest from the front (each keeps its end, where its final answer is), "
+        "drop the longest, or stop with ContextOverflowError.",
+    )
     prompts_dir: Path | None = Field(
         None,
         description="Directory with explorer.txt / synthesizer.txt overriding the packaged prompts.",

@@ -5,8 +5,17 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 
-class A2RError(Exception):
-    """Base class of every error this package raises on purpose."""
+class A2RError(RuntimeError):
+    """Base class of every error this package raises on purpose.
+
+    A ``RuntimeError``, so LangGraph Server shows a failed run's message (it hides the
+    messages of unknown exception types). Messages hold URLs, model names and the server's
+    own words, never an API key.
+    """
+
+
+class ConfigurationError(A2RError, ValueError):
+    """The configuration cannot work as given (e.g. it names an API key variable that is unset)."""
 
 
 class InvalidQuestionError(A2RError, ValueError):
@@ -51,6 +60,17 @@ class NotEnoughPathsError(A2RError):
             f"only {succeeded} explorer path(s) succeeded but min_paths={min_paths}; "
             f"failed paths:\n{lines}"
         )
+
+
+class ContextOverflowError(A2RError):
+    """The synthesizer's prompt cannot be made to fit its context window."""
+
+
+class UnknownThreadError(A2RError, KeyError):
+    """No run was saved under this thread id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def describe_validation_error(

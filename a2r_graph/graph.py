@@ -29,7 +29,7 @@ def build_graph(
     builder = StateGraph(
         A2RState, context_schema=A2RContext, input_schema=A2RInput, output_schema=A2ROutput
     )
-    builder.add_node("dispatch", dispatch, destinations=("explore",))
+    builder.add_node("dispatch", dispatch, destinations=("explore", "reduce"))
     builder.add_node("explore", partial(explore, chat_model=chat_model))
     builder.add_node("reduce", reduce)
     builder.add_node("synthesize", partial(synthesize, chat_model=chat_model))

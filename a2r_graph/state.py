@@ -5,8 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
+
+from a2r_graph.errors import InvalidQuestionError
 
 
 class TokenUsage(TypedDict):
@@ -38,6 +40,9 @@ class ExplorerPath(Completion):
     index: int
     error: str | None
     """Why this path is unusable (retries exhausted, no answer component); None if usable."""
+    answered: bool
+    """The server answered (usable or not). False: the call failed, and resuming the run
+    samples this path again."""
 
 
 class StageUsage(TypedDict):
@@ -59,6 +64,23 @@ def merge_paths(left: list[ExplorerPath], right: list[ExplorerPath]) -> list[Exp
     return sorted([*left, *right], key=lambda path: path["index"])
 
 
+class ReferenceFit(TypedDict):
+    """How the references were fitted into the synthesizer's context window."""
+
+    context_window: int | None
+    """The synthesizer's window in tokens (configured, or the server's max_model_len);
+    None: unknown, nothing was checked."""
+    prompt_tokens: int | None
+    """The prompt's size as the server's tokenizer counted it; None when it was not
+    counted (it fitted even at one token per byte)."""
+    policy: str
+    """``A2RContext.overflow``: truncate, drop or error."""
+    truncated: list[int]
+    """Paths whose answer component was cut from the front to fit (final answer kept)."""
+    dropped: list[int]
+    """Paths whose answer component was left out to fit."""
+
+
 class A2RInput(TypedDict):
     question: str
 
@@ -70,6 +92,16 @@ class A2RInputModel(BaseModel):
     question: str = Field(min_length=1, description="The problem to solve.")
 
 
+def validated_question(question: object) -> str:
+    """``question`` stripped, or ``InvalidQuestionError`` saying what to pass."""
+    try:
+        return A2RInputModel(question=question).question
+    except ValidationError as error:
+        raise InvalidQuestionError(
+            f"question must be a non-empty string, got {question!r}: pass {{'question': '...'}}"
+        ) from error
+
+
 class A2ROutput(TypedDict):
     question: str
     answer: str
@@ -78,6 +110,7 @@ class A2ROutput(TypedDict):
     """The final answer: the last \\boxed{} of the synthesizer's answer."""
     paths: list[ExplorerPath]
     synthesis: Completion
+    reference_fit: ReferenceFit
     usage: dict[str, StageUsage]
     """Keys "explore", "synthesize" and "total": calls, server-reported tokens and cost.
     Per-path figures are in ``paths[i]["usage"]``, the synthesizer's in ``synthesis``."""
@@ -88,6 +121,16 @@ class A2RState(A2RInput, A2ROutput):
     usage: Annotated[dict[str, StageUsage], operator.or_]
     synthesizer_prompt: str
     """The exact prompt sent to the synthesizer: instruction, question, references."""
+    explored_question: str
+    """The question the ``paths`` answer: rerunning it on a thread whose run did not finish
+    keeps the answered paths (see ``nodes.dispatch``)."""
+
+
+def reusable_paths(state: A2RState, question: str, n: int) -> list[ExplorerPath]:
+    """The answered paths of this thread's unfinished run of ``question`` (within ``n``)."""
+    if state.get("explored_question") != question or state.get("synthesis") is not None:
+        return []
+    return [path for path in state.get("paths", []) if path["answered"] and path["index"] < n]
 
 
 def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:

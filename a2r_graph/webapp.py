@@ -24,7 +24,7 @@ from a2r_graph.errors import describe_validation_error
 from a2r_graph.state import A2RInputModel
 
 GRAPH_ID = "a2r"
-RUN_CREATE = re.compile(r"^/(?:threads/[^/]+/)?runs(?:/wait|/stream)?/?$")
+RUN_CREATE = re.compile(r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?:/wait|/stream)?/?$")
 
 
 class ValidateA2RRuns:
@@ -34,21 +34,21 @@ class ValidateA2RRuns:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not RUN_CREATE.match(scope["path"])
-        ):
+        route = RUN_CREATE.match(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
-        problem = await run_request_problem(body)
+        problem = await run_request_problem(body, route["thread_id"])
         if problem is not None:
             return await JSONResponse({"detail": problem}, status_code=422)(scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
 
 
-async def run_request_problem(body: bytes) -> str | None:
-    """What is wrong with this run request for the a2r graph, or None."""
+async def run_request_problem(body: bytes, thread_id: str | None = None) -> str | None:
+    """What is wrong with this run request for the a2r graph, or None.
+
+    ``input: null`` on a thread resumes the thread's unfinished run (``a2r_graph.threads``).
+    """
     try:
         payload = json.loads(body or b"{}")
     except ValueError:
@@ -58,17 +58,38 @@ async def run_request_problem(body: bytes) -> str | None:
     assistant = await _assistant(payload.get("assistant_id"))
     if assistant is None or assistant.get("graph_id") != GRAPH_ID:
         return None
-    if payload.get("input") is not None or payload.get("command") is None:
+    if payload.get("input") is None and payload.get("command") is None:
+        if not await _has_unfinished_run(thread_id):
+            return (
+                'input: required: pass {"question": "..."} (input null resumes a '
+                "thread's unfinished run, and "
+                + (f"thread {thread_id} has none)" if thread_id else "this run has no thread)")
+            )
+    elif payload.get("input") is not None:
         try:
             A2RInputModel.model_validate(payload.get("input"))
         except ValidationError as error:
             return describe_validation_error(error, field_prefix="input.", env_prefix=None)
     context = {**(assistant.get("context") or {}), **(payload.get("context") or {})}
+    if unknown := sorted(set(context) - set(A2RContext.model_fields)):
+        return f"context.{unknown[0]}: unknown field; the context fields are " + ", ".join(
+            A2RContext.model_fields
+        )
     try:
         A2RContext(**context)
     except ValidationError as error:
         return describe_validation_error(error, field_prefix="context.", env_prefix=None)
     return None
+
+
+async def _has_unfinished_run(thread_id: str | None) -> bool:
+    if thread_id is None:
+        return False
+    try:
+        state = await get_client().threads.get_state(thread_id)
+    except httpx.HTTPStatusError:  # unknown thread: the server itself answers 404
+        return True
+    return bool(state.get("next"))
 
 
 async def _assistant(assistant_id: Any) -> dict | None:

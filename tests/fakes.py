@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -33,9 +34,16 @@ def reply(
     )
 
 
+class Hang:
+    """A script item: the call never answers (for ``seconds``), like a hung server."""
+
+    def __init__(self, seconds: float = 3600.0):
+        self.seconds = seconds
+
+
 class ScriptedChatModel(GenericFakeChatModel):
-    """Replies from a script in call order (an exception in the script is raised);
-    records every prompt and the request parameters it came with."""
+    """Replies from a script in call order (an exception in the script is raised, a ``Hang``
+    waits); records every prompt and the request parameters it came with."""
 
     calls: list[tuple[str, dict[str, Any]]] = Field(default_factory=list)
 
@@ -43,7 +51,20 @@ class ScriptedChatModel(GenericFakeChatModel):
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
         self.calls.append((messages[-1].text, kwargs))
+        return self._result(next(self.messages))
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        self.calls.append((messages[-1].text, kwargs))
         item = next(self.messages)
+        if isinstance(item, Hang):
+            await asyncio.sleep(item.seconds)
+            raise TimeoutError("the fake server never answered")
+        return self._result(item)
+
+    @staticmethod
+    def _result(item: AIMessage | BaseException) -> ChatResult:
         if isinstance(item, BaseException):
             raise item
         return ChatResult(generations=[ChatGeneration(message=item)])
@@ -57,7 +78,7 @@ class ToolCallingFake(ScriptedChatModel):
         return self
 
 
-def scripted(*items: AIMessage | BaseException) -> ScriptedChatModel:
+def scripted(*items: AIMessage | BaseException | Hang) -> ScriptedChatModel:
     return ScriptedChatModel(messages=iter(items))
 
 
@@ -73,7 +94,8 @@ def factory(explorer: ScriptedChatModel, synthesizer: ScriptedChatModel):
 def make_context(**overrides: Any) -> A2RContext:
     fields: dict[str, Any] = {
         "explorer": {"model": "explorer-model"},
-        "synthesizer": {"model": "synthesizer-model"},
+        # A known window: no server is asked for it.
+        "synthesizer": {"model": "synthesizer-model", "context_window": 32768},
         "retry_initial_wait_s": 0.0,
         "retry_max_wait_s": 0.0,
     }

@@ -1,4 +1,4 @@
-"""Map step: validate the question and send it to N explorer branches."""
+"""Map step: validate the question and send it to the explorer branches that are missing."""
 
 from __future__ import annotations
 
@@ -6,25 +6,30 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
-from pydantic import ValidationError
 
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import InvalidQuestionError
 from a2r_graph.runtime import context_of
-from a2r_graph.state import A2RInput, A2RInputModel, ExplorerTask
+from a2r_graph.state import A2RState, ExplorerTask, reusable_paths, validated_question
 
 
-def dispatch(state: A2RInput, runtime: Runtime[A2RContext]) -> Command[Literal["explore"]]:
-    try:
-        question = A2RInputModel(question=state.get("question")).question
-    except ValidationError as error:
-        raise InvalidQuestionError(
-            f"question must be a non-empty string, got {state.get('question')!r}: "
-            "pass {'question': '...'}"
-        ) from error
+def dispatch(
+    state: A2RState, runtime: Runtime[A2RContext]
+) -> Command[Literal["explore", "reduce"]]:
+    question = validated_question(state.get("question"))
     n = context_of(runtime).n
+    # Rerunning the question of an unfinished run keeps the paths the server already
+    # answered, so only failed or missing explorers are paid for again. Otherwise, and on
+    # a thread's next question, the run starts from empty results.
+    kept = reusable_paths(state, question, n)
+    missing = sorted(set(range(n)) - {path["index"] for path in kept})
     return Command(
-        # A thread may hold an earlier run: start this one from empty results.
-        update={"question": question, "paths": Overwrite([]), "usage": Overwrite({})},
-        goto=[Send("explore", ExplorerTask(question=question, index=i)) for i in range(n)],
+        update={
+            "question": question,
+            "explored_question": question,
+            "paths": Overwrite(kept),
+            "usage": Overwrite({}),
+            "synthesis": None,
+        },
+        goto=[Send("explore", ExplorerTask(question=question, index=i)) for i in missing]
+        or "reduce",
     )

@@ -34,7 +34,7 @@ async def explore(
         error = None
         if not completion["answer"]:
             error = f"no answer component (finish_reason={completion['finish_reason']})"
-        path = ExplorerPath(**completion, index=index, error=error)
+        path = ExplorerPath(**completion, index=index, error=error, answered=True)
     runtime.stream_writer(explorer_progress(path, context.n))
     return {"paths": [path]}
 
@@ -55,6 +55,7 @@ def failed_path(index: int, model: str, error: str) -> ExplorerPath:
     return ExplorerPath(
         index=index,
         error=error,
+        answered=False,
         model=model,
         trace="",
         answer="",

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from langgraph.runtime import Runtime
 
 from a2r_graph.context import A2RContext
+from a2r_graph.endpoint import context_window, count_prompt_tokens
 from a2r_graph.errors import NotEnoughPathsError
-from a2r_graph.prompts import render_synthesizer_prompt
+from a2r_graph.fit import fit_references
 from a2r_graph.runtime import context_of
 from a2r_graph.state import A2RState, stage_usage
 
 
-def reduce(state: A2RState, runtime: Runtime[A2RContext]) -> dict:
+async def reduce(state: A2RState, runtime: Runtime[A2RContext]) -> dict:
     context = context_of(runtime)
     paths = state["paths"]
     usable = [path for path in paths if path["error"] is None]
     if len(usable) < context.min_paths:
         failures = {path["index"]: path["error"] for path in paths if path["error"] is not None}
         raise NotEnoughPathsError(len(usable), context.min_paths, failures)
-    return {
+    stage, timeout_s = context.synthesizer, context.request_timeout_s
+    prompt, fit = await fit_references(
+        state["question"],
         # Answer components only: the traces never reach the synthesizer.
-        "synthesizer_prompt": render_synthesizer_prompt(
-            state["question"], [path["answer"] for path in usable], context.prompts_dir
-        ),
+        [(path["index"], path["answer"]) for path in usable],
+        context,
+        stage.context_window or await context_window(stage, timeout_s),
+        partial(count_prompt_tokens, stage, timeout_s=timeout_s),
+    )
+    return {
+        "synthesizer_prompt": prompt,
+        "reference_fit": fit,
         "usage": {"explore": stage_usage(paths)},
     }

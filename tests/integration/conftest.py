@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,14 +107,10 @@ def phoenix():
 LANGGRAPH_SERVER_PROJECT = "a2r-langgraph-server"
 
 
-@pytest.fixture(scope="session")
-def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator[str]:
-    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port.
-
-    Its A2R_* environment points both stages at the vLLM test server, so the default
-    assistant works without a context; its OTEL_* environment exports spans to Phoenix
-    (project ``a2r-langgraph-server``).
-    """
+@contextmanager
+def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port,
+    with ``env`` over this process's environment; yields its URL and the process."""
     root = Path(__file__).resolve().parents[2]
     port = free_port()
     env = {
@@ -121,19 +118,8 @@ def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGSMITH_TRACING": "false",
-        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
-        "A2R_EXPLORER__MODEL": vllm_server.model_name,
-        "A2R_EXPLORER__MAX_TOKENS": "48",
-        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
-        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
-        "A2R_SYNTHESIZER__MAX_TOKENS": "48",
-        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
-        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
-        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
-        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
-        **phoenix.otel_env("a2r-langgraph-server", project=LANGGRAPH_SERVER_PROJECT),
+        **env,
     }
-    log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
     command = [
         str(Path(sys.executable).with_name("langgraph")),
         "dev",
@@ -168,10 +154,36 @@ def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator
                         f"langgraph dev did not start:\n{log_path.read_text()[-4000:]}"
                     ) from None
                 time.sleep(0.5)
-        yield url
+        yield url, process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator[str]:
+    """``langgraph dev`` over the vLLM test server, exporting spans to Phoenix.
+
+    Its A2R_* environment points both stages at the vLLM test server, so the default
+    assistant works without a context; its OTEL_* environment exports spans to Phoenix
+    (project ``a2r-langgraph-server``).
+    """
+    env = {
+        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
+        "A2R_EXPLORER__MODEL": vllm_server.model_name,
+        "A2R_EXPLORER__MAX_TOKENS": "48",
+        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
+        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
+        "A2R_SYNTHESIZER__MAX_TOKENS": "48",
+        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
+        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
+        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+        **phoenix.otel_env("a2r-langgraph-server", project=LANGGRAPH_SERVER_PROJECT),
+    }
+    log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
+    with langgraph_dev(env, log_path) as (url, _):
+        yield url

@@ -6,7 +6,7 @@ import pytest
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 
-from a2r_graph import graph
+from a2r_graph import A2ROutput, graph
 from a2r_graph.tool import as_tool
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ async def test_runs_wait_returns_the_answer_with_usage(langgraph_server):
     result = await client.runs.wait(
         thread["thread_id"], "a2r", input={"question": QUESTION}, context={"n": 3}
     )
-    assert set(result) == {"question", "answer", "boxed_answer", "paths", "synthesis", "usage"}
+    assert set(result) == set(A2ROutput.__annotations__)  # the graph's own output schema
     assert len(result["paths"]) == 3 and result["answer"].strip()
     assert result["usage"]["explore"]["calls"] == 3
     assert result["usage"]["synthesize"]["output_tokens"] > 0
@@ -117,6 +117,42 @@ async def test_tool_over_remote_graph(langgraph_server):
             },
             "context.explorer.base_url: Input should be a valid URL",
         ),
+        (
+            {"input": {"question": "q"}, "context": {"n": 65}},
+            "context.n: Input should be less than or equal to 64",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"n": "four"}},
+            "context.n: Input should be a valid integer",
+        ),
+        (
+            {
+                "input": {"question": "q"},
+                "context": {"synthesizer": {"model": "m", "output_price_per_mtok": -1}},
+            },
+            "context.synthesizer.output_price_per_mtok: Input should be greater than or equal to 0",
+        ),
+        (
+            {
+                "input": {"question": "q"},
+                "context": {"explorer": {"model": "m", "temperature": "hot"}},
+            },
+            "context.explorer.temperature: Input should be a valid number",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"explorer": "gpu-host"}},
+            "context.explorer: Input should be a valid dictionary",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"explorer": {"model": "m", "url": "x"}}},
+            "context.explorer.url: Extra inputs are not permitted",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"overflow": "squeeze"}},
+            "context.overflow: Input should be 'truncate', 'drop' or 'error'",
+        ),
+        ({"input": {"question": "q"}, "context": {"nn": 3}}, "context.nn: unknown field"),
+        ({"input": None}, 'input: required: pass {"question": "..."} (input null resumes'),
     ],
 )
 async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server, run, message):
@@ -134,6 +170,18 @@ async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server,
         assert response.status_code == 422 and message in response.json()["detail"]
         runs = (await http.get(f"/threads/{thread}/runs")).json()
         assert runs == []  # nothing was started or written
+
+
+async def test_unknown_model_fails_the_run_with_the_servers_message(langgraph_server):
+    client = get_client(url=langgraph_server)
+    thread = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(
+        thread, "a2r", input={"question": "q"}, context={"explorer": {"model": "nope"}}
+    )
+    joined = await client.runs.join(thread, run["run_id"])
+    assert (await client.runs.get(thread, run["run_id"]))["status"] == "error"
+    assert joined["__error__"]["error"] == "ModelRequestError"
+    assert "HTTP 404: The model `nope` does not exist." in joined["__error__"]["message"]
 
 
 async def test_assistant_context_is_validated_with_the_run_context(langgraph_server):

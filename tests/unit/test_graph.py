@@ -274,5 +274,6 @@ def test_module_level_graph_is_compiled_with_the_a2r_shape():
         "boxed_answer",
         "paths",
         "synthesis",
+        "reference_fit",
         "usage",
     }

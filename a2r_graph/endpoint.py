@@ -1,0 +1,59 @@
+"""What a vLLM endpoint says about its model besides completions: window and token counts.
+
+vLLM's ``/v1/models`` reports ``max_model_len``, and its ``/tokenize`` counts a chat prompt
+exactly as ``/v1/chat/completions`` will (chat template included). Servers without them
+(other OpenAI-compatible APIs) give ``None``, and callers fall back on what they know.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from a2r_graph.chat_models import api_key_for
+from a2r_graph.context import StageConfig
+
+_windows: dict[tuple[str, str], int] = {}
+
+
+def _client_for(stage: StageConfig, timeout_s: float) -> httpx.AsyncClient:
+    # A client per call: these calls are rare (the window is cached, prompts are counted
+    # only when they may not fit), and a pooled client must not outlive its event loop.
+    return httpx.AsyncClient(
+        base_url=stage.url.removesuffix("/v1"),
+        headers={"Authorization": f"Bearer {api_key_for(stage)}"},
+        timeout=timeout_s,
+    )
+
+
+async def context_window(stage: StageConfig, timeout_s: float) -> int | None:
+    """The served model's ``max_model_len`` (cached per endpoint once known), or None."""
+    key = (stage.url, stage.model)
+    if key not in _windows:
+        try:
+            async with _client_for(stage, timeout_s) as client:
+                response = await client.get("/v1/models")
+            response.raise_for_status()
+            models = response.json().get("data", [])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        for model in models:
+            if model.get("id") == stage.model and isinstance(model.get("max_model_len"), int):
+                _windows[key] = model["max_model_len"]
+    return _windows.get(key)
+
+
+async def count_prompt_tokens(stage: StageConfig, prompt: str, timeout_s: float) -> int | None:
+    """Tokens of ``prompt`` sent as one user message, by the server's tokenizer, or None."""
+    request = {
+        "model": stage.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "add_generation_prompt": True,
+    }
+    try:
+        async with _client_for(stage, timeout_s) as client:
+            response = await client.post("/tokenize", json=request)
+        response.raise_for_status()
+        count = response.json().get("count")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) else None

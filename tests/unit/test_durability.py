@@ -1,0 +1,121 @@
+"""Durable runs: a failed run resumes on its SQLite thread without re-running what finished."""
+
+import asyncio
+
+import pytest
+
+from a2r_graph import EndpointUnavailableError, NotEnoughPathsError, build_graph, threads
+from a2r_graph.errors import InvalidQuestionError, UnknownThreadError
+from tests.fakes import Hang, factory, make_context, reply, scripted
+from tests.unit.test_graph import connection_error, explorer_replies
+
+QUESTION = "What is 6*7?"
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "threads.sqlite"
+
+
+async def run_ask(db, explorer, synthesizer, thread, context, question=QUESTION):
+    """``threads.ask`` in a process of its own: a new graph on a new connection to ``db``."""
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
+        return await threads.ask(graph, question, thread, context)
+
+
+async def run_resume(db, explorer, synthesizer, thread, context):
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
+        return await threads.resume(graph, thread, context)
+
+
+async def test_synthesizer_failure_resumes_without_running_the_explorers_again(db):
+    down = scripted(connection_error(), connection_error())
+    with pytest.raises(EndpointUnavailableError, match="synthesizer"):
+        await run_ask(db, scripted(*explorer_replies(4)), down, "t", make_context(max_attempts=2))
+
+    explorer, synthesizer = scripted(), scripted(reply("\\boxed{42}"))
+    result = await run_resume(db, explorer, synthesizer, "t", make_context())
+
+    assert explorer.calls == [] and len(synthesizer.calls) == 1
+    assert result["boxed_answer"] == "42"
+    answers = [p["answer"] for p in result["paths"]]
+    assert answers == [f"answer {i}: \\boxed{{{i}}}" for i in range(4)]
+    assert result["usage"]["explore"]["calls"] == 4  # the run's paths, each paid for once
+
+
+async def test_too_few_paths_resumes_by_sampling_only_the_failed_ones(db):
+    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    context = make_context(n=4, min_paths=3, max_attempts=1)
+    with pytest.raises(NotEnoughPathsError) as caught:
+        await run_ask(db, explorer, scripted(), "t", context)
+    assert len(caught.value.failures) == 2
+
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{1}"))
+    result = await run_resume(db, explorer, synthesizer, "t", context)
+
+    assert len(explorer.calls) == 2  # only the two that failed
+    assert [p["index"] for p in result["paths"]] == [0, 1, 2, 3]
+    assert all(p["error"] is None for p in result["paths"])
+    assert synthesizer.calls[0][0].count("</reference") == 4
+
+
+async def test_a_path_the_server_answered_is_not_sampled_again(db):
+    truncated = reply("<think>ran out of tokens", finish_reason="length")
+    context = make_context(n=2, max_attempts=1)
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, scripted(truncated, connection_error()), scripted(), "t", context)
+
+    explorer, synthesizer = scripted(*explorer_replies(1)), scripted(reply("\\boxed{0}"))
+    result = await run_resume(db, explorer, synthesizer, "t", context)
+
+    assert len(explorer.calls) == 1
+    errors = [p["error"] for p in result["paths"]]
+    assert errors.count(None) == 1
+    assert "no answer component (finish_reason=length)" in errors
+
+
+async def test_asking_the_same_question_again_resumes_and_a_new_one_starts_fresh(db):
+    explorer = scripted(*explorer_replies(3), *explorer_replies(2))
+    synthesizer = scripted(connection_error(), reply("\\boxed{7}"), reply("\\boxed{8}"))
+    context = make_context(n=3, max_attempts=1)
+    with pytest.raises(EndpointUnavailableError):
+        await run_ask(db, explorer, synthesizer, "t", context)
+    again = await run_ask(db, explorer, synthesizer, "t", context, question=f" {QUESTION}\n")
+    assert again["boxed_answer"] == "7" and len(explorer.calls) == 3
+
+    other = await run_ask(db, explorer, synthesizer, "t", make_context(n=2), "What is 1+1?")
+    assert other["boxed_answer"] == "8" and len(explorer.calls) == 5
+    assert [p["index"] for p in other["paths"]] == [0, 1]
+
+
+async def test_explorers_that_finished_before_a_timeout_are_kept(db):
+    explorer = scripted(*explorer_replies(2), Hang(), Hang())
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await run_ask(db, explorer, scripted(), "t", make_context())
+
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{3}"))
+    result = await run_resume(db, explorer, synthesizer, "t", make_context())
+
+    assert len(explorer.calls) == 2
+    assert result["boxed_answer"] == "3" and len(result["paths"]) == 4
+
+
+async def test_a_finished_thread_resumes_to_its_saved_result_without_calls(db):
+    synthesizer = scripted(reply("\\boxed{5}"))
+    first = await run_ask(db, scripted(*explorer_replies(1)), synthesizer, "t", make_context(n=1))
+    again = await run_resume(db, scripted(), scripted(), "t", make_context(n=1))
+    assert again == first
+
+
+async def test_unknown_thread_and_bad_question_write_nothing(db):
+    with pytest.raises(UnknownThreadError, match="no run is saved under thread 'nope'"):
+        await run_resume(db, scripted(), scripted(), "nope", make_context())
+    explorer = scripted()
+    with pytest.raises(InvalidQuestionError, match="non-empty string"):
+        await run_ask(db, explorer, scripted(), "t", make_context(), question="   ")
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        assert await checkpointer.aget_tuple(threads.thread_config("t")) is None
+    assert explorer.calls == []
