@@ -7,13 +7,15 @@ TEST_MODEL ?= smollm2-135m
 DEMO_QUESTION ?= A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Sam buys 4 muffins and 5 cookies. How many dollars does Sam spend?
 DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7
 PYTEST_ARGS ?=
+EVAL_SOURCE ?= builtin:gsm_symbolic
+EVAL_ARGS ?= --size 10 --n 4 --ns 1 2 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 --out eval-out
 FREE_PORT = $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LANGGRAPH_PORT ?= $(FREE_PORT)
 OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit bench serve langgraph-dev phoenix clean
+.PHONY: setup demo test unit eval bench serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -35,6 +37,12 @@ test: setup
 
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# The paper's metrics on 10 offline GSM-symbolic problems (reasoning-gym), on the embedded model;
+# rerun to resume. Writes eval-out/: results.jsonl, results.json, table.md, accuracy_vs_cost.png.
+eval: setup
+	$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
+		$(BIN)/a2r eval $(EVAL_SOURCE) $(EVAL_ARGS)
 
 # Performance figures (docs/benchmarks.md): graph overhead and memory on the loopback server,
 # explorer batching on the embedded vLLM server.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shlex
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from a2r_graph import threads
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import A2RError, UnknownThreadError, describe_validation_error
+from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
 from a2r_graph.state import A2ROutput
 from a2r_graph.threads import default_db_path, sqlite_checkpointer
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "resume", parents=[options], help="finish a saved run that failed or was stopped"
     )
     resume.add_argument("thread", help="the thread id the failed run printed")
+    eval_command.add_parser(commands, [options])
     return parser
 
 
@@ -155,6 +158,19 @@ async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> 
             return await threads.ask(durable, args.question, thread_id, context)
 
 
+def _eval(args: argparse.Namespace, context: A2RContext) -> int:
+    try:
+        return eval_command.main(args, context)
+    except ValueError as error:  # bad data source, fields or --ns
+        return _fail(f"a2r eval: {error}", 2)
+    except KeyboardInterrupt:
+        return _fail(
+            "a2r eval: interrupted; finished problems are in results.jsonl: run the same "
+            "command again to go on",
+            130,
+        )
+
+
 def _fail(message: str, exit_code: int) -> int:
     print(message, file=sys.stderr)
     return exit_code
@@ -162,10 +178,13 @@ def _fail(message: str, exit_code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
     try:
         context = context_from_args(args)
     except ValidationError as error:
         return _fail(describe_validation_error(error), 2)
+    if args.command == "eval":
+        return _eval(args, context)
     thread_id = args.thread or str(uuid.uuid4())
     saved = (
         f"The run is saved as thread {thread_id}; what finished is kept. Fix the cause, "

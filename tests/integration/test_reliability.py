@@ -139,7 +139,9 @@ def test_failed_explorers_below_min_paths_are_the_only_ones_sampled_again():
         failed = a2r("ask", QUESTION, "--n", "4", "--min-paths", "3", env=env)
         assert failed.returncode == 1
         assert "only 2 explorer path(s) succeeded but min_paths=3" in failed.stderr
-        assert failed.stderr.count("Error code: 503") == 2
+        listed = [line for line in failed.stderr.splitlines() if line.startswith("  path ")]
+        assert len(listed) == 2 and all("Error code: 503" in line for line in listed)
+        assert "attempt 1 to" in failed.stderr and "retrying in" in failed.stderr  # logged
 
         server.clear_faults()
         result = resume(failed, env)

@@ -1,0 +1,108 @@
+"""``a2r eval``: the harness from the command line (progress, table, JSON, plot)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from a2r_graph.context import A2RContext
+from a2r_graph.eval.data import Fields, load_problems
+from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
+from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
+from a2r_graph.eval.verify import Verifier
+from a2r_graph.graph import build_graph
+from a2r_graph.threads import sqlite_checkpointer
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        parents=parents,
+        help="Pass@1, Cons@N, Pass@N and A2R (with cost) over a benchmark",
+        description="--n sets K, the explorer samples per problem; --ns the N values reported "
+        "(each <= K; the synthesizer runs once per N over the first N samples).",
+    )
+    evaluate.add_argument(
+        "source", help="a .jsonl/.csv/.parquet file, builtin:NAME (reasoning-gym) or hf:DATASET"
+    )
+    evaluate.add_argument("--ns", type=int, nargs="+", help="N values to report (default: K)")
+    evaluate.add_argument("--runs", type=int, default=1, help="repetitions per problem")
+    evaluate.add_argument("--size", type=int, help="first SIZE problems (builtin: how many)")
+    evaluate.add_argument("--data-seed", type=int, default=0, help="builtin generator seed")
+    evaluate.add_argument("--out", type=Path, default=Path("eval-out"), help="output directory")
+    evaluate.add_argument("--concurrency", type=int, default=4, help="problems at once")
+    evaluate.add_argument("--name", help="benchmark name in the table (default: the source)")
+    for field in Fields.__dataclass_fields__:
+        evaluate.add_argument(f"--{field}-field", default=getattr(Fields(), field))
+
+
+def main(args: argparse.Namespace, context: A2RContext) -> int:
+    try:
+        for module in ("math_verify", "matplotlib", "reasoning_gym", "tqdm"):
+            importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"{error.name} is missing: pip install 'a2r-graph[eval]'") from error
+    ns = sorted(set(args.ns or [context.n]))
+    if ns[-1] > context.n or ns[0] < 1:
+        raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
+    fields = Fields(args.id_field, args.problem_field, args.answer_field)
+    problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
+    asyncio.run(_evaluate(args, context, problems, ns))
+    summary = summarize(read_results(args.out / RESULTS_FILE), ns)
+    benchmark = args.name or args.source
+    model = f"{context.explorer.model} -> {context.synthesizer.model}"
+    table = markdown_table(summary, benchmark, model)
+    (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / "results.json").write_text(
+        json.dumps({"benchmark": benchmark, "model": model, **summary}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    plot_accuracy_vs_cost(summary, args.out / "accuracy_vs_cost.png", f"{benchmark}: {model}")
+    print(table)
+    print(f"\nwritten to {args.out}/: results.jsonl, results.json, table.md, accuracy_vs_cost.png")
+    return 0
+
+
+async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
+    from tqdm import tqdm
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    top = str(ns[-1])
+    seen = {"runs": 0, "correct": 0, "cost": 0.0}
+    with tqdm(total=len(problems) * args.runs, unit="problem", dynamic_ncols=True) as bar:
+        done = read_results(args.out / RESULTS_FILE) if (args.out / RESULTS_FILE).exists() else []
+        bar.update(len(done))
+
+        def progress(line: dict) -> None:
+            cell = line["by_n"].get(top, {})
+            seen["runs"] += 1
+            seen["correct"] += bool(cell.get("a2r_correct"))
+            seen["cost"] += sum(
+                cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in ("explore", "synthesize")
+            )
+            bar.set_postfix(
+                {
+                    f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%",
+                    "cost": f"{seen['cost']:.4f}",
+                }
+            )
+            bar.update(1)
+
+        async with sqlite_checkpointer(args.db or args.out / "threads.sqlite") as checkpointer:
+            with Verifier() as verifier:
+                await run_eval(
+                    build_graph(checkpointer=checkpointer),
+                    problems,
+                    ns=ns,
+                    context=context,
+                    out_dir=args.out,
+                    runs=args.runs,
+                    concurrency=args.concurrency,
+                    run_name=args.name or args.source,
+                    verifier=verifier,
+                    on_result=progress,
+                )

@@ -1,0 +1,47 @@
+"""The paper's metrics over one problem's samples, and their mean over a benchmark.
+
+- **Pass@1**: the share of explorer samples that are correct (averaged over all K samples);
+- **Cons@N**: the majority answer of the first N samples is correct. Answers are grouped by
+  math equivalence (``\\frac12``, ``0.5`` and ``1/2`` are one vote): a sample joins the first
+  group whose first answer it is equivalent to. Samples without a ``\\boxed{}`` do not vote.
+  Ties go to the group whose first member came first (the lowest path index): deterministic,
+  and independent of how the answers are written;
+- **Pass@N**: any of the first N samples is correct;
+- **A2R**: the synthesizer's answer over the first N samples is correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from statistics import mean
+
+Equivalent = Callable[[str, str], Awaitable[bool]]
+
+
+async def majority_vote(answers: Sequence[str | None], equivalent: Equivalent) -> str | None:
+    """The majority answer by equivalence groups (ties: the earliest group); None if no votes."""
+    groups: list[list[str]] = []
+    for answer in answers:
+        if answer is None or not answer.strip():
+            continue
+        for group in groups:
+            if await equivalent(group[0], answer):
+                group.append(answer)
+                break
+        else:
+            groups.append([answer])
+    if not groups:
+        return None
+    return max(groups, key=len)[0]  # max keeps the first of equal lengths: the earliest group
+
+
+def pass_at_1(correct: Sequence[bool]) -> float:
+    return mean(correct) if correct else 0.0
+
+
+def pass_at_n(correct: Sequence[bool], n: int) -> bool:
+    return any(correct[:n])
+
+
+def mean_of(values: Sequence[float]) -> float:
+    return mean(values) if values else 0.0

@@ -1,0 +1,125 @@
+"""From ``results.jsonl`` to the paper's Table 1 layout, a results JSON and an accuracy-vs-cost
+plot (A2R and Cons@N across N, Pass@1 as one point)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from a2r_graph.eval.metrics import mean_of, pass_at_1
+
+
+def summarize(rows: Sequence[dict[str, Any]], ns: Sequence[int]) -> dict[str, Any]:
+    """Accuracies (0-100) and mean tokens and cost per query, per N, over every
+    (problem, repetition) line; failed runs count as wrong."""
+    samples = [p["correct"] for row in rows for p in row["paths"]]
+    one_path = [p["usage"] for row in rows for p in row["paths"]]
+    summary: dict[str, Any] = {
+        "queries": len(rows),
+        "failed_runs": sum("error" in row for row in rows),
+        "pass_at_1": 100 * pass_at_1(samples),
+        "pass_at_1_cost_per_query": mean_of([u["cost"] for u in one_path]),
+        "pass_at_1_tokens_per_query": mean_of(
+            [u["input_tokens"] + u["output_tokens"] for u in one_path]
+        ),
+        "by_n": {},
+    }
+    for n in ns:
+        cells = [row["by_n"].get(str(n), {}) for row in rows]
+        done = [c for c in cells if "explore_usage" in c]
+
+        def mean_usage(stage: str, key: str, done=done) -> float:
+            return mean_of([c[f"{stage}_usage"][key] for c in done])
+
+        explore_cost = mean_usage("explore", "cost")
+        synth_cost = mean_usage("synthesize", "cost")
+        summary["by_n"][str(n)] = {
+            "cons_at_n": 100 * mean_of([bool(c.get("cons_correct")) for c in cells]),
+            "pass_at_n": 100 * mean_of([bool(c.get("pass_at_n")) for c in cells]),
+            "a2r": 100 * mean_of([bool(c.get("a2r_correct")) for c in cells]),
+            "explore_input_tokens": mean_usage("explore", "input_tokens"),
+            "explore_output_tokens": mean_usage("explore", "output_tokens"),
+            "synthesize_input_tokens": mean_usage("synthesize", "input_tokens"),
+            "synthesize_output_tokens": mean_usage("synthesize", "output_tokens"),
+            "cons_cost_per_query": explore_cost,
+            "a2r_cost_per_query": explore_cost + synth_cost,
+            "a2r_cost_per_1k_queries": 1000 * (explore_cost + synth_cost),
+            "cons_tokens_per_query": mean_usage("explore", "input_tokens")
+            + mean_usage("explore", "output_tokens"),
+            "a2r_tokens_per_query": sum(
+                mean_usage(stage, key)
+                for stage in ("explore", "synthesize")
+                for key in ("input_tokens", "output_tokens")
+            ),
+        }
+    return summary
+
+
+def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
+    """Table 1's layout (Benchmark x Model x Pass@1, Cons@N, Pass@N, A2R), then the costs."""
+    lines = [
+        "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for n, cell in summary["by_n"].items():
+        lines.append(
+            f"| {benchmark} | {model} | {n} | {summary['pass_at_1']:.1f} | "
+            f"{cell['cons_at_n']:.1f} | {cell['pass_at_n']:.1f} | {cell['a2r']:.1f} |"
+        )
+    lines += [
+        "",
+        (
+            "| N | explore tokens in/out per query | synthesize tokens in/out per query | "
+            "A2R cost per query | A2R cost per 1K queries |"
+        ),
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for n, cell in summary["by_n"].items():
+        lines.append(
+            f"| {n} | {cell['explore_input_tokens']:.0f} / {cell['explore_output_tokens']:.0f} | "
+            f"{cell['synthesize_input_tokens']:.0f} / {cell['synthesize_output_tokens']:.0f} | "
+            f"{cell['a2r_cost_per_query']:.6f} | {cell['a2r_cost_per_1k_queries']:.4f} |"
+        )
+    lines.append(
+        f"\n{summary['queries']} queries ({summary['failed_runs']} failed runs, counted wrong)."
+    )
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Path:
+    """A2R and Cons@N per N, Pass@1 as one point; cost per query on x, or tokens per query
+    when no prices are set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    priced = summary["pass_at_1_cost_per_query"] > 0
+    unit = "cost" if priced else "tokens"
+    cells = summary["by_n"]
+    fig, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for metric, label, marker in (("a2r", "A2R", "o"), ("cons", "Cons@N", "s")):
+        xs = [cell[f"{metric}_{unit}_per_query"] for cell in cells.values()]
+        ys = [cell["a2r" if metric == "a2r" else "cons_at_n"] for cell in cells.values()]
+        axes.plot(xs, ys, marker=marker, label=label)
+        for n, x, y in zip(cells, xs, ys, strict=True):
+            axes.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4))
+    axes.scatter(
+        [summary[f"pass_at_1_{unit}_per_query"]],
+        [summary["pass_at_1"]],
+        marker="^",
+        color="black",
+        label="Pass@1",
+        zorder=3,
+    )
+    axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(-5, 105)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,66 @@
+"""``a2r eval`` on 10 offline problems against the real vLLM server: table, JSON, plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from a2r_graph.eval.runner import read_results
+
+pytestmark = pytest.mark.integration
+A2R = str(Path(sys.executable).with_name("a2r"))
+
+
+def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server, tmp_path):
+    env = {
+        **os.environ,
+        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
+        "A2R_EXPLORER__MODEL": vllm_server.model_name,
+        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
+        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
+        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
+        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
+        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+    }
+    out = tmp_path / "eval"
+    command = [
+        A2R, "eval", "builtin:basic_arithmetic", "--size", "10", "--n", "4", "--ns", "1", "2",
+        "4", "--max-tokens", "32", "--seed", "3", "--concurrency", "4", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |" in done.stdout
+    for n in (1, 2, 4):
+        assert f"| builtin:basic_arithmetic | {vllm_server.model_name} -> " in done.stdout
+        assert f"| {n} |" in done.stdout
+
+    lines = read_results(out / "results.jsonl")
+    assert len(lines) == 10 and all(len(line["paths"]) == 4 for line in lines)
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["queries"] == 10 and set(summary["by_n"]) == {"1", "2", "4"}
+    four = summary["by_n"]["4"]
+    explore_tokens = sum(
+        p["usage"]["input_tokens"] + p["usage"]["output_tokens"]
+        for line in lines
+        for p in line["paths"]
+    )
+    assert four["cons_tokens_per_query"] == pytest.approx(explore_tokens / 10)
+    assert four["a2r_cost_per_query"] > summary["by_n"]["1"]["a2r_cost_per_query"] > 0
+    assert (out / "table.md").read_text().startswith("| Benchmark |")
+
+    image = Image.open(out / "accuracy_vs_cost.png").convert("L")
+    assert image.size == (840, 540) and len(image.getcolors(maxcolors=1 << 16)) > 20
+
+    again = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert again.returncode == 0 and len(read_results(out / "results.jsonl")) == 10  # all skipped
