@@ -23,6 +23,7 @@ from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
 from a2r_graph.state import A2ROutput
 from a2r_graph.threads import default_db_path, sqlite_checkpointer
+from a2r_graph.train import command as train_command
 
 
 def _context_options() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
+    train_command.add_parser(commands)
     return parser
 
 
@@ -179,6 +181,11 @@ def _fail(message: str, exit_code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
+    if args.command == "curate":
+        try:
+            return train_command.main(args)
+        except ValueError as error:
+            return _fail(f"a2r curate: {error}", 2)
     try:
         context = context_from_args(args)
     except ValidationError as error:

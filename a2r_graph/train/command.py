@@ -1,0 +1,58 @@
+"""``a2r curate``: explorer samples (``a2r eval`` results) -> synthesizer training JSONL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from a2r_graph.eval.runner import read_results
+from a2r_graph.train.curate import pool_queries, statistics, training_examples
+
+
+def add_parser(commands: Any) -> None:
+    curate = commands.add_parser(
+        "curate",
+        help="build synthesizer training data from `a2r eval` results",
+        description="Per query, N of its explorer answer components (random subset, random "
+        "order) in the graph's synthesizer prompt, with the gold answer.",
+    )
+    curate.add_argument("results", type=Path, nargs="+", help="results.jsonl files of a2r eval")
+    curate.add_argument("--n", type=int, default=4, help="references per example (N)")
+    curate.add_argument("--per-query", type=int, default=4, help="examples drawn per query")
+    curate.add_argument("--max-candidates", type=int, default=16, help="candidates per query")
+    curate.add_argument("--seed", type=int, default=0)
+    curate.add_argument(
+        "--learnable-only",
+        action="store_true",
+        help="keep queries whose candidates are neither all right nor all wrong",
+    )
+    curate.add_argument("--prompts-dir", type=Path, help="the prompts the graph serves with")
+    curate.add_argument("--out", type=Path, required=True, help="training JSONL to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    missing = [str(path) for path in args.results if not path.is_file()]
+    if missing:
+        raise ValueError(f"no such results file: {', '.join(missing)} (run `a2r eval` first)")
+    queries = pool_queries(
+        (line for path in args.results for line in read_results(path)), args.max_candidates
+    )
+    examples = training_examples(
+        queries,
+        n=args.n,
+        per_query=args.per_query,
+        seed=args.seed,
+        learnable_only=args.learnable_only,
+        prompts_dir=args.prompts_dir,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as out:
+        for example in examples:
+            out.write(json.dumps(example, ensure_ascii=False) + "\n")
+    stats = statistics(queries)
+    (args.out.with_suffix(".stats.json")).write_text(json.dumps(stats, indent=2) + "\n")
+    print(json.dumps(stats, indent=2))
+    print(f"{len(examples)} examples written to {args.out}")
+    return 0
