@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
-    train_command.add_parser(commands)
+    train_command.add_parsers(commands)
     return parser
 
 
@@ -181,11 +181,12 @@ def _fail(message: str, exit_code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
-    if args.command == "curate":
+    if args.command in ("curate", "train-synthesizer"):
+        offline = train_command.main if args.command == "curate" else train_command.train_main
         try:
-            return train_command.main(args)
+            return offline(args)
         except ValueError as error:
-            return _fail(f"a2r curate: {error}", 2)
+            return _fail(f"a2r {args.command}: {error}", 2)
     try:
         context = context_from_args(args)
     except ValidationError as error:

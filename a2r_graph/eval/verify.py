@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from functools import lru_cache
 from typing import Self
 
@@ -57,19 +58,39 @@ class Verifier:
         return self._pool
 
     async def correct(self, gold: str, prediction: str | None) -> bool:
+        known = self._known(gold, prediction)
+        if known is not None:
+            return known
+        future = self._executor().submit(verify_in_worker, gold, prediction)
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except TimeoutError:
+            result = self._timed_out()
+        self._cache[(gold, prediction)] = result
+        return result
+
+    def correct_sync(self, gold: str, prediction: str | None) -> bool:
+        """``correct`` for synchronous callers (a trainer's reward function)."""
+        known = self._known(gold, prediction)
+        if known is not None:
+            return known
+        future = self._executor().submit(verify_in_worker, gold, prediction)
+        try:
+            result = future.result(timeout=self.timeout_s)
+        except FutureTimeoutError:
+            result = self._timed_out()
+        self._cache[(gold, prediction)] = result
+        return result
+
+    def _known(self, gold: str, prediction: str | None) -> bool | None:
+        """The answer without a check (no prediction, or checked before), else None."""
         if prediction is None or not prediction.strip():
             return False
-        key = (gold, prediction)
-        if key not in self._cache:
-            future = self._executor().submit(verify_in_worker, gold, prediction)
-            try:
-                self._cache[key] = await asyncio.wait_for(
-                    asyncio.wrap_future(future), self.timeout_s
-                )
-            except TimeoutError:
-                self._replace_pool()
-                self._cache[key] = False
-        return self._cache[key]
+        return self._cache.get((gold, prediction))
+
+    def _timed_out(self) -> bool:
+        self._replace_pool()  # the stuck worker must go
+        return False
 
     def _replace_pool(self) -> None:
         pool, self._pool = self._pool, None

@@ -7,8 +7,36 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from a2r_graph.errors import describe_validation_error
 from a2r_graph.eval.runner import read_results
 from a2r_graph.train.curate import pool_queries, statistics, training_examples
+
+
+def add_parsers(commands: Any) -> None:
+    add_parser(commands)
+    train = commands.add_parser(
+        "train-synthesizer",
+        help="RL-tune the synthesizer (GRPO, DAPO loss, dynamic sampling) on `a2r curate` data",
+    )
+    train.add_argument("--config", type=Path, required=True, help="YAML of TrainConfig fields")
+
+
+def train_main(args: argparse.Namespace) -> int:
+    try:
+        from a2r_graph.train.grpo import TrainConfig, train
+    except ImportError as error:
+        raise ValueError(f"{error.name} is missing: pip install 'a2r-graph[train]'") from error
+    if not args.config.is_file():
+        raise ValueError(f"no such config file: {args.config}")
+    try:
+        config = TrainConfig.from_yaml(args.config)
+    except ValidationError as error:
+        raise ValueError(describe_validation_error(error, env_prefix=None)) from error
+    checkpoint = train(config)
+    print(f"checkpoint: {checkpoint} (metrics: {checkpoint / 'metrics.jsonl'})")
+    return 0
 
 
 def add_parser(commands: Any) -> None:
