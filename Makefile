@@ -15,7 +15,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit eval bench serve langgraph-dev phoenix clean
+.PHONY: setup demo test unit eval train bench serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -43,6 +43,15 @@ unit: setup
 eval: setup
 	$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
 		$(BIN)/a2r eval $(EVAL_SOURCE) $(EVAL_ARGS)
+
+# A tiny RL run on CPU from `make eval`'s samples: curate, 2 GRPO steps, then vLLM serves the
+# checkpoint and `a2r ask` answers with it (as explorer and synthesizer: one embedded server).
+train: setup
+	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
+	$(BIN)/a2r curate eval-out/results.jsonl --n 2 --per-query 2 --out train-out/train.jsonl
+	$(BIN)/a2r train-synthesizer --config examples/train-tiny.yaml
+	$(BIN)/python -m servers.embedded exec --model train-out/synth-ckpt -- \
+		$(BIN)/a2r ask "$(DEMO_QUESTION)" --n 2 --max-tokens 64 --db :memory:
 
 # Performance figures (docs/benchmarks.md): graph overhead and memory on the loopback server,
 # explorer batching on the embedded vLLM server.
