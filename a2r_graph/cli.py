@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
     if args.command in ("curate", "train-synthesizer"):
-        offline = train_command.main if args.command == "curate" else train_command.train_main
+        offline = (
+            train_command.curate_main if args.command == "curate" else train_command.train_main
+        )
         try:
             return offline(args)
         except ValueError as error:

@@ -12,7 +12,9 @@ import httpx
 from a2r_graph.chat_models import api_key_for
 from a2r_graph.context import StageConfig
 
-_windows: dict[tuple[str, str], int] = {}
+_windows: dict[tuple[str, str], int | None] = {}
+"""Per (endpoint, model): the window its /v1/models reported, or None when it answered without
+one (not vLLM), so a run asks once per process, not on every synthesis."""
 
 
 def _client_for(stage: StageConfig, timeout_s: float) -> httpx.AsyncClient:
@@ -26,7 +28,7 @@ def _client_for(stage: StageConfig, timeout_s: float) -> httpx.AsyncClient:
 
 
 async def context_window(stage: StageConfig, timeout_s: float) -> int | None:
-    """The served model's ``max_model_len`` (cached per endpoint once known), or None."""
+    """The served model's ``max_model_len``, or None; cached once the server answered."""
     key = (stage.url, stage.model)
     if key not in _windows:
         try:
@@ -35,11 +37,16 @@ async def context_window(stage: StageConfig, timeout_s: float) -> int | None:
             response.raise_for_status()
             models = response.json().get("data", [])
         except (httpx.HTTPError, ValueError, AttributeError):
-            return None
-        for model in models:
-            if model.get("id") == stage.model and isinstance(model.get("max_model_len"), int):
-                _windows[key] = model["max_model_len"]
-    return _windows.get(key)
+            return None  # unreachable now: ask again next run
+        _windows[key] = next(
+            (
+                model["max_model_len"]
+                for model in models
+                if model.get("id") == stage.model and isinstance(model.get("max_model_len"), int)
+            ),
+            None,
+        )
+    return _windows[key]
 
 
 async def count_prompt_tokens(stage: StageConfig, prompt: str, timeout_s: float) -> int | None:

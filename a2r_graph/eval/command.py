@@ -74,8 +74,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
     top = str(ns[-1])
     seen = {"runs": 0, "correct": 0, "cost": 0.0}
     with tqdm(total=len(problems) * args.runs, unit="problem", dynamic_ncols=True) as bar:
-        done = read_results(args.out / RESULTS_FILE) if (args.out / RESULTS_FILE).exists() else []
-        bar.update(len(done))
+        bar.update(len(read_results(args.out / RESULTS_FILE)))
 
         def progress(line: dict) -> None:
             cell = line["by_n"].get(top, {})

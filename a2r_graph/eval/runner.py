@@ -34,20 +34,10 @@ def result_key(problem_id: str, repetition: int) -> str:
     return f"{problem_id}#{repetition}"
 
 
-def finished_keys(results_path: Path) -> set[str]:
-    """Keys of the problems already in ``results.jsonl`` (a torn last line is ignored)."""
-    if not results_path.is_file():
-        return set()
-    keys = set()
-    for line in results_path.read_text(encoding="utf-8").splitlines():
-        try:
-            keys.add(json.loads(line)["key"])
-        except (ValueError, KeyError):
-            continue
-    return keys
-
-
 def read_results(results_path: Path) -> list[dict[str, Any]]:
+    """The lines of ``results.jsonl`` (none if it is missing; a torn last line is skipped)."""
+    if not results_path.is_file():
+        return []
     rows = []
     for line in results_path.read_text(encoding="utf-8").splitlines():
         try:
@@ -55,6 +45,11 @@ def read_results(results_path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return rows
+
+
+def finished_keys(results_path: Path) -> set[str]:
+    """Keys of the problems already in ``results.jsonl``."""
+    return {row["key"] for row in read_results(results_path) if "key" in row}
 
 
 def _end_torn_line(results_path: Path) -> None:

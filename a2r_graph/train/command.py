@@ -15,7 +15,8 @@ from a2r_graph.train.curate import pool_queries, statistics, training_examples
 
 
 def add_parsers(commands: Any) -> None:
-    add_parser(commands)
+    """``a2r curate`` and ``a2r train-synthesizer``."""
+    _add_curate(commands)
     train = commands.add_parser(
         "train-synthesizer",
         help="RL-tune the synthesizer (GRPO, DAPO loss, dynamic sampling) on `a2r curate` data",
@@ -39,7 +40,7 @@ def train_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands: Any) -> None:
+def _add_curate(commands: Any) -> None:
     curate = commands.add_parser(
         "curate",
         help="build synthesizer training data from `a2r eval` results",
@@ -60,7 +61,7 @@ def add_parser(commands: Any) -> None:
     curate.add_argument("--out", type=Path, required=True, help="training JSONL to write")
 
 
-def main(args: argparse.Namespace) -> int:
+def curate_main(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.results if not path.is_file()]
     if missing:
         raise ValueError(f"no such results file: {', '.join(missing)} (run `a2r eval` first)")

@@ -83,6 +83,16 @@ def context_for(vllm_server: Server):
     return build
 
 
+A2R = str(Path(sys.executable).with_name("a2r"))
+"""The ``a2r`` command of this venv: the integration tests run it as a user would."""
+
+
+def a2r(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [A2R, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from a2r_graph.eval.runner import read_results
+from tests.integration.conftest import a2r
 
 pytestmark = pytest.mark.integration
-A2R = str(Path(sys.executable).with_name("a2r"))
 
 
 def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server, tmp_path):
@@ -31,12 +28,10 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server
     }
     out = tmp_path / "eval"
     command = [
-        A2R, "eval", "builtin:basic_arithmetic", "--size", "10", "--n", "4", "--ns", "1", "2",
+        "eval", "builtin:basic_arithmetic", "--size", "10", "--n", "4", "--ns", "1", "2",
         "4", "--max-tokens", "32", "--seed", "3", "--concurrency", "4", "--out", str(out),
     ]  # fmt: skip
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
+    done = a2r(*command, env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     assert "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |" in done.stdout
     for n in (1, 2, 4):
@@ -60,7 +55,5 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server
     image = Image.open(out / "accuracy_vs_cost.png").convert("L")
     assert image.size == (840, 540) and len(image.getcolors(maxcolors=1 << 16)) > 20
 
-    again = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    again = a2r(*command, env=env)
     assert again.returncode == 0 and len(read_results(out / "results.jsonl")) == 10  # all skipped

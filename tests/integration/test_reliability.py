@@ -13,17 +13,14 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from servers.loopback import LoopbackServer
-from tests.integration.conftest import free_port
+from tests.integration.conftest import A2R, a2r, free_port
 
 pytestmark = pytest.mark.integration
-A2R = str(Path(sys.executable).with_name("a2r"))
 QUESTION = "What is 17 + 25?"
 
 
@@ -40,12 +37,6 @@ def stage_env(explorer: tuple[str, str], synthesizer: tuple[str, str], **extra: 
         "A2R_RETRY_MAX_WAIT_S": "0.5",
         **extra,
     }
-
-
-def a2r(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [A2R, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def start_a2r(*args: str, env: dict) -> subprocess.Popen:

@@ -18,7 +18,8 @@ import uuid
 import pytest
 
 from servers.loopback import LoopbackServer
-from tests.integration.test_reliability import a2r, stage_env
+from tests.integration.conftest import a2r
+from tests.integration.test_reliability import stage_env
 
 pytestmark = pytest.mark.integration
 KEY_ENV = "A2R_TEST_SECRET_KEY"

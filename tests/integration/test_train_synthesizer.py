@@ -4,17 +4,15 @@ through it: curate -> train-synthesizer -> vllm serve -> the graph's synthesizer
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from a2r_graph import A2RContext, build_graph
 from servers.embedded import EmbeddedVLLM, ensure_model
+from tests.integration.conftest import a2r
 
 pytestmark = pytest.mark.integration
-A2R = str(Path(sys.executable).with_name("a2r"))
 
 
 def eval_results(path: Path) -> Path:
@@ -39,10 +37,6 @@ def eval_results(path: Path) -> Path:
     return path
 
 
-def a2r(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([A2R, *args], capture_output=True, text=True, timeout=1200, check=False)
-
-
 async def test_two_grpo_steps_then_the_checkpoint_serves_as_the_synthesizer(vllm_server, tmp_path):
     train_file = tmp_path / "train.jsonl"
     curated = a2r("curate", str(eval_results(tmp_path / "results.jsonl")), "--n", "2",
@@ -55,7 +49,7 @@ async def test_two_grpo_steps_then_the_checkpoint_serves_as_the_synthesizer(vllm
         f"output_dir: {checkpoint}\nnum_generations: 2\nprompts_per_step: 2\nmax_steps: 2\n"
         "max_completion_length: 16\noverlong_buffer: 4\nlearning_rate: 1.0e-5\n"
     )
-    trained = a2r("train-synthesizer", "--config", str(config))
+    trained = a2r("train-synthesizer", "--config", str(config), timeout=1200)
     assert trained.returncode == 0, trained.stderr[-3000:]
 
     steps = [json.loads(line) for line in (checkpoint / "metrics.jsonl").read_text().splitlines()]

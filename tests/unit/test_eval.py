@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -187,3 +191,21 @@ def test_table_json_and_plot(tmp_path):
     image = Image.open(png).convert("L")
     assert image.size == (840, 540)
     assert len(image.getcolors(maxcolors=1 << 16)) > 20  # lines, markers, text: not blank
+
+
+def test_cli_names_a_bad_source_or_n_range_before_calling_anything(tmp_path):
+    a2r = str(Path(sys.executable).with_name("a2r"))
+    env = {**os.environ, "A2R_EXPLORER__MODEL": "e", "A2R_SYNTHESIZER__MODEL": "s"}
+
+    def run(*args):
+        return subprocess.run(
+            [a2r, "eval", *args, "--out", str(tmp_path / "out")],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    too_big = run("builtin:basic_arithmetic", "--size", "2", "--n", "2", "--ns", "1", "4")
+    assert too_big.returncode == 2
+    assert "--ns must lie in [1, --n=2]: got [1, 4]; raise --n" in too_big.stderr
+    missing = run(str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "no such data file" in missing.stderr
+    assert not (tmp_path / "out" / RESULTS_FILE).exists()

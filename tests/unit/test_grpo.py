@@ -1,5 +1,9 @@
 """The RL pieces that are ours: dynamic sampling, the reward, the config."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -63,3 +67,22 @@ def test_config_from_yaml_and_its_errors(tmp_path):
         TrainConfig(model="m", train_file="t", output_dir="o", max_completion_length=64)
     with pytest.raises(ValidationError, match="num_generations"):
         TrainConfig(model="m", train_file="t", output_dir="o", num_generations=1)
+
+
+def test_cli_reports_a_missing_or_invalid_config_by_field(tmp_path):
+    a2r = str(Path(sys.executable).with_name("a2r"))
+
+    def run(config):
+        return subprocess.run(
+            [a2r, "train-synthesizer", "--config", str(config)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    missing = run(tmp_path / "nope.yaml")
+    assert missing.returncode == 2 and "no such config file" in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m\ntrain_file: t\noutput_dir: o\nepsilon: -1\nfoo: 1\n")
+    invalid = run(bad)
+    assert invalid.returncode == 2
+    assert "epsilon: Input should be greater than 0 (got -1)" in invalid.stderr
+    assert "foo: Extra inputs are not permitted" in invalid.stderr
