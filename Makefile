@@ -64,9 +64,15 @@ bench: setup
 serve: setup
 	$(BIN)/python -m servers.embedded serve --model $(DEMO_MODEL)
 
-# LangGraph Server (`langgraph dev`, in-memory) serving the graph on the embedded model.
+# LangGraph Server (`langgraph dev`, in-memory) serving the graph on the embedded model; clients
+# send A2R_SERVER_API_KEY (generated unless you set it) as the x-api-key header.
+ifndef A2R_SERVER_API_KEY
+A2R_SERVER_API_KEY := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')
+endif
 langgraph-dev: setup
-	$(OFFLINE) $(EMBEDDED_LIMITS) $(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
+	@echo "LangGraph Server API key (x-api-key header, or LANGGRAPH_API_KEY for langgraph-sdk): $(A2R_SERVER_API_KEY)"
+	$(OFFLINE) $(EMBEDDED_LIMITS) A2R_SERVER_API_KEY=$(A2R_SERVER_API_KEY) \
+		$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
 		$(BIN)/langgraph dev --no-browser --no-reload --host 127.0.0.1 --port $(LANGGRAPH_PORT)
 
 # Arize Phoenix, the OTLP trace dashboard, on a free loopback port (prints the OTEL_* exports).

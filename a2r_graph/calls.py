@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import openai
@@ -17,23 +20,75 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from tenacity.wait import wait_base
 
 from a2r_graph.answers import last_boxed, split_reasoning
 from a2r_graph.context import A2RContext, StageConfig
-from a2r_graph.errors import EndpointUnavailableError, MissingUsageError, ModelRequestError
+from a2r_graph.errors import (
+    EndpointUnavailableError,
+    MalformedReplyError,
+    MissingUsageError,
+    ModelRequestError,
+)
 from a2r_graph.state import Completion, TokenUsage
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+RETRY_AFTER_STATUS = frozenset({429, 503})
 logger = logging.getLogger(__name__)
 
 
 def is_transient(error: BaseException) -> bool:
-    """Connection failures, timeouts, 408/409/425/429 and 5xx: worth another attempt."""
+    """Worth another attempt: connection failures, timeouts, 408/409/425/429 and 5xx, and
+    server faults in a 200 reply (``MalformedReplyError``; an ``error`` event mid-stream or a
+    reply the SDK rejects, i.e. an ``openai.APIError`` that carries no 4xx/5xx status)."""
     if isinstance(error, openai.APIStatusError):
         return error.status_code in RETRYABLE_STATUS or error.status_code >= 500
     return isinstance(
-        error, openai.APIConnectionError | httpx.TransportError | TimeoutError | ConnectionError
+        error,
+        openai.APIError
+        | MalformedReplyError
+        | httpx.TransportError
+        | TimeoutError
+        | ConnectionError,
     )
+
+
+def retry_after_s(error: BaseException | None) -> float | None:
+    """The wait a 429 or 503 reply asks for in ``Retry-After`` (seconds or an HTTP date; or
+    ``retry-after-ms``), or None when it asks for none readable."""
+    if not isinstance(error, openai.APIStatusError) or error.status_code not in RETRY_AFTER_STATUS:
+        return None
+    headers = error.response.headers
+    seconds: float | None = None
+    try:
+        if (milliseconds := headers.get("retry-after-ms")) is not None:
+            seconds = float(milliseconds) / 1000
+        elif (value := headers.get("retry-after")) is not None:
+            try:
+                seconds = float(value)
+            except ValueError:
+                when = parsedate_to_datetime(value)
+                when = when if when.tzinfo else when.replace(tzinfo=UTC)
+                seconds = (when - datetime.now(UTC)).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+class wait_retry_after(wait_base):  # noqa: N801 - named like tenacity's own waits
+    """Tenacity wait: ``backoff``, or longer when the server's ``Retry-After`` asks for it;
+    never more than ``cap`` (``retry_max_wait_s``), so a server cannot stall a run."""
+
+    def __init__(self, backoff: wait_base, cap: float) -> None:
+        self.backoff, self.cap = backoff, cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        backoff = self.backoff(retry_state)
+        outcome = retry_state.outcome
+        asked = retry_after_s(outcome.exception() if outcome and outcome.failed else None)
+        return backoff if asked is None else min(max(asked, backoff), self.cap)
 
 
 async def complete(
@@ -49,14 +104,18 @@ async def complete(
     """Send ``prompt`` as one user message and parse the reply.
 
     Raises ``ModelRequestError`` at once on a 4xx, ``EndpointUnavailableError`` once
-    transient errors outlast ``context.max_attempts``.
+    transient errors (malformed replies included) outlast ``context.max_attempts``, and
+    ``MissingUsageError`` at once on a whole reply without token usage.
     """
     retrying = AsyncRetrying(
         stop=stop_after_attempt(context.max_attempts),
-        wait=wait_exponential_jitter(
-            multiplier=context.retry_initial_wait_s,
-            jitter=context.retry_initial_wait_s,
-            max=context.retry_max_wait_s,
+        wait=wait_retry_after(
+            wait_exponential_jitter(
+                multiplier=context.retry_initial_wait_s,
+                jitter=context.retry_initial_wait_s,
+                max=context.retry_max_wait_s,
+            ),
+            cap=context.retry_max_wait_s,
         ),
         retry=retry_if_exception(is_transient),
         before_sleep=lambda state: _log_retry(state, stage_name, stage, path_index),
@@ -74,16 +133,18 @@ async def complete(
                         seed=seed,
                         **({"extra_body": stage.extra_body} if stage.extra_body else {}),
                     )
+                # a reply it cannot read is a failed attempt, retried like a 5xx
+                completion = parse_completion(message, stage, stage_name)
     except RetryError as exhausted:
         cause = exhausted.last_attempt.exception()
         raise EndpointUnavailableError(
-            stage_name, stage.url, stage.model, context.max_attempts, cause
+            stage_name, stage.display_url, stage.model, context.max_attempts, cause
         ) from cause
     except openai.APIStatusError as rejected:
         raise ModelRequestError(
-            stage_name, stage.url, stage.model, rejected.status_code, _server_message(rejected)
+            stage_name, stage.display_url, stage.model, rejected.status_code, _server_message(rejected)
         ) from rejected
-    return parse_completion(message, stage, stage_name)
+    return completion
 
 
 def _log_retry(
@@ -96,7 +157,7 @@ def _log_retry(
         stage_name,
         path,
         state.attempt_number,
-        stage.url,
+        stage.display_url,
         type(error).__name__,
         error,
         state.upcoming_sleep,
@@ -108,7 +169,7 @@ def call_metadata(stage_name: str, stage: StageConfig, path_index: int | None) -
     metadata = {
         "a2r.stage": stage_name,
         "a2r.model": stage.model,
-        "a2r.base_url": stage.url,
+        "a2r.base_url": stage.display_url,
         "a2r.input_price_per_mtok": stage.input_price_per_mtok,
         "a2r.output_price_per_mtok": stage.output_price_per_mtok,
     }
@@ -123,17 +184,24 @@ def parse_completion(message: AIMessage, stage: StageConfig, stage_name: str) ->
             f"the {stage_name} server's reply carried no token usage; A2R accounts only "
             "server-reported tokens: use an OpenAI-compatible server that returns `usage`"
         )
-    trace, answer = split_reasoning(
-        message.text, message.additional_kwargs.get("reasoning_content")
-    )
-    tokens_in = message.usage_metadata["input_tokens"]
-    tokens_out = message.usage_metadata["output_tokens"]
+    tokens_in = message.usage_metadata.get("input_tokens")
+    tokens_out = message.usage_metadata.get("output_tokens")
+    for name, tokens in (("input_tokens", tokens_in), ("output_tokens", tokens_out)):
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise MalformedReplyError(
+                f"the {stage_name} server's reply has usage {name}={repr(tokens)[:80]}, "
+                "not a token count"
+            )
+    reasoning = message.additional_kwargs.get("reasoning_content")
+    trace, answer = split_reasoning(message.text, reasoning if isinstance(reasoning, str) else None)
+    served = message.response_metadata.get("model_name")
+    finish_reason = message.response_metadata.get("finish_reason")
     return Completion(
-        model=message.response_metadata.get("model_name") or stage.model,
+        model=served if isinstance(served, str) and served else stage.model,
         trace=trace,
         answer=answer,
         boxed=last_boxed(answer),
-        finish_reason=message.response_metadata.get("finish_reason"),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         usage=TokenUsage(
             input_tokens=tokens_in, output_tokens=tokens_out, cost=stage.cost(tokens_in, tokens_out)
         ),

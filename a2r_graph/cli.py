@@ -26,9 +26,38 @@ from a2r_graph.threads import default_db_path, sqlite_checkpointer
 from a2r_graph.train import command as train_command
 
 
+def _checked(name: str, convert: type, valid: Any, rule: str) -> Any:
+    """An argparse ``type=``: ``convert``, then refuse what ``valid`` rejects, so argparse
+    prints "argument --x: must be RULE, got VALUE" and exits 2."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+INF = float("inf")
+positive_int = _checked("positive_int", int, lambda v: v > 0, "a positive integer")
+positive_float = _checked(
+    "positive_float", float, lambda v: 0 < v < INF, "a positive finite number"
+)  # a nan fails every comparison
+non_negative_float = _checked(
+    "non_negative_float", float, lambda v: 0 <= v < INF, "a non-negative finite number"
+)
+
+
 def _context_options() -> argparse.ArgumentParser:
     """The run options ``ask`` and ``resume`` share."""
     options = argparse.ArgumentParser(add_help=False)
+    # --n, --min-paths, --max-tokens, --temperature, --seed: their A2RContext fields refuse a
+    # bad value (naming its range and variable). The rest are checked by their type= here.
     options.add_argument("--n", type=int, help="explorer paths (A2R_N, default 4)")
     options.add_argument("--min-paths", type=int, help="paths that must succeed (A2R_MIN_PATHS)")
     for stage in ("explorer", "synthesizer"):
@@ -38,7 +67,7 @@ def _context_options() -> argparse.ArgumentParser:
     options.add_argument("--max-tokens", type=int, help="completion token cap, both stages")
     options.add_argument("--temperature", type=float, help="sampling temperature, both stages")
     options.add_argument("--seed", type=int, help="sampling seed (explorer path i uses seed+i)")
-    options.add_argument("--timeout", type=float, help="seconds per model call")
+    options.add_argument("--timeout", type=positive_float, help="seconds per model call")
     options.add_argument(
         "--overflow",
         choices=("truncate", "drop", "error"),
@@ -48,11 +77,11 @@ def _context_options() -> argparse.ArgumentParser:
         for kind in ("input", "output"):
             options.add_argument(
                 f"--{stage}-{kind}-price",
-                type=float,
+                type=non_negative_float,
                 help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
             )
     options.add_argument(
-        "--run-timeout", type=float, help="seconds for the whole run (default: no limit)"
+        "--run-timeout", type=positive_float, help="seconds for the whole run (default: no limit)"
     )
     options.add_argument(
         "--db",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 def token_cost(
@@ -20,6 +21,14 @@ def token_cost(
 ) -> float:
     """The paper's Tin * Pin + Tout * Pout, prices per 1M tokens."""
     return (input_tokens * input_price_per_mtok + output_tokens * output_price_per_mtok) / 1e6
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, for anything printed."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class StageConfig(BaseModel):
@@ -50,10 +59,16 @@ class StageConfig(BaseModel):
         description="Extra request fields for vLLM, e.g. {'top_k': 20}.",
     )
     input_price_per_mtok: float = Field(
-        0.0, ge=0, description="Price of 1M input (prompt) tokens, in your currency."
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Price of 1M input (prompt) tokens, in your currency.",
     )
     output_price_per_mtok: float = Field(
-        0.0, ge=0, description="Price of 1M output (completion) tokens, in your currency."
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Price of 1M output (completion) tokens, in your currency.",
     )
     context_window: int | None = Field(
         None,
@@ -64,13 +79,50 @@ class StageConfig(BaseModel):
 
     @property
     def url(self) -> str:
+        """The base URL the client calls (credentials included)."""
         return str(self.base_url).rstrip("/")
+
+    @property
+    def display_url(self) -> str:
+        """The base URL for logs, errors and spans: a ``user:password@`` part is redacted."""
+        return redact_url(self.url)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """One call's cost at this endpoint's prices."""
         return token_cost(
             input_tokens, output_tokens, self.input_price_per_mtok, self.output_price_per_mtok
         )
+
+
+STAGES = ("explorer", "synthesizer")
+_SETTINGS_KWARGS = frozenset({"_case_sensitive", "_env_prefix", "_env_nested_delimiter"})
+
+
+def same_endpoint(a: object, b: object) -> bool:
+    """Whether two base URLs name the same endpoint (as ``StageConfig.url`` normalizes them)."""
+    try:
+        return str(HttpUrl(str(a))).rstrip("/") == str(HttpUrl(str(b))).rstrip("/")
+    except ValueError:
+        return False
+
+
+def keys_follow_endpoints(given: dict[str, Any], environment: dict[str, Any]) -> dict[str, Any]:
+    """The environment's settings, less each stage's ``api_key_env`` where ``given`` (the
+    caller's values) points that stage at another endpoint: a key is only ever sent to the
+    endpoint it was configured with. (pydantic-settings would otherwise merge the
+    environment's key variable into a caller's ``{"base_url": ...}``.)"""
+    default_url = StageConfig.model_fields["base_url"].default
+    for stage in STAGES:
+        caller, configured = given.get(stage), environment.get(stage)
+        if (
+            isinstance(caller, dict)
+            and "base_url" in caller
+            and isinstance(configured, dict)
+            and "api_key_env" in configured
+            and not same_endpoint(caller["base_url"], configured.get("base_url", default_url))
+        ):
+            environment[stage] = {k: v for k, v in configured.items() if k != "api_key_env"}
+    return environment
 
 
 class A2RContext(BaseSettings):
@@ -107,6 +159,32 @@ class A2RContext(BaseSettings):
         None,
         description="Directory with explorer.txt / synthesizer.txt overriding the packaged prompts.",
     )
+
+    def __init__(self, **values: Any) -> None:
+        # extra="ignore" must stay, for unrelated A2R_* variables; a misspelt keyword
+        # (``min_path=3``) is the caller's mistake, not the environment's: refuse it.
+        if unknown := sorted(set(values) - set(type(self).model_fields) - _SETTINGS_KWARGS):
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [{"type": "extra_forbidden", "loc": (name,), "input": values[name]} for name in unknown],
+            )
+        super().__init__(**values)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        given = getattr(init_settings, "init_kwargs", {})
+
+        def environment() -> dict[str, Any]:
+            return keys_follow_endpoints(given, env_settings())
+
+        return (init_settings, environment, dotenv_settings, file_secret_settings)
 
     @model_validator(mode="after")
     def _min_paths_within_n(self) -> A2RContext:

@@ -38,15 +38,23 @@ async def context_window(stage: StageConfig, timeout_s: float) -> int | None:
             models = response.json().get("data", [])
         except (httpx.HTTPError, ValueError, AttributeError):
             return None  # unreachable now: ask again next run
+        # Anything unexpected in the listing (entries that are not objects, a window that is
+        # not a positive integer) reads as "no window": callers fall back, nothing raises.
         _windows[key] = next(
             (
                 model["max_model_len"]
-                for model in models
-                if model.get("id") == stage.model and isinstance(model.get("max_model_len"), int)
+                for model in (models if isinstance(models, list) else [])
+                if isinstance(model, dict)
+                and model.get("id") == stage.model
+                and _is_count(model.get("max_model_len"), minimum=1)
             ),
             None,
         )
     return _windows[key]
+
+
+def _is_count(value: object, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 async def count_prompt_tokens(stage: StageConfig, prompt: str, timeout_s: float) -> int | None:
@@ -63,4 +71,4 @@ async def count_prompt_tokens(stage: StageConfig, prompt: str, timeout_s: float)
         count = response.json().get("count")
     except (httpx.HTTPError, ValueError, AttributeError):
         return None
-    return count if isinstance(count, int) else None
+    return count if _is_count(count) else None

@@ -50,6 +50,14 @@ class MissingUsageError(A2RError):
     """The server's response carried no token usage; A2R accounts only what servers report."""
 
 
+class MalformedReplyError(A2RError):
+    """A server answered with a reply that cannot be read: not JSON, invalid JSON, no
+    ``choices``, a null message, non-integer token counts, a stream cut short (no chunk or
+    no ``usage``). A server fault: retried like a 5xx, and once the retries are spent it is
+    the cause of an ``EndpointUnavailableError`` (an explorer path fails, the synthesizer
+    fails the run). The message says what was wrong, never an API key."""
+
+
 class NotEnoughPathsError(A2RError):
     """Fewer explorer paths succeeded than ``min_paths`` requires."""
 

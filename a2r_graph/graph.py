@@ -8,6 +8,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from opentelemetry.trace import TracerProvider
+from pydantic import BaseModel
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
@@ -20,14 +21,17 @@ def build_graph(
     chat_model: ChatModelFactory = vllm_chat_model,
     checkpointer: Checkpointer = None,
     tracer_provider: TracerProvider | None = None,
+    context_schema: type[BaseModel] = A2RContext,
 ) -> CompiledStateGraph[A2RState, A2RContext, A2RInput, A2ROutput]:
     """Compile the A2R graph.
 
     ``chat_model`` maps a stage's endpoint to a chat model; spans go to ``tracer_provider``
-    (default: the global OpenTelemetry provider).
+    (default: the global OpenTelemetry provider). ``context_schema`` is what callers pass:
+    the whole ``A2RContext`` (trusted code), or ``RunOptions`` (a server's untrusted runs,
+    over the deployment's ``A2R_*`` configuration: see ``a2r_graph.server``).
     """
     builder = StateGraph(
-        A2RState, context_schema=A2RContext, input_schema=A2RInput, output_schema=A2ROutput
+        A2RState, context_schema=context_schema, input_schema=A2RInput, output_schema=A2ROutput
     )
     builder.add_node("dispatch", dispatch, destinations=("explore", "reduce"))
     builder.add_node("explore", partial(explore, chat_model=chat_model))

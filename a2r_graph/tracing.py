@@ -222,28 +222,46 @@ class A2RTracer(BaseCallbackHandler):
         call = self._calls.pop(run_id, None)
         if call is None:
             return
+        try:
+            self._record_reply(call, response)
+        finally:
+            call.span.end()
+
+    @staticmethod
+    def _record_reply(call: _Call, response: LLMResult) -> None:
+        """The reply's model, finish reason, usage and cost, as far as the reply has them: a
+        malformed one (no generation, token counts that are not integers) records less, and
+        never raises from the callback."""
         span = call.span
-        generation = response.generations[0][0]
+        generations = response.generations[0] if response.generations else []
+        if not generations:
+            return
+        generation = generations[0]
         message = getattr(generation, "message", None)
-        info = {**(generation.generation_info or {}), **getattr(message, "response_metadata", {})}
-        if response_model := info.get("model_name"):
+        metadata = getattr(message, "response_metadata", None)
+        info = {
+            **(generation.generation_info or {}),
+            **(metadata if isinstance(metadata, dict) else {}),
+        }
+        if isinstance(response_model := info.get("model_name"), str) and response_model:
             span.set_attribute("gen_ai.response.model", response_model)
-        if finish_reason := info.get("finish_reason"):
+        if isinstance(finish_reason := info.get("finish_reason"), str) and finish_reason:
             span.set_attribute("gen_ai.response.finish_reasons", [finish_reason])
-        if usage := getattr(message, "usage_metadata", None):
-            tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
-            span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
-            span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
-            span.set_attribute(
-                "a2r.cost",
-                token_cost(
-                    tokens_in, tokens_out, call.input_price_per_mtok, call.output_price_per_mtok
-                ),
-            )
-        if capture_content() and message is not None:
+        usage = getattr(message, "usage_metadata", None)
+        if isinstance(usage, dict):
+            tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
+            if _is_count(tokens_in) and _is_count(tokens_out):
+                span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
+                span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
+                span.set_attribute(
+                    "a2r.cost",
+                    token_cost(
+                        tokens_in, tokens_out, call.input_price_per_mtok, call.output_price_per_mtok
+                    ),
+                )
+        if capture_content() and isinstance(message, BaseMessage):
             output = [_message_json(message)]
             span.set_attribute("gen_ai.output.messages", json.dumps(output, ensure_ascii=False))
-        span.end()
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._calls.pop(run_id, None)
@@ -302,6 +320,10 @@ class A2RTracer(BaseCallbackHandler):
         if error is not None:
             _record_error(run.span, error)
         run.span.end()
+
+
+def _is_count(tokens: Any) -> bool:
+    return isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0
 
 
 def _set_usage(span: Span, usage: dict[str, Any]) -> None:

@@ -1,9 +1,12 @@
 """LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422.
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
-later as a run error. The middleware validates the run request first, the way the graph
-would: ``input`` against :class:`A2RInputModel`, and the assistant's context merged with the
-run's context (the server's own shallow merge) against :class:`A2RContext`.
+later as a run error. The middleware checks every request that creates a run or stores a
+run's context (runs, batches, crons, assistants) the way the graph will:
+``input`` against :class:`A2RInputModel`, and the assistant's context merged with the run's
+(the server's own shallow merge) with :func:`run_context`. The graph applies the same
+``run_context`` to every run, so a route this does not know still cannot bypass it; it only
+fails later, as a run error.
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import describe_validation_error
+from a2r_graph.errors import ConfigurationError, describe_validation_error
+from a2r_graph.run_options import run_context
 from a2r_graph.state import A2RInputModel
 
 GRAPH_ID = "a2r"
-RUN_CREATE = re.compile(r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?:/wait|/stream)?/?$")
+RUN_CREATE = re.compile(
+    r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?P<kind>/wait|/stream|/batch|/crons)?/?$"
+)
+INVALID_PARAMS = -32602
+ASSISTANT = re.compile(r"^/assistants(?:/(?P<assistant_id>[^/]+))?/?$")
 
 
 class ValidateA2RRuns:
@@ -34,27 +42,86 @@ class ValidateA2RRuns:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = RUN_CREATE.match(scope["path"]) if scope["type"] == "http" else None
-        if route is None or scope["method"] != "POST":
+        check = _check_for(scope) if scope["type"] == "http" else None
+        if check is None:
             return await self.app(scope, receive, send)
         body = await _read_body(receive)
-        problem = await run_request_problem(body, route["thread_id"])
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = None  # not ours to judge: the server answers malformed JSON itself
+        problem = None if payload is None else await check(payload)
         if problem is not None:
-            return await JSONResponse({"detail": problem}, status_code=422)(scope, receive, send)
+            return await _refusal(scope, payload, problem)(scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
 
 
-async def run_request_problem(body: bytes, thread_id: str | None = None) -> str | None:
+def _refusal(scope: Scope, payload: Any, problem: str) -> JSONResponse:
+    if scope["path"].rstrip("/") == "/mcp":  # JSON-RPC: an "invalid params" error
+        error = {"code": INVALID_PARAMS, "message": problem}
+        return JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "error": error})
+    return JSONResponse({"detail": problem}, status_code=422)
+
+
+def _check_for(scope: Scope):
+    """The check of this request's JSON body, or None for requests that create no run."""
+    path, method = scope["path"], scope["method"]
+    if method == "POST" and (route := RUN_CREATE.match(path)):
+        thread_id = route["thread_id"]
+        if route["kind"] == "/batch" and thread_id is None:
+            return _batch_problem
+        if route["kind"] == "/batch":
+            return None
+        return lambda payload: run_request_problem(payload, thread_id)
+    if method == "POST" and path.rstrip("/") == "/mcp":
+        return _mcp_problem
+    if (route := ASSISTANT.match(path)) and (
+        (method == "POST" and route["assistant_id"] is None)
+        or (method == "PATCH" and route["assistant_id"] is not None)
+    ):
+        return lambda payload: assistant_problem(payload, route["assistant_id"])
+    return None
+
+
+async def _mcp_problem(message: Any) -> str | None:
+    """An MCP ``tools/call`` of an a2r assistant: its arguments are the run's input."""
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    params = message.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+        return None  # the server answers a malformed call itself
+    assistant_id = await _assistant_named(params["name"])
+    if assistant_id is None:
+        return None
+    run = {"assistant_id": assistant_id, "input": params.get("arguments") or {}}
+    return await run_request_problem({**run, "context": params.get("context")})
+
+
+async def _assistant_named(tool_name: str) -> str | None:
+    """The assistant an MCP tool name calls (LangGraph names tools after assistants)."""
+    from langgraph_api.api.mcp._sanitizers import normalize_name
+
+    found = await get_client().assistants.search(graph_id=GRAPH_ID, limit=1000)
+    matches = [a["assistant_id"] for a in found if normalize_name(a["name"]) == tool_name]
+    return matches[0] if len(matches) == 1 else None
+
+
+async def _batch_problem(payload: Any) -> str | None:
+    if not isinstance(payload, list):
+        return None  # the server answers a malformed batch itself
+    for i, run in enumerate(payload):
+        if (problem := await run_request_problem(run)) is not None:
+            return f"run {i} of the batch: {problem}"
+    return None
+
+
+async def run_request_problem(payload: Any, thread_id: str | None = None) -> str | None:
     """What is wrong with this run request for the a2r graph, or None.
 
     ``input: null`` on a thread resumes the thread's unfinished run (``a2r_graph.threads``).
     """
-    try:
-        payload = json.loads(body or b"{}")
-    except ValueError:
-        return None  # not ours to judge: the server answers malformed JSON itself
     if not isinstance(payload, dict):
-        return None
+        return None  # not a run of ours: the server answers it
     assistant = await _assistant(payload.get("assistant_id"))
     if assistant is None or assistant.get("graph_id") != GRAPH_ID:
         return None
@@ -70,16 +137,47 @@ async def run_request_problem(body: bytes, thread_id: str | None = None) -> str 
             A2RInputModel.model_validate(payload.get("input"))
         except ValidationError as error:
             return describe_validation_error(error, field_prefix="input.", env_prefix=None)
-    context = {**(assistant.get("context") or {}), **(payload.get("context") or {})}
-    if unknown := sorted(set(context) - set(A2RContext.model_fields)):
-        return f"context.{unknown[0]}: unknown field; the context fields are " + ", ".join(
-            A2RContext.model_fields
-        )
+    context = run_context_of(payload)
+    if isinstance(context, str):
+        return context
+    return context_problem({**(assistant.get("context") or {}), **context})
+
+
+def run_context_of(payload: dict) -> dict | str:
+    """The context a run request passes: ``context``, or LangGraph's older ``configurable``
+    (which the server copies into the context), or what is wrong with it."""
+    context = payload.get("context")
+    if context is not None and not isinstance(context, dict):
+        return f"context: must be an object of context fields, got {type(context).__name__}"
+    if context:
+        return context
+    config = payload.get("config")
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(configurable, dict):
+        return {}
+    # The server keeps only the schema's fields of a ``configurable``; the rest is its own.
+    return {key: value for key, value in configurable.items() if key in A2RContext.model_fields}
+
+
+def context_problem(context: dict) -> str | None:
     try:
-        A2RContext(**context)
-    except ValidationError as error:
-        return describe_validation_error(error, field_prefix="context.", env_prefix=None)
+        run_context(context)
+    except ConfigurationError as error:
+        return str(error)
     return None
+
+
+async def assistant_problem(payload: Any, assistant_id: str | None) -> str | None:
+    """What is wrong with an a2r assistant's context (a preset every run of it starts from)."""
+    if not isinstance(payload, dict) or "context" not in payload:
+        return None
+    graph_id = payload.get("graph_id")
+    if assistant_id is not None:
+        graph_id = (await _assistant(assistant_id) or {}).get("graph_id")
+    if graph_id != GRAPH_ID:
+        return None
+    context = run_context_of({"context": payload["context"]})
+    return context if isinstance(context, str) else context_problem(context)
 
 
 async def _has_unfinished_run(thread_id: str | None) -> bool:

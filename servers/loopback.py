@@ -11,8 +11,9 @@ replies come from a tiny oracle, so a test can tell whose answer came back.
 - Tokens are whitespace-separated words: ``usage``, ``/tokenize`` and ``--max-model-len`` agree.
 
 Test hooks, besides the OpenAI routes: ``POST /admin/faults`` (fail the next requests with a
-status, or hang them; per model, after letting some through), ``DELETE /admin/faults``,
-``GET /admin/stats`` (requests, completions and tokens per model).
+status, optionally with ``Retry-After``, hang them, or answer 200 with a malformed reply: see
+``MALFORMED_REPLIES``; per model, after letting some through), ``DELETE /admin/faults``,
+``GET /admin/stats`` (requests, completions and tokens per model; a fault counts as failed).
 
     python -m servers.loopback serve [--port P] [--model NAME ...] [--latency-ms MS]
 
@@ -21,6 +22,7 @@ From Python (standard library only; the server process needs starlette and uvico
     with LoopbackServer(models=("explorer", "synthesizer"), latency_ms=50) as server:
         server.base_url                       # "http://127.0.0.1:PORT/v1"
         server.inject_fault(model="synthesizer", status=500, count=-1)
+        server.inject_fault(model="explorer", reply="empty-choices", count=1)
         server.stats()["completed"]           # {"explorer": 4}
 """
 
@@ -53,6 +55,16 @@ DEFAULT_MODELS = ("loopback",)
 _ARITHMETIC = re.compile(r"(-?\d+)\s*([-+*])\s*(-?\d+)")
 _REFERENCE = re.compile(r"<reference\d+>(.*?)</reference\d+>", re.DOTALL)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+MALFORMED_REPLIES = {
+    "not-json": "HTTP 200 with an HTML page (as a proxy's error page), streamed or not",
+    "invalid-json": "a JSON body cut short (streamed: one chunk, then a cut-short data line)",
+    "empty-choices": '`"choices": []` with usage (streamed: only the usage chunk)',
+    "null-message": "`choices[0].message` null (streamed: every delta null)",
+    "bad-usage": 'token counts that are not integers (`"n/a"`)',
+    "no-usage": "the whole completion, without `usage` (streamed: no usage chunk)",
+}
+"""Fault ``reply`` kinds: answers with status 200 that an OpenAI client cannot use."""
 
 
 class LoopbackServerError(ServerError):
@@ -129,6 +141,10 @@ class Fault:
     hang: bool = False
     """Never answer (until the client gives up) instead of answering ``status``."""
     model: str | None = None
+    retry_after: str | None = None
+    """The ``Retry-After`` header sent with ``status`` (e.g. ``"1"``), if any."""
+    reply: str | None = None
+    """Answer 200 with this malformed reply (a ``MALFORMED_REPLIES`` kind), not ``status``."""
 
 
 @dataclass
@@ -167,11 +183,57 @@ class ServerState:
         }
 
 
-def _error(status: int, message: str, kind: str):
+def _error(status: int, message: str, kind: str, headers: Mapping[str, str] | None = None):
     from starlette.responses import JSONResponse
 
     body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def malformed_reply(kind: str, common: dict, message: dict, finish: str, usage: dict, stream: bool):
+    """The body (text) and media type of a ``MALFORMED_REPLIES`` fault."""
+    if kind == "not-json":
+        return "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
+    if kind == "bad-usage":
+        usage = {name: "n/a" for name in usage}
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    if not stream:
+        body: dict[str, Any] = {**common, "object": "chat.completion", "choices": [choice]}
+        body["usage"] = usage
+        if kind == "invalid-json":
+            return json.dumps(body)[:40], "application/json"
+        if kind == "empty-choices":
+            body["choices"] = []
+        elif kind == "null-message":
+            choice["message"] = None
+        elif kind == "no-usage":
+            del body["usage"]
+        return json.dumps(body), "application/json"
+
+    def chunk(delta: dict | None, finish_reason: str | None = None, **extra: Any) -> str:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        payload = {**common, "object": "chat.completion.chunk", "choices": choices, **extra}
+        return f"data: {json.dumps(payload)}\n\n"
+
+    usage_payload = {**common, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+    usage_chunk = f"data: {json.dumps(usage_payload)}\n\n"
+    if kind == "invalid-json":
+        cut_short = chunk({"content": "x"})[:30] + "\n\n"
+        events = [chunk({"role": "assistant", "content": ""}), cut_short]
+    elif kind == "empty-choices":
+        events = [usage_chunk]
+    elif kind == "null-message":
+        events = [chunk(None), chunk(None), usage_chunk]
+    else:  # bad-usage, no-usage: the whole completion, then bad or no usage
+        events = [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"reasoning_content": message.get("reasoning_content") or ""}),
+            chunk({"content": message["content"]}),
+            chunk({}, finish),
+        ]
+        if kind == "bad-usage":
+            events.append(usage_chunk)
+    return "".join(events) + "data: [DONE]\n\n", "text/event-stream"
 
 
 def build_app(state: ServerState):
@@ -224,7 +286,10 @@ def build_app(state: ServerState):
             state.failed[model] += 1
             if fault.hang:
                 await asyncio.Event().wait()  # until the client disconnects
-            return _error(fault.status, f"loopback fault injected (HTTP {fault.status})", "Fault")
+            if fault.reply is None:
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                message = f"loopback fault injected (HTTP {fault.status})"
+                return _error(fault.status, message, "Fault", headers)
         prompt = prompt_text(body.get("messages", []))
         prompt_tokens = count_tokens(prompt)
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 1024
@@ -243,9 +308,6 @@ def build_app(state: ServerState):
         completion_tokens = count_tokens(trace) + count_tokens(answer)
         if state.latency_s:
             await asyncio.sleep(state.latency_s)
-        state.completed[model] += 1
-        state.prompt_tokens[model] += prompt_tokens
-        state.completion_tokens[model] += completion_tokens
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -253,8 +315,16 @@ def build_app(state: ServerState):
         }
         ident = f"chatcmpl-{state.requests.total()}"
         common = {"id": ident, "created": int(time.time()), "model": model}
+        message = {"role": "assistant", "content": answer, "reasoning_content": trace or None}
+        if fault:  # a malformed reply: counted as failed, its tokens as never served
+            content, media_type = malformed_reply(
+                fault.reply, common, message, finish, usage, bool(body.get("stream"))
+            )
+            return Response(content, media_type=media_type)
+        state.completed[model] += 1
+        state.prompt_tokens[model] += prompt_tokens
+        state.completion_tokens[model] += completion_tokens
         if not body.get("stream"):
-            message = {"role": "assistant", "content": answer, "reasoning_content": trace or None}
             choice = {"index": 0, "message": message, "finish_reason": finish}
             return JSONResponse(
                 {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
@@ -285,7 +355,10 @@ def build_app(state: ServerState):
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def add_fault(request: Request):
-        state.faults.append(Fault(**(await request.json())))
+        fault = Fault(**(await request.json()))
+        if fault.reply is not None and fault.reply not in MALFORMED_REPLIES:
+            return _error(400, f"unknown reply {fault.reply!r}", "BadRequestError")
+        state.faults.append(fault)
         return JSONResponse({"faults": len(state.faults)})
 
     async def clear_faults(request: Request):
@@ -409,10 +482,20 @@ class LoopbackServer(ManagedServer):
         count: int = -1,
         after: int = 0,
         hang: bool = False,
+        retry_after: float | str | None = None,
+        reply: str | None = None,
     ) -> None:
         """Fail ``count`` chat requests (-1: all until cleared) of ``model`` (None: any) with
-        ``status``, or hang them, after letting ``after`` through."""
+        ``status`` (and a ``Retry-After: retry_after`` header), or hang them, or answer them
+        200 with a malformed ``reply`` (a ``MALFORMED_REPLIES`` kind), after letting ``after``
+        through."""
+        if reply is not None and reply not in MALFORMED_REPLIES:
+            raise ValueError(f"unknown reply {reply!r}: one of {sorted(MALFORMED_REPLIES)}")
         fault = {"model": model, "status": status, "count": count, "after": after, "hang": hang}
+        if retry_after is not None:
+            fault["retry_after"] = str(retry_after)
+        if reply is not None:
+            fault["reply"] = reply
         self._call("POST", "/admin/faults", fault)
 
     def clear_faults(self) -> None:

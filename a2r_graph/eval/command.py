@@ -6,19 +6,22 @@ import argparse
 import asyncio
 import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, load_problems
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
-from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
+from a2r_graph.eval.runner import RESULTS_FILE, read_results, result_key, run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from a2r_graph.threads import sqlite_checkpointer
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from a2r_graph.cli import positive_int  # here: the CLI module imports this one
+
     evaluate = commands.add_parser(
         "eval",
         parents=parents,
@@ -29,18 +32,26 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     evaluate.add_argument(
         "source", help="a .jsonl/.csv/.parquet file, builtin:NAME (reasoning-gym) or hf:DATASET"
     )
-    evaluate.add_argument("--ns", type=int, nargs="+", help="N values to report (default: K)")
-    evaluate.add_argument("--runs", type=int, default=1, help="repetitions per problem")
-    evaluate.add_argument("--size", type=int, help="first SIZE problems (builtin: how many)")
+    evaluate.add_argument(
+        "--ns", type=positive_int, nargs="+", help="N values to report (default: K)"
+    )
+    evaluate.add_argument("--runs", type=positive_int, default=1, help="repetitions per problem")
+    evaluate.add_argument(
+        "--size", type=positive_int, help="first SIZE problems (builtin: how many)"
+    )
     evaluate.add_argument("--data-seed", type=int, default=0, help="builtin generator seed")
     evaluate.add_argument("--out", type=Path, default=Path("eval-out"), help="output directory")
-    evaluate.add_argument("--concurrency", type=int, default=4, help="problems at once")
+    evaluate.add_argument(
+        "--concurrency", type=positive_int, default=4, help="problems in flight at once"
+    )
     evaluate.add_argument("--name", help="benchmark name in the table (default: the source)")
     for field in Fields.__dataclass_fields__:
         evaluate.add_argument(f"--{field}-field", default=getattr(Fields(), field))
 
 
 def main(args: argparse.Namespace, context: A2RContext) -> int:
+    """Run the eval, print and write the report; 1 if some problem failed (after reporting
+    the finished ones), so that scripts notice, and a rerun retries the failed ones."""
     try:
         for module in ("math_verify", "matplotlib", "reasoning_gym", "tqdm"):
             importlib.import_module(module)
@@ -52,18 +63,41 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     fields = Fields(args.id_field, args.problem_field, args.answer_field)
     problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
     asyncio.run(_evaluate(args, context, problems, ns))
-    summary = summarize(read_results(args.out / RESULTS_FILE), ns)
+    results_path = args.out / RESULTS_FILE
+    rows = read_results(results_path)
+    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
+    unfinished = expected - {row["key"] for row in rows}
+    summary = summarize(rows, ns, failed=len(unfinished))
     benchmark = args.name or args.source
     model = f"{context.explorer.model} -> {context.synthesizer.model}"
     table = markdown_table(summary, benchmark, model)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(
-        json.dumps({"benchmark": benchmark, "model": model, **summary}, indent=2) + "\n",
+        json.dumps({"benchmark": benchmark, "model": model, **summary}, indent=2, allow_nan=False)
+        + "\n",
         encoding="utf-8",
     )
-    plot_accuracy_vs_cost(summary, args.out / "accuracy_vs_cost.png", f"{benchmark}: {model}")
+    written = "results.jsonl, results.json, table.md"
+    if summary["queries"]:
+        plot = args.out / "accuracy_vs_cost.png"
+        plot_accuracy_vs_cost(summary, plot, f"{benchmark}: {model}")
+        written += f", {plot.name}"
     print(table)
-    print(f"\nwritten to {args.out}/: results.jsonl, results.json, table.md, accuracy_vs_cost.png")
+    print(f"\nwritten to {args.out}/: {written}")
+    if unfinished:
+        errors = {
+            row["key"]: row["error"].splitlines()[0]
+            for row in read_results(results_path, failed=True)
+            if row.get("key") in unfinished and "error" in row
+        }  # each key's last error
+        example = f" (e.g. {next(iter(errors.values()))})" if errors else ""
+        print(
+            f"a2r eval: {len(unfinished)} of {len(expected)} problem runs failed{example}; "
+            "they are not counted as wrong answers (see 'error' in results.jsonl). "
+            "Run the same command again to retry them; finished ones are kept.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -72,23 +106,27 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     top = str(ns[-1])
-    seen = {"runs": 0, "correct": 0, "cost": 0.0}
-    with tqdm(total=len(problems) * args.runs, unit="problem", dynamic_ncols=True) as bar:
-        bar.update(len(read_results(args.out / RESULTS_FILE)))
+    seen = {"runs": 0, "correct": 0, "cost": 0.0, "failed": 0}
+    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
+    with tqdm(total=len(expected), unit="problem", dynamic_ncols=True) as bar:
+        bar.update(len(expected & {row["key"] for row in read_results(args.out / RESULTS_FILE)}))
 
         def progress(line: dict) -> None:
-            cell = line["by_n"].get(top, {})
-            seen["runs"] += 1
-            seen["correct"] += bool(cell.get("a2r_correct"))
-            seen["cost"] += sum(
-                cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in ("explore", "synthesize")
-            )
-            bar.set_postfix(
-                {
-                    f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%",
-                    "cost": f"{seen['cost']:.4f}",
-                }
-            )
+            if line.get("failed"):  # not a wrong answer: counted apart, retried on rerun
+                seen["failed"] += 1
+            else:
+                cell = line["by_n"].get(top, {})
+                seen["runs"] += 1
+                seen["correct"] += bool(cell.get("a2r_correct"))
+                seen["cost"] += sum(
+                    cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in ("explore", "synthesize")
+                )
+            postfix = {"cost": f"{seen['cost']:.4f}"}
+            if seen["runs"]:
+                postfix = {f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%", **postfix}
+            if seen["failed"]:
+                postfix["failed"] = str(seen["failed"])
+            bar.set_postfix(postfix)
             bar.update(1)
 
         async with sqlite_checkpointer(args.db or args.out / "threads.sqlite") as checkpointer:

@@ -8,17 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from a2r_graph.eval.metrics import mean_of, pass_at_1
+from a2r_graph.eval.runner import is_failed
 
 
-def summarize(rows: Sequence[dict[str, Any]], ns: Sequence[int]) -> dict[str, Any]:
-    """Accuracies (0-100) and mean tokens and cost per query, per N, over every
-    (problem, repetition) line; failed runs count as wrong."""
+def summarize(
+    rows: Sequence[dict[str, Any]], ns: Sequence[int], *, failed: int | None = None
+) -> dict[str, Any]:
+    """Accuracies (0-100) and mean tokens and cost per query, per N, over the finished
+    (problem, repetition) lines. Failed problems are never counted as wrong: ``failed`` is
+    how many did not finish (default: the distinct keys of failed lines in ``rows`` that have
+    no finished line). With no finished line, the accuracies are None (nothing to judge)."""
+    finished = [row for row in rows if not is_failed(row)]
+    if failed is None:
+        failed_keys = {row.get("key") for row in rows if is_failed(row)}
+        failed = len(failed_keys - {row.get("key") for row in finished})
+    rows = finished
     samples = [p["correct"] for row in rows for p in row["paths"]]
     one_path = [p["usage"] for row in rows for p in row["paths"]]
+
+    def accuracy(values: list[bool]) -> float | None:
+        return 100 * mean_of(values) if rows else None
+
     summary: dict[str, Any] = {
         "queries": len(rows),
-        "failed_runs": sum("error" in row for row in rows),
-        "pass_at_1": 100 * pass_at_1(samples),
+        "failed": failed,
+        "verify_timeouts": sum(row.get("verify_timeouts", 0) for row in rows),
+        "pass_at_1": 100 * pass_at_1(samples) if rows else None,
         "pass_at_1_cost_per_query": mean_of([u["cost"] for u in one_path]),
         "pass_at_1_tokens_per_query": mean_of(
             [u["input_tokens"] + u["output_tokens"] for u in one_path]
@@ -35,9 +50,9 @@ def summarize(rows: Sequence[dict[str, Any]], ns: Sequence[int]) -> dict[str, An
         explore_cost = mean_usage("explore", "cost")
         synth_cost = mean_usage("synthesize", "cost")
         summary["by_n"][str(n)] = {
-            "cons_at_n": 100 * mean_of([bool(c.get("cons_correct")) for c in cells]),
-            "pass_at_n": 100 * mean_of([bool(c.get("pass_at_n")) for c in cells]),
-            "a2r": 100 * mean_of([bool(c.get("a2r_correct")) for c in cells]),
+            "cons_at_n": accuracy([bool(c.get("cons_correct")) for c in cells]),
+            "pass_at_n": accuracy([bool(c.get("pass_at_n")) for c in cells]),
+            "a2r": accuracy([bool(c.get("a2r_correct")) for c in cells]),
             "explore_input_tokens": mean_usage("explore", "input_tokens"),
             "explore_output_tokens": mean_usage("explore", "output_tokens"),
             "synthesize_input_tokens": mean_usage("synthesize", "input_tokens"),
@@ -57,7 +72,13 @@ def summarize(rows: Sequence[dict[str, Any]], ns: Sequence[int]) -> dict[str, An
 
 
 def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
-    """Table 1's layout (Benchmark x Model x Pass@1, Cons@N, Pass@N, A2R), then the costs."""
+    """Table 1's layout (Benchmark x Model x Pass@1, Cons@N, Pass@N, A2R), then the costs,
+    then how many problems finished and how many failed (apart: not in the accuracies)."""
+    if not summary["queries"]:
+        return (
+            f"No problem of {benchmark} finished ({summary['failed']} failed): no accuracy "
+            "to report. Run the same command again to retry them."
+        )
     lines = [
         "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |",
         "|---|---|--:|--:|--:|--:|--:|",
@@ -81,9 +102,18 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             f"{cell['synthesize_input_tokens']:.0f} / {cell['synthesize_output_tokens']:.0f} | "
             f"{cell['a2r_cost_per_query']:.6f} | {cell['a2r_cost_per_1k_queries']:.4f} |"
         )
-    lines.append(
-        f"\n{summary['queries']} queries ({summary['failed_runs']} failed runs, counted wrong)."
-    )
+    footer = f"\n{summary['queries']} queries finished"
+    if summary["failed"]:
+        footer += (
+            f"; {summary['failed']} failed and are left out (accuracy is over the finished "
+            "ones; run the same command again to retry them)"
+        )
+    if summary.get("verify_timeouts"):
+        footer += (
+            f"; {summary['verify_timeouts']} answer checks overran math-verify's time limit "
+            "(counted not equivalent)"
+        )
+    lines.append(footer + ".")
     return "\n".join(lines)
 
 

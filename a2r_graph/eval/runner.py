@@ -7,6 +7,13 @@ line appended to ``results.jsonl``: its paths (answer components, boxed answers,
 correctness) and each N's synthesis, the saved samples that RL curation reads later. A rerun
 skips the finished lines; a problem cut off mid-run resumes on its SQLite thread without
 sampling its finished explorers again.
+
+A problem that fails (an ``A2RError``: a server down through every retry, too few usable
+paths, a failed synthesis for some N, or an explorer path the server never answered) is not
+a wrong answer: its line is written marked ``"failed": true`` with the error (and no samples),
+it counts as not finished, and a rerun retries it on its thread (the explorer paths the server
+answered are not sampled again). ``read_results`` returns the finished lines only (what the
+report and curation read).
 """
 
 from __future__ import annotations
@@ -34,21 +41,34 @@ def result_key(problem_id: str, repetition: int) -> str:
     return f"{problem_id}#{repetition}"
 
 
-def read_results(results_path: Path) -> list[dict[str, Any]]:
-    """The lines of ``results.jsonl`` (none if it is missing; a torn last line is skipped)."""
+def is_failed(line: dict[str, Any]) -> bool:
+    """A line of a problem that did not finish (also the unmarked failed lines of older
+    versions: an ``error``, or one in some N's cell)."""
+    return bool(
+        line.get("failed")
+        or "error" in line
+        or any("error" in cell for cell in line.get("by_n", {}).values())
+    )
+
+
+def read_results(results_path: Path, *, failed: bool = False) -> list[dict[str, Any]]:
+    """The finished lines of ``results.jsonl`` (none if it is missing; a torn last line is
+    skipped); with ``failed=True`` the lines of failed attempts too."""
     if not results_path.is_file():
         return []
     rows = []
     for line in results_path.read_text(encoding="utf-8").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue
+        if isinstance(row, dict) and (failed or not is_failed(row)):
+            rows.append(row)
     return rows
 
 
 def finished_keys(results_path: Path) -> set[str]:
-    """Keys of the problems already in ``results.jsonl``."""
+    """Keys of the problems finished in ``results.jsonl`` (failed ones are not: rerun them)."""
     return {row["key"] for row in read_results(results_path) if "key" in row}
 
 
@@ -106,13 +126,33 @@ async def evaluate_problem(
         "k": k,
         "thread_id": thread_id,
     }
+
+    def failed(error: str) -> dict[str, Any]:
+        return {**line, "failed": True, "error": error, "paths": [], "by_n": {}}
+
+    timed_out: set[tuple[str, str]] = set()
+
+    async def correct(gold: str, prediction: str | None) -> bool:
+        result = await verifier.correct(gold, prediction)
+        if (gold, prediction) in verifier.timed_out:
+            timed_out.add((gold, prediction))
+        return result
+
     try:
-        try:  # a thread from an interrupted eval: finish it, or take its saved result
+        try:  # a thread from an earlier eval: finish it, or take its saved result
             full = await threads.resume(graph, thread_id, seeded)
+            if _unanswered(full):  # retry the explorers the server failed, keep the others
+                await reopen(graph, thread_id)
+                full = await threads.resume(graph, thread_id, seeded)
         except UnknownThreadError:
             full = await threads.ask(graph, problem.problem, thread_id, seeded)
     except A2RError as error:
-        return {**line, "error": f"{type(error).__name__}: {error}", "paths": [], "by_n": {}}
+        return failed(f"{type(error).__name__}: {error}")
+    if unanswered := _unanswered(full):
+        return failed(
+            f"the explorer server did not answer path(s) {[p['index'] for p in unanswered]}: "
+            f"{unanswered[0]['error']}"
+        )
     paths = [
         {
             "index": p["index"],
@@ -120,7 +160,7 @@ async def evaluate_problem(
             "answer": p["answer"],
             "error": p["error"],
             "usage": p["usage"],
-            "correct": await verifier.correct(problem.answer, p["boxed"]),
+            "correct": await correct(problem.answer, p["boxed"]),
         }
         for p in full["paths"]
     ]
@@ -135,22 +175,37 @@ async def evaluate_problem(
                     graph, f"{thread_id}/N{n}", problem.problem, subset, n_context
                 )
             except A2RError as error:
-                by_n[str(n)] = {"error": f"{type(error).__name__}: {error}"}
-                continue
+                return failed(f"N={n}: {type(error).__name__}: {error}")
         first = paths[:n]
-        consensus = await majority_vote(
-            [p["boxed"] for p in first], lambda a, b: verifier.correct(a, b)
-        )
+        consensus = await majority_vote([p["boxed"] for p in first], correct)
         by_n[str(n)] = {
             "a2r_boxed": synthesis["boxed_answer"],
-            "a2r_correct": await verifier.correct(problem.answer, synthesis["boxed_answer"]),
+            "a2r_correct": await correct(problem.answer, synthesis["boxed_answer"]),
             "cons_answer": consensus,
-            "cons_correct": await verifier.correct(problem.answer, consensus),
+            "cons_correct": await correct(problem.answer, consensus),
             "pass_at_n": pass_at_n([p["correct"] for p in paths], n),
             "explore_usage": _sum_usage(p["usage"] for p in first),
             "synthesize_usage": synthesis["synthesis"]["usage"],
         }
-    return {**line, "paths": paths, "by_n": by_n, "wall_s": time.perf_counter() - started}
+    return {
+        **line,
+        "paths": paths,
+        "by_n": by_n,
+        "verify_timeouts": len(timed_out),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def _unanswered(output: dict) -> list[dict]:
+    """The explorer paths the server never answered (a failure, not a wrong sample)."""
+    return [p for p in output["paths"] if not p.get("answered", True)]
+
+
+async def reopen(graph: CompiledStateGraph, thread_id: str) -> None:
+    """Make a finished run unfinished again, so that resuming it asks the question anew and
+    ``dispatch`` keeps the answered paths, sampling only the unanswered ones."""
+    config = threads.thread_config(thread_id)
+    await graph.aupdate_state(config, {"synthesis": None}, as_node="explore")
 
 
 def _sum_usage(usages) -> dict[str, float]:
@@ -174,8 +229,11 @@ async def run_eval(
     verifier: Verifier,
     on_result: Callable[[dict[str, Any]], None] = lambda line: None,
 ) -> Path:
-    """Evaluate every (problem, repetition) not yet in ``out_dir/results.jsonl``, at most
-    ``concurrency`` at once; each finished one is appended (and passed to ``on_result``)."""
+    """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
+    ``concurrency`` at once; each line (finished, or marked failed) is appended and passed to
+    ``on_result``."""
+    if concurrency < 1 or runs < 1:
+        raise ValueError(f"concurrency and runs must be >= 1, got {concurrency} and {runs}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
     done = finished_keys(results_path)
@@ -196,7 +254,7 @@ async def run_eval(
             )
         async with write:
             with results_path.open("a", encoding="utf-8") as results:
-                results.write(json.dumps(line, ensure_ascii=False) + "\n")
+                results.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
         on_result(line)
 
     await asyncio.gather(*(one(problem, repetition) for problem, repetition in todo))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,6 +116,18 @@ def phoenix():
 
 
 LANGGRAPH_SERVER_PROJECT = "a2r-langgraph-server"
+SERVER_KEY = f"sk-a2r-server-{uuid.uuid4().hex}"
+"""The API key of every ``langgraph dev`` the tests start (``A2R_SERVER_API_KEY``)."""
+AUTH = {"x-api-key": SERVER_KEY}
+"""Headers for raw HTTP calls to those servers."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def langgraph_api_key():
+    """langgraph-sdk clients (``get_client``, ``RemoteGraph``) send ``LANGGRAPH_API_KEY``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LANGGRAPH_API_KEY", SERVER_KEY)
+        yield SERVER_KEY
 
 
 @contextmanager
@@ -128,6 +141,7 @@ def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGSMITH_TRACING": "false",
+        "A2R_SERVER_API_KEY": SERVER_KEY,
         **env,
     }
     command = [
@@ -145,7 +159,9 @@ def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command,
-            cwd=root,
+            # `langgraph dev` keeps its in-memory state in ./.langgraph_api: one folder per
+            # server, so servers of one session (and earlier sessions) never share state.
+            cwd=log_path.parent,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ from langgraph_sdk import get_client
 
 from a2r_graph import A2ROutput, graph
 from a2r_graph.tool import as_tool
+from tests.integration.conftest import AUTH
 
 pytestmark = pytest.mark.integration
 QUESTION = "A box holds 6 eggs. How many eggs are in 4 boxes?"
@@ -130,7 +131,8 @@ async def test_tool_over_remote_graph(langgraph_server):
                 "input": {"question": "q"},
                 "context": {"synthesizer": {"model": "m", "output_price_per_mtok": -1}},
             },
-            "context.synthesizer.output_price_per_mtok: Input should be greater than or equal to 0",
+            "context.synthesizer.output_price_per_mtok: set by the server's deployment "
+            "(A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK)",
         ),
         (
             {
@@ -145,7 +147,7 @@ async def test_tool_over_remote_graph(langgraph_server):
         ),
         (
             {"input": {"question": "q"}, "context": {"explorer": {"model": "m", "url": "x"}}},
-            "context.explorer.url: Extra inputs are not permitted",
+            "context.explorer.url: unknown field; a run may set model, base_url",
         ),
         (
             {"input": {"question": "q"}, "context": {"overflow": "squeeze"}},
@@ -153,12 +155,26 @@ async def test_tool_over_remote_graph(langgraph_server):
         ),
         ({"input": {"question": "q"}, "context": {"nn": 3}}, "context.nn: unknown field"),
         ({"input": None}, 'input: required: pass {"question": "..."} (input null resumes'),
+        ({"input": {"question": "q"}, "context": [1, 2]}, "context: must be an object"),
+        ({"input": {"question": "q"}, "context": "x"}, "context: must be an object"),
+        (
+            {"input": {"question": "q"}, "config": {"configurable": {"n": 0}}},
+            "context.n: Input should be greater than or equal to 1",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"prompts_dir": "/etc"}},
+            "context.prompts_dir: set by the server's deployment (A2R_PROMPTS_DIR)",
+        ),
+        (
+            {"input": {"question": "q"}, "context": {"explorer": {"api_key_env": "HOME"}}},
+            "context.explorer.api_key_env: set by the server's deployment",
+        ),
     ],
 )
 async def test_bad_input_is_rejected_with_422_naming_the_field(langgraph_server, run, message):
     import httpx
 
-    async with httpx.AsyncClient(base_url=langgraph_server) as http:
+    async with httpx.AsyncClient(base_url=langgraph_server, headers=AUTH) as http:
         for path in ("/runs/wait", "/runs/stream", "/runs"):
             response = await http.post(path, json={"assistant_id": "a2r", **run})
             assert response.status_code == 422, (path, response.text)
@@ -189,7 +205,7 @@ async def test_assistant_context_is_validated_with_the_run_context(langgraph_ser
     assistant = await client.assistants.create("a2r", context={"n": 2, "min_paths": 2})
     import httpx
 
-    async with httpx.AsyncClient(base_url=langgraph_server) as http:
+    async with httpx.AsyncClient(base_url=langgraph_server, headers=AUTH) as http:
         response = await http.post(
             "/runs/wait",
             json={

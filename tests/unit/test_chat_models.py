@@ -4,9 +4,11 @@ import json
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from a2r_graph.chat_models import ChatVLLM, vllm_chat_model
 from a2r_graph.context import StageConfig
+from a2r_graph.errors import MalformedReplyError
 
 
 def completion_body(message, finish_reason="stop"):
@@ -94,3 +96,107 @@ def test_missing_api_key_variable_is_named(monkeypatch):
     monkeypatch.delenv("MY_VLLM_KEY", raising=False)
     with pytest.raises(ValueError, match="api_key_env names 'MY_VLLM_KEY', which is not set"):
         vllm_chat_model(StageConfig(model="m", api_key_env="MY_VLLM_KEY"), 60)
+
+
+# -- malformed replies: MalformedReplyError saying what was wrong, never a raw IndexError ------
+
+REPLY = completion_body({"role": "assistant", "content": "\\boxed{2}"})
+MALFORMED_BODIES = {
+    "html page": (
+        {"text": "<html>502 Bad Gateway</html>", "headers": {"content-type": "text/html"}},
+        "the reply is not a JSON object: <html>502 Bad Gateway</html>",
+    ),
+    "empty body": ({"text": ""}, "the reply is not a JSON object: (empty body)"),
+    "invalid json": (
+        {"text": '{"choices": [', "headers": {"content-type": "application/json"}},
+        "the reply is not valid JSON",
+    ),
+    "json array": ({"json": [1, 2]}, "the reply is not a JSON object: [1, 2]"),
+    "empty choices": ({"json": {**REPLY, "choices": []}}, "the reply has no `choices`: []"),
+    "no choices": ({"json": {"id": "c1", "usage": REPLY["usage"]}}, "has no `choices`: None"),
+    "null message": (
+        {"json": {**REPLY, "choices": [{"index": 0, "message": None, "finish_reason": "stop"}]}},
+        "choices[0].message is not a message object",
+    ),
+    "choice not an object": ({"json": {**REPLY, "choices": ["x"]}}, "choices[0].message"),
+    "content not text": (
+        {"json": completion_body({"role": "assistant", "content": 5})},
+        "choices[0].message.content is not text: 5",
+    ),
+    "string tokens": (
+        {"json": {**REPLY, "usage": {"prompt_tokens": "n/a", "completion_tokens": 7}}},
+        "usage.prompt_tokens is not a token count: n/a",
+    ),
+    "null tokens": (
+        {"json": {**REPLY, "usage": {"prompt_tokens": 3, "completion_tokens": None}}},
+        "usage.completion_tokens is not a token count: None",
+    ),
+    "usage not an object": ({"json": {**REPLY, "usage": [3, 4]}}, "`usage` is not an object"),
+    "error object": (
+        {"json": {"error": {"message": "engine overloaded"}, "choices": None}},
+        "the server answered 200 with an error: {'message': 'engine overloaded'}",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED_BODIES)
+async def test_malformed_reply_is_a_malformed_reply_error(kind):
+    response, message = MALFORMED_BODIES[kind]
+    model = model_answering(lambda request: httpx.Response(200, **response))
+    with pytest.raises(MalformedReplyError) as raised:
+        await model.ainvoke("q")
+    assert message in str(raised.value)
+
+
+def sse(*events):
+    text = "".join(f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events)
+    return text + "data: [DONE]\n\n"
+
+
+def chunk(delta, finish_reason=None, **extra):
+    choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": choices, **extra}  # fmt: skip
+
+
+USAGE_CHUNK = {**chunk({}), "choices": [], "usage": REPLY["usage"]}
+MALFORMED_STREAMS = {
+    "no usage": (
+        sse(chunk({"role": "assistant", "content": "ok"}), chunk({}, "stop")),
+        "the streamed reply ended without `usage`",
+    ),
+    "nothing but [DONE]": (sse(), "the streamed reply carried no choice"),
+    "only usage": (sse(USAGE_CHUNK), "the streamed reply carried no choice"),
+    "null deltas": (sse(chunk(None), USAGE_CHUNK), "the streamed reply carried no choice"),
+    "invalid json chunk": (sse(chunk({"content": "o"}), '{"choices": ['), "not valid JSON"),
+    "chunk not an object": (sse("[1, 2]"), "the reply could not be read"),
+    "choice not an object": (sse({**chunk({}), "choices": ["x"]}), "choice holds no delta"),
+    "string tokens": (
+        sse(chunk({"content": "ok"}, "stop"), {**USAGE_CHUNK, "usage": {"prompt_tokens": "a"}}),
+        "usage.prompt_tokens is not a token count: a",
+    ),
+    "html page": ("<html>502</html>", "the streamed reply carried no choice"),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED_STREAMS)
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the SDK's, on garbage
+async def test_malformed_stream_is_a_malformed_reply_error(kind):
+    text, message = MALFORMED_STREAMS[kind]
+    headers = {"content-type": "text/html" if text.startswith("<") else "text/event-stream"}
+    model = model_answering(lambda request: httpx.Response(200, text=text, headers=headers))
+    model = model.model_copy(update={"stream_usage": True, "streaming": True})
+    with pytest.raises(MalformedReplyError) as raised:
+        await model.ainvoke("q")
+    assert message in str(raised.value)
+
+
+async def test_reply_previews_never_show_the_api_key():
+    key = "sk-secret-key-1234"
+    page = f"<html>proxy error; you sent Authorization: Bearer {key}</html>"
+    model = model_answering(lambda request: httpx.Response(200, text=page)).model_copy(
+        update={"openai_api_key": SecretStr(key)}
+    )
+    with pytest.raises(MalformedReplyError) as raised:
+        await model.ainvoke("q")
+    assert key not in str(raised.value) and "Bearer ***" in str(raised.value)

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from pydantic import ValidationError
+
+pytest.importorskip("yaml", reason="pyyaml (pip install 'a2r-graph[train]')")
 
 from a2r_graph.train.grpo import AnswerReward, TrainConfig, drop_zero_variance_groups
 
@@ -16,7 +17,13 @@ def dapo_loss(per_token_loss, output):
     return (per_token_loss * output["completion_mask"]).sum() / output["num_items_in_batch"]
 
 
+def needs(module: str):
+    """Skip the test without the train extra (``pytest tests/unit`` runs without it)."""
+    return pytest.importorskip(module, reason=f"{module} (pip install 'a2r-graph[train]')")
+
+
 def test_a_group_of_equal_rewards_contributes_nothing_to_the_loss():
+    torch = needs("torch")
     # 3 groups of G=2; the middle group's rewards were all equal, so its advantages are 0
     advantages = torch.tensor([1.0, -1.0, 0.0, 0.0, -0.7, 0.7])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 1], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
@@ -36,6 +43,7 @@ def test_a_group_of_equal_rewards_contributes_nothing_to_the_loss():
 
 
 def test_nothing_is_dropped_when_every_group_has_signal():
+    torch = needs("torch")
     output = {
         "advantages": torch.tensor([0.5, -0.5, 0.0, 1.0]),
         "completion_mask": torch.ones(4, 2, dtype=torch.int),
@@ -46,6 +54,7 @@ def test_nothing_is_dropped_when_every_group_has_signal():
 
 
 def test_the_reward_is_math_equivalence_of_the_last_box_with_the_gold_answer():
+    pytest.importorskip("math_verify", reason="math-verify (pip install 'a2r-graph[eval]')")
     reward = AnswerReward(timeout_s=60)
     try:
         completions = [

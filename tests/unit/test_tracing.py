@@ -1,15 +1,21 @@
 """Span tree and attributes, read back from the OpenTelemetry SDK's in-memory exporter."""
 
+import logging
+from uuid import uuid4
+
 import httpx
 import openai
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from a2r_graph import ModelRequestError, build_graph
-from a2r_graph.tracing import CAPTURE_CONTENT
+from a2r_graph.chat_models import ChatVLLM
+from a2r_graph.tracing import CAPTURE_CONTENT, A2RTracer
 from tests.fakes import factory, make_context, reply, scripted
 
 PRICES = {"input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
@@ -182,3 +188,83 @@ def test_unsupported_otlp_protocol_is_a_clear_error():
     )
     assert returncode != 0
     assert "a2r-graph exports OTLP over http/protobuf" in stderr
+
+
+# -- malformed replies: error spans, never an exception in (or logged by) the callbacks --------
+
+
+def open_call(tracer):
+    """Start a graph run, its explore stage and one model call on ``tracer``; the call's id."""
+    run, node, call = uuid4(), uuid4(), uuid4()
+    tracer.on_chain_start({}, {}, run_id=run, name="a2r")
+    tracer.on_chain_start(
+        {}, {}, run_id=node, parent_run_id=run, name="explore",
+        metadata={"langgraph_node": "explore"},
+    )  # fmt: skip
+    tracer.on_chat_model_start(
+        {}, [[HumanMessage("q")]], run_id=call, parent_run_id=node,
+        metadata={"a2r.model": "explorer-model", "a2r.stage": "explorer", **PRICES},
+    )  # fmt: skip
+    return call
+
+
+def odd_usage_message():
+    """What ChatOpenAI builds from `"usage": {"prompt_tokens": "n/a", ...}` (set after
+    construction, so pydantic never checked it)."""
+    message = AIMessage("x")
+    message.usage_metadata = {"input_tokens": "n/a", "output_tokens": None, "total_tokens": 0}
+    return message
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        LLMResult(generations=[[]]),  # a reply with empty `choices` (the IndexError)
+        LLMResult(generations=[]),
+        LLMResult(generations=[[ChatGeneration(message=odd_usage_message())]]),
+        LLMResult(generations=[[Generation(text="x", generation_info={"finish_reason": 3})]]),
+    ],
+)
+def test_the_tracer_records_an_odd_reply_without_raising(exporter, response):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = A2RTracer(provider)
+    tracer.on_llm_end(response, run_id=open_call(tracer))
+    (call,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert "gen_ai.usage.input_tokens" not in call.attributes and "a2r.cost" not in call.attributes
+    assert "gen_ai.response.finish_reasons" not in call.attributes
+
+
+async def test_malformed_replies_are_error_spans_never_callback_errors(exporter, caplog):
+    answered = []
+
+    def explorer_server(request):  # the first path is answered, then only `"choices": []`
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        choices = [] if answered else [
+            {"index": 0, "message": {"role": "assistant", "content": "\\boxed{1}"}}
+        ]  # fmt: skip
+        answered.append(request)
+        body = {"id": "c", "object": "chat.completion", "created": 0, "model": "explorer-model",
+                "choices": choices, "usage": usage}  # fmt: skip
+        return httpx.Response(200, json=body)
+
+    def chat_model(stage, timeout_s):
+        handler = explorer_server if stage.model == "explorer-model" else None
+        return ChatVLLM(
+            model=stage.model, base_url=stage.url, api_key="EMPTY", max_retries=0,
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        ) if handler else scripted(reply("\\boxed{1}"))  # fmt: skip
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    graph = build_graph(chat_model, tracer_provider=provider)
+    with caplog.at_level(logging.DEBUG):
+        result = await graph.ainvoke({"question": "q"}, context=context(n=2, max_attempts=2))
+    assert [p["error"] is None for p in result["paths"]].count(True) == 1
+    calls = [s for s in exporter.get_finished_spans() if s.name == "chat explorer-model"]
+    failed = [c for c in calls if c.status.status_code == StatusCode.ERROR]
+    assert len(calls) == 3 and len(failed) == 2  # one answered, two malformed attempts
+    assert {c.attributes["error.type"] for c in failed} == {"MalformedReplyError"}
+    assert "the reply has no `choices`" in failed[0].status.description
+    assert "Error in A2RTracer" not in caplog.text and "IndexError" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]

@@ -1,0 +1,159 @@
+"""What an untrusted run may choose, and how it combines with the deployment's configuration.
+
+A run that arrives over HTTP (LangGraph Server, MCP, a cron, an assistant's preset) is
+somebody else's input. It may choose how to sample (``RUN_FIELDS``, ``RUN_STAGE_FIELDS``); the
+deployment, through its environment (``A2R_*``), decides everything else: which endpoints
+are called, with which key, prompts, prices, timeouts. A run may point a stage at another
+endpoint only if the operator lists it in ``A2R_SERVER_ALLOWED_BASE_URLS``, and then no key is
+sent there: a key only ever goes to the endpoint it was configured with.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+
+from a2r_graph.context import STAGES, A2RContext, StageConfig, same_endpoint
+from a2r_graph.errors import ConfigurationError
+
+RUN_FIELDS = ("n", "min_paths", "overflow")
+"""Top-level context fields a run may set."""
+RUN_STAGE_FIELDS = ("model", "base_url", "temperature", "top_p", "max_tokens", "seed")
+"""Per-stage fields a run may set (``base_url`` only to an allowed endpoint)."""
+
+
+def _optional(model: type[BaseModel], names: tuple[str, ...]) -> dict[str, Any]:
+    """``model``'s fields ``names``, same types and bounds, unset by default."""
+    fields = {}
+    for name in names:
+        info = model.model_fields[name]
+        fields[name] = (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+    return fields
+
+
+_FORBID = ConfigDict(extra="forbid", frozen=True)
+StageOptions = create_model(
+    "StageOptions",
+    __config__=_FORBID,
+    __doc__="What a run may set of one stage: the model on it and how to sample.",
+    **_optional(StageConfig, RUN_STAGE_FIELDS),
+)
+RunOptions = create_model(
+    "RunOptions",
+    __config__=_FORBID,
+    __doc__="The context a run on LangGraph Server may pass; the rest is the deployment's.",
+    **_optional(A2RContext, RUN_FIELDS),
+    **{stage: (StageOptions | None, Field(None)) for stage in STAGES},
+)
+
+
+class ServerSettings(BaseSettings):
+    """A deployment's own settings (``A2R_SERVER_*``); no run can change them."""
+
+    model_config = SettingsConfigDict(env_prefix="A2R_SERVER_", extra="ignore", frozen=True)
+
+    api_key: SecretStr | None = Field(
+        None,
+        description="The key clients send (``x-api-key`` or ``Authorization: Bearer``) to "
+        "LangGraph Server (a2r_graph.server.auth). Unset: every request is refused, unless "
+        "auth is 'none'.",
+    )
+    auth: Literal["api-key", "none"] = Field(
+        "api-key",
+        description="'none' serves without authentication: only for a server that nobody "
+        "else can reach (a loopback development server).",
+    )
+
+    allowed_base_urls: Annotated[list[HttpUrl], NoDecode] = Field(
+        default_factory=list,
+        description="Endpoints besides the configured ones that runs may choose "
+        "(comma- or space-separated); no API key is ever sent to them.",
+    )
+
+    @field_validator("allowed_base_urls", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return value.replace(",", " ").split() if isinstance(value, str) else value
+
+
+def describe_run_error(error: ValidationError, prefix: str = "context.") -> str:
+    """One line per problem, naming the field and what to do. Values are echoed only for
+    fields a run sets: the deployment's own (URLs, variable names) stay unseen."""
+    lines = []
+    for problem in error.errors():
+        loc = [str(part) for part in problem["loc"]]
+        field, env = prefix + ".".join(loc), "A2R_" + "__".join(part.upper() for part in loc)
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden" and _is_deployment_field(loc):
+            lines.append(
+                f"{field}: set by the server's deployment ({env}), not by a run; a run may "
+                f"set {', '.join(RUN_FIELDS)} and, per stage, {', '.join(RUN_STAGE_FIELDS)}"
+            )
+        elif problem["type"] == "extra_forbidden":
+            known = StageOptions.model_fields if len(loc) > 1 else RunOptions.model_fields
+            lines.append(f"{field}: unknown field; a run may set {', '.join(known)}")
+        elif problem["type"] == "missing":
+            lines.append(f"{field}: required: the deployment sets {env}, or the run passes it")
+        elif not loc:
+            lines.append(f"context: {message}")
+        elif _is_run_field(loc):
+            lines.append(f"{field}: {message} (got {problem['input']!r})")
+        else:
+            lines.append(f"{field}: {message} (the deployment's {env} is invalid)")
+    return "\n".join(lines)
+
+
+def _is_run_field(loc: list[str]) -> bool:
+    if len(loc) == 1:
+        return loc[0] in RUN_FIELDS or loc[0] in STAGES
+    return loc[0] in STAGES and loc[1] in RUN_STAGE_FIELDS
+
+
+def _is_deployment_field(loc: list[str]) -> bool:
+    if len(loc) == 1:
+        return loc[0] in A2RContext.model_fields
+    return len(loc) == 2 and loc[0] in STAGES and loc[1] in StageConfig.model_fields
+
+
+def run_context(options: BaseModel | dict | None) -> A2RContext:
+    """The deployment's context (``A2R_*``) with a run's options applied.
+
+    Raises ``ConfigurationError`` naming the field for options a run may not set, values out
+    of range, and endpoints the deployment does not allow.
+    """
+    try:
+        return _run_context(options)
+    except ValidationError as error:
+        raise ConfigurationError(describe_run_error(error)) from None
+
+
+def _run_context(options: BaseModel | dict | None) -> A2RContext:
+    if not isinstance(options, RunOptions):
+        options = RunOptions.model_validate(options or {})
+    values = options.model_dump(exclude_none=True)
+    configured = EnvSettingsSource(A2RContext)()
+    allowed = ServerSettings().allowed_base_urls
+    default_url = StageConfig.model_fields["base_url"].default
+    for stage in STAGES:
+        url = values.get(stage, {}).get("base_url")
+        if url is None or same_endpoint(url, configured.get(stage, {}).get("base_url", default_url)):
+            continue
+        if not any(same_endpoint(url, allowed_url) for allowed_url in allowed):
+            raise ConfigurationError(
+                f"context.{stage}.base_url: {StageConfig(model='-', base_url=url).display_url} "
+                "is not an endpoint this server allows; its operator can list it in "
+                "A2R_SERVER_ALLOWED_BASE_URLS"
+            )
+    return A2RContext(**values)

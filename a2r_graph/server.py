@@ -1,0 +1,49 @@
+"""What LangGraph Server serves (``langgraph.json``): the graph for untrusted runs, and auth.
+
+A run that reaches the server is somebody else's input. ``graph`` takes ``RunOptions`` as its
+context: how to sample, never which endpoint, key, prompts or prices (those are the
+deployment's ``A2R_*`` variables; see ``a2r_graph.run_options``). ``auth`` admits a request
+only with the deployment's key, ``A2R_SERVER_API_KEY``, in ``x-api-key`` (what
+``langgraph_sdk.get_client(api_key=...)`` sends) or ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from langgraph_sdk import Auth
+
+from a2r_graph.graph import build_graph
+from a2r_graph.run_options import RunOptions, ServerSettings
+
+graph = build_graph(context_schema=RunOptions)
+"""The A2R graph as LangGraph Server runs it: a run's context is ``RunOptions``."""
+
+auth = Auth()
+
+
+@auth.authenticate
+async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDict:
+    settings = ServerSettings()
+    if settings.auth == "none":
+        return {"identity": "anonymous"}
+    expected = settings.api_key.get_secret_value().encode() if settings.api_key else b""
+    if not expected:  # unset or empty: an empty key would admit an empty header
+        raise Auth.exceptions.HTTPException(
+            status_code=401,
+            detail="this server has no API key: its operator must set A2R_SERVER_API_KEY "
+            "(or A2R_SERVER_AUTH=none on a server that only it can reach)",
+        )
+    given = headers.get(b"x-api-key", b"") or _bearer(headers.get(b"authorization", b""))
+    if not hmac.compare_digest(given, expected):
+        raise Auth.exceptions.HTTPException(
+            status_code=401,
+            detail="missing or wrong API key: send it as the x-api-key header "
+            "(langgraph_sdk: get_client(api_key=...) or LANGGRAPH_API_KEY)",
+        )
+    return {"identity": "a2r-api-key"}
+
+
+def _bearer(authorization: bytes) -> bytes:
+    scheme, _, token = authorization.partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
