@@ -45,6 +45,15 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--concurrency", type=positive_int, default=4, help="problems in flight at once"
     )
     evaluate.add_argument("--name", help="benchmark name in the table (default: the source)")
+    evaluate.add_argument(
+        "--alone",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="also sample the synthesizer's model alone K times per problem (the explorer "
+        "prompt, the synthesizer's endpoint, sampling and prices): its own Pass@1 and Cons@N, "
+        "the baseline A2R must beat",
+    )
     for field in Fields.__dataclass_fields__:
         evaluate.add_argument(f"--{field}-field", default=getattr(Fields(), field))
 
@@ -138,6 +147,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
                     context=context,
                     out_dir=args.out,
                     runs=args.runs,
+                    alone=args.alone or 0,
                     concurrency=args.concurrency,
                     run_name=args.name or args.source,
                     verifier=verifier,

@@ -40,6 +40,15 @@ def summarize(
         ),
         "by_n": {},
     }
+    alone = [p for row in rows for p in row.get("alone", [])]
+    if alone:  # the synthesizer's model answering alone: the baseline A2R must beat
+        summary["alone"] = {
+            "pass_at_1": 100 * pass_at_1([p["correct"] for p in alone]),
+            "cost_per_query": mean_of([p["usage"]["cost"] for p in alone]),
+            "tokens_per_query": mean_of(
+                [p["usage"]["input_tokens"] + p["usage"]["output_tokens"] for p in alone]
+            ),
+        }
     for n in ns:
         cells = [row["by_n"].get(str(n), {}) for row in rows]
         done = [c for c in cells if "explore_usage" in c]
@@ -68,6 +77,15 @@ def summarize(
                 for key in ("input_tokens", "output_tokens")
             ),
         }
+        solo = [c for c in cells if "alone_usage" in c]
+        if solo:
+            summary["by_n"][str(n)] |= {
+                "alone_cons_at_n": 100 * mean_of([bool(c["alone_cons_correct"]) for c in solo]),
+                "alone_cons_cost_per_query": mean_of([c["alone_usage"]["cost"] for c in solo]),
+                "alone_cons_tokens_per_query": mean_of(
+                    [c["alone_usage"]["input_tokens"] + c["alone_usage"]["output_tokens"] for c in solo]
+                ),
+            }
     return summary
 
 
@@ -79,29 +97,42 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             f"No problem of {benchmark} finished ({summary['failed']} failed): no accuracy "
             "to report. Run the same command again to retry them."
         )
+    alone = summary.get("alone")
     lines = [
-        "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |"
+        + (" Synthesizer alone: Pass@1 | Cons@N |" if alone else ""),
+        "|---|---|--:|--:|--:|--:|--:|" + ("--:|--:|" if alone else ""),
     ]
     for n, cell in summary["by_n"].items():
-        lines.append(
+        line = (
             f"| {benchmark} | {model} | {n} | {summary['pass_at_1']:.1f} | "
             f"{cell['cons_at_n']:.1f} | {cell['pass_at_n']:.1f} | {cell['a2r']:.1f} |"
         )
+        if alone:
+            line += f" {alone['pass_at_1']:.1f} | {_maybe(cell.get('alone_cons_at_n'), '.1f')} |"
+        lines.append(line)
     lines += [
         "",
         (
             "| N | explore tokens in/out per query | synthesize tokens in/out per query | "
-            "A2R cost per query | A2R cost per 1K queries |"
+            "A2R cost per query | A2R cost per 1K queries | Cons@N cost per query |"
+            + (" synthesizer alone: Pass@1 / Cons@N cost per query |" if alone else "")
         ),
-        "|--:|--:|--:|--:|--:|",
+        "|--:|--:|--:|--:|--:|--:|" + ("--:|" if alone else ""),
     ]
     for n, cell in summary["by_n"].items():
-        lines.append(
+        line = (
             f"| {n} | {cell['explore_input_tokens']:.0f} / {cell['explore_output_tokens']:.0f} | "
             f"{cell['synthesize_input_tokens']:.0f} / {cell['synthesize_output_tokens']:.0f} | "
-            f"{cell['a2r_cost_per_query']:.6f} | {cell['a2r_cost_per_1k_queries']:.4f} |"
+            f"{cell['a2r_cost_per_query']:.6f} | {cell['a2r_cost_per_1k_queries']:.4f} | "
+            f"{cell['cons_cost_per_query']:.6f} |"
         )
+        if alone:
+            line += (
+                f" {alone['cost_per_query']:.6f} / "
+                f"{_maybe(cell.get('alone_cons_cost_per_query'), '.6f')} |"
+            )
+        lines.append(line)
     footer = f"\n{summary['queries']} queries finished"
     if summary["failed"]:
         footer += (
@@ -117,6 +148,10 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
     return "\n".join(lines)
 
 
+def _maybe(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
 def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Path:
     """A2R and Cons@N per N, Pass@1 as one point; cost per query on x, or tokens per query
     when no prices are set."""
@@ -129,20 +164,24 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
     unit = "cost" if priced else "tokens"
     cells = summary["by_n"]
     fig, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for metric, label, marker in (("a2r", "A2R", "o"), ("cons", "Cons@N", "s")):
-        xs = [cell[f"{metric}_{unit}_per_query"] for cell in cells.values()]
-        ys = [cell["a2r" if metric == "a2r" else "cons_at_n"] for cell in cells.values()]
-        axes.plot(xs, ys, marker=marker, label=label)
-        for n, x, y in zip(cells, xs, ys, strict=True):
+    lines = [("a2r", "a2r", "A2R", "o"), ("cons", "cons_at_n", "Cons@N", "s")]
+    lines.append(("alone_cons", "alone_cons_at_n", "synthesizer alone, Cons@N", "D"))
+    for prefix, accuracy, label, marker in lines:
+        points = [
+            (n, cell[f"{prefix}_{unit}_per_query"], cell[accuracy])
+            for n, cell in cells.items()
+            if accuracy in cell
+        ]
+        if not points:
+            continue
+        axes.plot([x for _, x, _ in points], [y for _, _, y in points], marker=marker, label=label)
+        for n, x, y in points:
             axes.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4))
-    axes.scatter(
-        [summary[f"pass_at_1_{unit}_per_query"]],
-        [summary["pass_at_1"]],
-        marker="^",
-        color="black",
-        label="Pass@1",
-        zorder=3,
-    )
+    singles = [(summary[f"pass_at_1_{unit}_per_query"], summary["pass_at_1"], "Pass@1", "^")]
+    if alone := summary.get("alone"):
+        singles.append((alone[f"{unit}_per_query"], alone["pass_at_1"], "synthesizer alone, Pass@1", "v"))
+    for x, y, label, marker in singles:
+        axes.scatter([x], [y], marker=marker, color="black", label=label, zorder=3)
     axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(-5, 105)

@@ -106,8 +106,11 @@ async def evaluate_problem(
     context: A2RContext,
     verifier: Verifier,
     run_name: str,
+    *,
+    alone: int = 0,
 ) -> dict[str, Any]:
-    """One problem, one repetition: the JSON line of ``results.jsonl``."""
+    """One problem, one repetition: the JSON line of ``results.jsonl``. With ``alone`` > 0,
+    the synthesizer's model also answers alone that many times (the baseline A2R must beat)."""
     started = time.perf_counter()
     k = context.n
     thread_id = f"{run_name}/{problem.id}/{repetition}"
@@ -164,6 +167,24 @@ async def evaluate_problem(
         }
         for p in full["paths"]
     ]
+    alone_paths: list[dict[str, Any]] = []
+    if alone:
+        try:
+            solo = alone_context(context, alone, repetition)
+            sampled = await sample_alone(graph, f"{thread_id}/alone", problem.problem, solo)
+        except A2RError as error:
+            return failed(f"synthesizer alone: {type(error).__name__}: {error}")
+        if unanswered := _unanswered({"paths": sampled}):
+            return failed(f"synthesizer alone: the server did not answer: {unanswered[0]['error']}")
+        alone_paths = [
+            {
+                "index": p["index"],
+                "boxed": p["boxed"],
+                "usage": p["usage"],
+                "correct": await correct(problem.answer, p["boxed"]),
+            }
+            for p in sampled
+        ]
     by_n: dict[str, Any] = {}
     for n in ns:
         synthesis = full
@@ -187,13 +208,42 @@ async def evaluate_problem(
             "explore_usage": _sum_usage(p["usage"] for p in first),
             "synthesize_usage": synthesis["synthesis"]["usage"],
         }
+        if n <= len(alone_paths):
+            alone_vote = await majority_vote([p["boxed"] for p in alone_paths[:n]], correct)
+            by_n[str(n)]["alone_cons_correct"] = await correct(problem.answer, alone_vote)
+            by_n[str(n)]["alone_usage"] = _sum_usage(p["usage"] for p in alone_paths[:n])
     return {
         **line,
         "paths": paths,
+        **({"alone": alone_paths} if alone else {}),
         "by_n": by_n,
         "verify_timeouts": len(timed_out),
         "wall_s": time.perf_counter() - started,
     }
+
+
+def alone_context(context: A2RContext, k: int, repetition: int = 0) -> A2RContext:
+    """The synthesizer's model as K independent samplers of the explorer prompt (seeds, if
+    set, advance by K per repetition, as the explorers' do)."""
+    stage = context.synthesizer
+    if stage.seed is not None:
+        stage = stage.model_copy(update={"seed": stage.seed + repetition * k})
+    return context.model_copy(update={"explorer": stage, "n": k, "min_paths": 1})
+
+
+async def sample_alone(
+    graph: CompiledStateGraph, thread_id: str, question: str, context: A2RContext
+) -> list[dict]:
+    """``context.n`` samples of ``context.explorer`` answering alone: the graph's run stopped
+    before its synthesis, on a thread of its own (so a rerun samples only what is missing)."""
+    config = threads.thread_config(thread_id)
+    snapshot = await graph.aget_state(config)
+    if snapshot.next != ("reduce",) or _unanswered(snapshot.values):
+        await graph.ainvoke(
+            {"question": question}, config, context=context, interrupt_before=["reduce"]
+        )
+        snapshot = await graph.aget_state(config)
+    return snapshot.values["paths"]
 
 
 def _unanswered(output: dict) -> list[dict]:
@@ -227,6 +277,7 @@ async def run_eval(
     concurrency: int = 4,
     run_name: str = "eval",
     verifier: Verifier,
+    alone: int = 0,
     on_result: Callable[[dict[str, Any]], None] = lambda line: None,
 ) -> Path:
     """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
@@ -250,7 +301,7 @@ async def run_eval(
     async def one(problem: Problem, repetition: int) -> None:
         async with gate:
             line = await evaluate_problem(
-                graph, problem, repetition, ns, context, verifier, run_name
+                graph, problem, repetition, ns, context, verifier, run_name, alone=alone
             )
         async with write:
             with results_path.open("a", encoding="utf-8") as results:
