@@ -10,6 +10,8 @@ sent there: a key only ever goes to the endpoint it was configured with.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -134,14 +136,17 @@ def run_context(options: BaseModel | dict | None) -> A2RContext:
     of range, and endpoints the deployment does not allow.
     """
     try:
-        return _run_context(options)
+        if not isinstance(options, RunOptions):
+            options = RunOptions.model_validate(options or {})
+        # Every node of every run asks: cache per (options, A2R_* environment).
+        environment = tuple(sorted(i for i in os.environ.items() if i[0].startswith("A2R_")))
+        return _run_context(options, environment)
     except ValidationError as error:
         raise ConfigurationError(describe_run_error(error)) from None
 
 
-def _run_context(options: BaseModel | dict | None) -> A2RContext:
-    if not isinstance(options, RunOptions):
-        options = RunOptions.model_validate(options or {})
+@lru_cache(maxsize=256)
+def _run_context(options: BaseModel, environment: tuple[tuple[str, str], ...]) -> A2RContext:
     values = options.model_dump(exclude_none=True)
     configured = EnvSettingsSource(A2RContext)()
     allowed = ServerSettings().allowed_base_urls
