@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shlex
+import signal
 import sys
 import textwrap
 import time
@@ -16,13 +18,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from a2r_graph import serve as serve_command
 from a2r_graph import threads
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import A2RError, UnknownThreadError, describe_validation_error
+from a2r_graph.errors import (
+    A2RError,
+    InvalidQuestionError,
+    UnknownThreadError,
+    describe_validation_error,
+)
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
 from a2r_graph.state import A2ROutput
-from a2r_graph.threads import default_db_path, sqlite_checkpointer
+from a2r_graph.threads import CheckpointDatabaseError, default_db_path, sqlite_checkpointer
 from a2r_graph.train import command as train_command
 
 
@@ -117,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
     train_command.add_parsers(commands)
+    serve_command.add_parser(commands)
     return parser
 
 
@@ -180,13 +189,85 @@ def _snippet(text: str, width: int = 100) -> str:
     return flat if len(flat) <= width else "..." + flat[-(width - 3) :]
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the run; what finished is saved."""
+
+
 async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:
-    async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
-        durable = build_graph(checkpointer=checkpointer)
-        async with asyncio.timeout(args.run_timeout):
-            if args.command == "resume":
-                return await threads.resume(durable, thread_id, context)
-            return await threads.ask(durable, args.question, thread_id, context)
+    """The ``ask`` or ``resume`` run, saved on the thread; ``Interrupted`` on Ctrl-C.
+
+    SIGINT goes through the event loop's own handler (``loop.add_signal_handler``), not
+    ``asyncio.run``'s: that one is a Python-level handler, which runs only in the main thread
+    and only once the main thread wakes up. The kernel may hand the signal to any thread of
+    the process (aiosqlite's, the executor's), and with every request hanging nothing wakes
+    the main thread until a request times out. ``add_signal_handler`` writes the signal to
+    the loop's wakeup fd from whichever thread takes it, so Ctrl-C stops the run at once.
+    """
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:  # a second Ctrl-C while the first one unwinds
+            raise KeyboardInterrupt
+        main_task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
+        taken = False  # asyncio.run's own handling stays
+    else:
+        taken = True
+    try:
+        async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
+            durable = build_graph(checkpointer=checkpointer)
+            async with asyncio.timeout(args.run_timeout):
+                if args.command == "resume":
+                    return await threads.resume(durable, thread_id, context)
+                return await threads.ask(durable, args.question, thread_id, context)
+    except asyncio.CancelledError:
+        if interrupts:
+            raise Interrupted from None
+        raise
+    finally:
+        if taken:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def _saved_run_note(args: argparse.Namespace, thread_id: str) -> str:
+    """How to finish the run, when the run database holds it unfinished; else nothing
+    (``--db :memory:``, a question rejected before anything was written, a bad database)."""
+    db = args.db or default_db_path()
+    if str(db) == ":memory:" or not Path(db).is_file():
+        return ""
+
+    async def resumable() -> bool:
+        async with sqlite_checkpointer(db) as checkpointer:
+            graph = build_graph(checkpointer=checkpointer)
+            return await threads.holds_unfinished_run(graph, thread_id)
+
+    try:
+        if not asyncio.run(resumable()):
+            return ""
+    except (Exception, KeyboardInterrupt):  # nothing readable there: no promise to make
+        return ""
+    return (
+        f"\nThe run is saved as thread {thread_id}; what finished is kept. Fix the cause, "
+        f"then finish it with:\n  {resume_command(args, thread_id)}"
+    )
+
+
+def _db_problem(args: argparse.Namespace, error: CheckpointDatabaseError) -> str:
+    if args.db:
+        source = "--db"
+    else:
+        source = "A2R_CHECKPOINT_DB" if os.environ.get("A2R_CHECKPOINT_DB") else "the default --db"
+    return (
+        f"a2r: cannot use {source} {error.path}: {error.reason}; pass another path with "
+        "--db PATH, or --db :memory: to keep nothing"
+    )
 
 
 def _eval(args: argparse.Namespace, context: A2RContext) -> int:
@@ -210,6 +291,8 @@ def _fail(message: str, exit_code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
+    if args.command == "serve":
+        return serve_command.main(args)
     if args.command in ("curate", "train-synthesizer"):
         offline = (
             train_command.curate_main if args.command == "curate" else train_command.train_main
@@ -225,25 +308,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         return _eval(args, context)
     thread_id = args.thread or str(uuid.uuid4())
-    saved = (
-        f"The run is saved as thread {thread_id}; what finished is kept. Fix the cause, "
-        f"then finish it with:\n  {resume_command(args, thread_id)}"
-    )
     started = time.perf_counter()
     try:
         result = asyncio.run(run(args, context, thread_id))
     except ValidationError as error:
         return _fail(describe_validation_error(error, env_prefix=None), 2)
+    except CheckpointDatabaseError as error:  # before any model call
+        return _fail(_db_problem(args, error), 2)
+    except InvalidQuestionError as error:  # before anything was written
+        return _fail(f"a2r: {error}", 2)
     except UnknownThreadError as error:
         return _fail(f"a2r: {error} (in {args.db or default_db_path()})", 2)
     except TimeoutError:
         return _fail(
-            f"a2r: the run took longer than --run-timeout {args.run_timeout} s\n{saved}", 1
+            f"a2r: the run took longer than --run-timeout {args.run_timeout} s"
+            + _saved_run_note(args, thread_id),
+            1,
         )
     except A2RError as error:
-        return _fail(f"a2r: {error}\n{saved}", 1)
-    except KeyboardInterrupt:
-        return _fail(f"a2r: interrupted\n{saved}", 130)
+        return _fail(f"a2r: {error}" + _saved_run_note(args, thread_id), 1)
+    except (Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: before run() took SIGINT
+        return _fail("a2r: interrupted" + _saved_run_note(args, thread_id), 130)
     wall_s = time.perf_counter() - started
     if args.json:
         output = {**result, "thread_id": thread_id, "wall_s": round(wall_s, 3)}

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -185,6 +193,15 @@ class A2RContext(BaseSettings):
             return keys_follow_endpoints(given, env_settings())
 
         return (init_settings, environment, dotenv_settings, file_secret_settings)
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _prompts_load(cls, prompts_dir: Path | None) -> Path | None:
+        """A prompts_dir must exist, and each prompt in it load with its placeholders: found
+        when the context is built, not after the explorers were paid for."""
+        from a2r_graph.prompts import check_prompts_dir
+
+        return None if prompts_dir is None else check_prompts_dir(prompts_dir)
 
     @model_validator(mode="after")
     def _min_paths_within_n(self) -> A2RContext:

@@ -42,7 +42,8 @@ class ExplorerPath(Completion):
     """Why this path is unusable (retries exhausted, no answer component); None if usable."""
     answered: bool
     """The server answered (usable or not). False: the call failed, and resuming the run
-    samples this path again."""
+    samples this path again (an answered but unusable path too, when the run has fewer
+    usable paths than ``min_paths``: see ``reusable_paths``)."""
 
 
 class StageUsage(TypedDict):
@@ -126,11 +127,21 @@ class A2RState(A2RInput, A2ROutput):
     keeps the answered paths (see ``nodes.dispatch``)."""
 
 
-def reusable_paths(state: A2RState, question: str, n: int) -> list[ExplorerPath]:
-    """The answered paths of this thread's unfinished run of ``question`` (within ``n``)."""
+def reusable_paths(
+    state: A2RState, question: str, n: int, min_paths: int = 1
+) -> list[ExplorerPath]:
+    """The paths of this thread's unfinished run of ``question`` (within ``n``) that rerunning
+    it keeps: every usable path; and the answered but unusable ones (e.g. cut off by
+    ``max_tokens``: they are samples too) only while the usable ones reach ``min_paths``.
+    Otherwise keeping them would stop the run again for good, whatever was fixed (a larger
+    ``max_tokens``), so they are sampled again. Paths the server never answered never stay."""
     if state.get("explored_question") != question or state.get("synthesis") is not None:
         return []
-    return [path for path in state.get("paths", []) if path["answered"] and path["index"] < n]
+    paths = [path for path in state.get("paths", []) if path["index"] < n]
+    usable = [path for path in paths if path["error"] is None]
+    if len(usable) < min_paths:
+        return usable
+    return [path for path in paths if path["answered"]]
 
 
 def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:

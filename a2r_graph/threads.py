@@ -7,7 +7,8 @@ down, a timeout, Ctrl-C) resumes on its thread without paying again for what fin
 - failed at the synthesizer, or stopped mid-explore: LangGraph's own resume
   (``ainvoke(None, thread)``) runs only the steps and branches that did not finish;
 - failed because too few explorers succeeded: the question is run again on the thread, and
-  ``dispatch`` keeps the paths the server answered, re-sending only the failed ones.
+  ``dispatch`` keeps the usable paths, re-sending only the failed and unusable ones (see
+  ``state.reusable_paths``).
 
 ``resume`` picks the right one from the thread's saved state. LangGraph Server does the same
 with its own checkpointer: post ``input: null`` to the thread, or the same question again.
@@ -15,17 +16,21 @@ with its own checkpointer: post ``input: null`` to the thread, or the same quest
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from a2r_graph.context import A2RContext
-from a2r_graph.errors import UnknownThreadError
+from a2r_graph.errors import ConfigurationError, UnknownThreadError
 from a2r_graph.state import A2ROutput, validated_question
 
 OUTPUT_KEYS = tuple(A2ROutput.__annotations__)
@@ -39,13 +44,109 @@ def default_db_path() -> Path:
     return Path(state_home) / "a2r-graph" / "threads.sqlite"
 
 
+class CheckpointDatabaseError(ConfigurationError):
+    """The SQLite file of saved runs cannot be created, read or written (a directory, not a
+    SQLite file, read-only, a folder that cannot be made). Raised before any model call."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot use {self.path} to save runs: {reason}")
+
+
+def check_database(path: str | os.PathLike[str]) -> None:
+    """Raise ``CheckpointDatabaseError`` unless ``path`` can hold saved runs: its folder
+    exists or can be made, and it is (or can become) a SQLite file this process can write."""
+    if str(path) == ":memory:":
+        return
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise CheckpointDatabaseError(
+            path, f"its folder {path.parent} cannot be made: a file is in the way"
+        ) from error
+    except OSError as error:
+        raise CheckpointDatabaseError(
+            path, f"its folder {path.parent} cannot be made ({error.strerror or error})"
+        ) from error
+    if path.is_dir():
+        raise CheckpointDatabaseError(path, "it is a directory")
+    try:
+        # A short busy timeout: a file another run is writing is in use, not unusable.
+        with closing(sqlite3.connect(path, timeout=0.1)) as conn:
+            conn.execute("PRAGMA schema_version").fetchone()  # "file is not a database"
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE a2r_write_probe (x)")  # "readonly database"
+            conn.rollback()
+    except sqlite3.Error as error:
+        if getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return
+        raise CheckpointDatabaseError(path, str(error)) from error
+
+
+class _DrainedSqliteSaver(AsyncSqliteSaver):
+    """``AsyncSqliteSaver`` whose connection closes only after the writes in flight.
+
+    A cancelled run (Ctrl-C, a timeout) records its cancelled tasks while LangGraph shuts
+    the run down, in writes it does not wait for. Closing the connection under one of them
+    leaves its transaction open on a connection SQLite cannot close yet: it keeps the write
+    lock, and every later run of the process on that file fails with "database is locked"."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self._writes = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        self._writes += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._writes -= 1
+            if not self._writes:
+                self._idle.set()
+
+    async def aput(self, *args: Any, **kwargs: Any) -> RunnableConfig:
+        async with self._writing():
+            return await super().aput(*args, **kwargs)
+
+    async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+        async with self._writing():
+            await super().aput_writes(*args, **kwargs)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait (at most ``timeout_s``) for the writes in flight, those of tasks just
+        created included."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+        idle = asyncio.ensure_future(self._idle.wait())
+        await asyncio.wait({idle}, timeout=timeout_s)
+        idle.cancel()
+
+
 @asynccontextmanager
 async def sqlite_checkpointer(path: str | os.PathLike[str]) -> AsyncIterator[AsyncSqliteSaver]:
-    """LangGraph's SQLite checkpointer on ``path`` (``":memory:"``: nothing kept)."""
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        yield saver
+    """LangGraph's SQLite checkpointer on ``path`` (``":memory:"``: nothing kept).
+
+    Raises ``CheckpointDatabaseError`` up front when ``path`` cannot be used (see
+    ``check_database``). On exit, even when the run was cancelled, the connection closes
+    after the writes in flight."""
+    check_database(path)
+    async with aiosqlite.connect(str(path)) as conn:
+        saver = _DrainedSqliteSaver(conn)
+        try:
+            yield saver
+        finally:
+            await saver.drain()
+
+
+async def holds_unfinished_run(graph: CompiledStateGraph, thread_id: str) -> bool:
+    """Whether the graph's checkpointer holds a run on the thread that ``resume`` can finish."""
+    snapshot = await graph.aget_state(thread_config(thread_id))
+    return bool(snapshot.values) and bool(snapshot.next)
 
 
 def thread_config(thread_id: str) -> RunnableConfig:

@@ -1,4 +1,8 @@
-"""LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422.
+"""LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422;
+serve the OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``:
+``a2r_graph.openai_api``) and the A2R MCP tool (``/mcp``: ``a2r_graph.mcp_tool``, in place of
+the server's generic one), both as runs of this server and behind its auth
+(``enable_custom_route_auth``).
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
 later as a run error. The middleware checks every request that creates a run or stores a
@@ -22,16 +26,18 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from a2r_graph import openai_api
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import ConfigurationError, describe_validation_error
+from a2r_graph.mcp_tool import MCPEndpoint
 from a2r_graph.run_options import run_context
+from a2r_graph.runners import ServerRunner
 from a2r_graph.state import A2RInputModel
 
 GRAPH_ID = "a2r"
 RUN_CREATE = re.compile(
     r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?P<kind>/wait|/stream|/batch|/crons)?/?$"
 )
-INVALID_PARAMS = -32602
 ASSISTANT = re.compile(r"^/assistants(?:/(?P<assistant_id>[^/]+))?/?$")
 
 
@@ -52,15 +58,8 @@ class ValidateA2RRuns:
             payload = None  # not ours to judge: the server answers malformed JSON itself
         problem = None if payload is None else await check(payload)
         if problem is not None:
-            return await _refusal(scope, payload, problem)(scope, receive, send)
+            return await JSONResponse({"detail": problem}, status_code=422)(scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
-
-
-def _refusal(scope: Scope, payload: Any, problem: str) -> JSONResponse:
-    if scope["path"].rstrip("/") == "/mcp":  # JSON-RPC: an "invalid params" error
-        error = {"code": INVALID_PARAMS, "message": problem}
-        return JSONResponse({"jsonrpc": "2.0", "id": payload.get("id"), "error": error})
-    return JSONResponse({"detail": problem}, status_code=422)
 
 
 def _check_for(scope: Scope):
@@ -73,37 +72,12 @@ def _check_for(scope: Scope):
         if route["kind"] == "/batch":
             return None
         return lambda payload: run_request_problem(payload, thread_id)
-    if method == "POST" and path.rstrip("/") == "/mcp":
-        return _mcp_problem
     if (route := ASSISTANT.match(path)) and (
         (method == "POST" and route["assistant_id"] is None)
         or (method == "PATCH" and route["assistant_id"] is not None)
     ):
         return lambda payload: assistant_problem(payload, route["assistant_id"])
     return None
-
-
-async def _mcp_problem(message: Any) -> str | None:
-    """An MCP ``tools/call`` of an a2r assistant: its arguments are the run's input."""
-    if not isinstance(message, dict) or message.get("method") != "tools/call":
-        return None
-    params = message.get("params")
-    if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-        return None  # the server answers a malformed call itself
-    assistant_id = await _assistant_named(params["name"])
-    if assistant_id is None:
-        return None
-    run = {"assistant_id": assistant_id, "input": params.get("arguments") or {}}
-    return await run_request_problem({**run, "context": params.get("context")})
-
-
-async def _assistant_named(tool_name: str) -> str | None:
-    """The assistant an MCP tool name calls (LangGraph names tools after assistants)."""
-    from langgraph_api.api.mcp._sanitizers import normalize_name
-
-    found = await get_client().assistants.search(graph_id=GRAPH_ID, limit=1000)
-    matches = [a["assistant_id"] for a in found if normalize_name(a["name"]) == tool_name]
-    return matches[0] if len(matches) == 1 else None
 
 
 async def _batch_problem(payload: Any) -> str | None:
@@ -223,5 +197,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-app = Starlette()
+# MCP's tools/call is checked by the tool itself (a2r_graph.mcp_tool), with the same functions.
+_mcp = MCPEndpoint(ServerRunner())
+app = Starlette(routes=[*openai_api.routes(ServerRunner()), _mcp.route()], lifespan=_mcp.lifespan)
 app.add_middleware(ValidateA2RRuns)

@@ -43,13 +43,17 @@ def build_agent(model: BaseChatModel, tools: list[BaseTool]) -> CompiledStateGra
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("question")
-    parser.add_argument("--server", help="LangGraph Server URL serving the 'a2r' graph")
+    parser.add_argument(
+        "--server", help="LangGraph Server URL serving the 'a2r' graph (key: $LANGGRAPH_API_KEY)"
+    )
     args = parser.parse_args()
 
     from langchain_openai import ChatOpenAI
     from langgraph.pregel.remote import RemoteGraph
 
-    a2r = RemoteGraph("a2r", url=args.server) if args.server else None
+    # RemoteGraph sends no key unless given one: the server's A2R_SERVER_API_KEY.
+    key = os.environ.get("LANGGRAPH_API_KEY")
+    a2r = RemoteGraph("a2r", url=args.server, api_key=key) if args.server else None
     tool = as_tool(a2r) if a2r is not None else as_tool()
     model = ChatOpenAI(
         base_url=os.environ["AGENT_BASE_URL"], model=os.environ["AGENT_MODEL"], api_key="EMPTY"

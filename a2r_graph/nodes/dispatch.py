@@ -8,6 +8,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
 
 from a2r_graph.context import A2RContext
+from a2r_graph.errors import ConfigurationError
+from a2r_graph.prompts import check_prompts_dir
 from a2r_graph.runtime import context_of
 from a2r_graph.state import A2RState, ExplorerTask, reusable_paths, validated_question
 
@@ -16,11 +18,18 @@ def dispatch(
     state: A2RState, runtime: Runtime[A2RContext]
 ) -> Command[Literal["explore", "reduce"]]:
     question = validated_question(state.get("question"))
-    n = context_of(runtime).n
-    # Rerunning the question of an unfinished run keeps the paths the server already
-    # answered, so only failed or missing explorers are paid for again. Otherwise, and on
-    # a thread's next question, the run starts from empty results.
-    kept = reusable_paths(state, question, n)
+    context = context_of(runtime)
+    n = context.n
+    if context.prompts_dir is not None:  # gone or edited since the context was built
+        try:
+            check_prompts_dir(context.prompts_dir)
+        except ValueError as error:
+            raise ConfigurationError(f"prompts_dir: {error}") from None
+    # Rerunning the question of an unfinished run keeps its usable paths (and, while they
+    # reach min_paths, its answered unusable ones), so only failed, unusable or missing
+    # explorers are paid for again. Otherwise, and on a thread's next question, the run
+    # starts from empty results.
+    kept = reusable_paths(state, question, n, context.min_paths)
     missing = sorted(set(range(n)) - {path["index"] for path in kept})
     return Command(
         update={

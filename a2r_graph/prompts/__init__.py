@@ -17,12 +17,39 @@ PLACEHOLDERS = {"explorer": ("question",), "synthesizer": ("question", "referenc
 _PLACEHOLDER = re.compile(r"\{(question|references)\}")
 
 
-@lru_cache(maxsize=32)
 def load_prompt(name: str, prompts_dir: Path | None = None) -> str:
-    """Read prompt ``name`` from ``prompts_dir`` if it has one, else the packaged file."""
-    override = prompts_dir / f"{name}.txt" if prompts_dir else None
-    if override is not None and override.is_file():
-        source, template = str(override), override.read_text(encoding="utf-8")
+    """Read prompt ``name`` from ``prompts_dir`` if it has one, else the packaged file.
+
+    ``ValueError`` saying what to fix when ``prompts_dir`` is not a directory, or its file
+    cannot be read as UTF-8 text or lacks one of the prompt's placeholders. A file is read
+    again once it changed (a long-lived server sees the edit; checks see the file as is)."""
+    if prompts_dir is None:
+        return _template(name, None, None)
+    if not prompts_dir.is_dir():
+        why = "is not a directory" if prompts_dir.exists() else "does not exist"
+        raise ValueError(
+            f"prompts_dir {prompts_dir} {why}: point it at a directory holding edited "
+            f"copies of {', '.join(f'{n}.txt' for n in PLACEHOLDERS)}, or unset it"
+        )
+    override = prompts_dir / f"{name}.txt"
+    try:
+        stat = override.stat()
+    except FileNotFoundError:
+        return _template(name, None, None)
+    except OSError as error:
+        raise ValueError(f"prompt file {override} cannot be read: {error}") from None
+    return _template(name, override, (stat.st_mtime_ns, stat.st_size, stat.st_ino))
+
+
+@lru_cache(maxsize=32)
+def _template(name: str, override: Path | None, version: tuple[int, ...] | None) -> str:
+    if override is not None:
+        try:
+            source, template = str(override), override.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"prompt file {override} cannot be read as UTF-8 text: {error}"
+            ) from None
     else:
         source = f"a2r_graph/prompts/{name}.txt"
         template = resources.files(__package__).joinpath(f"{name}.txt").read_text("utf-8")
@@ -35,6 +62,14 @@ def load_prompt(name: str, prompts_dir: Path | None = None) -> str:
             + ": add them where the text should go"
         )
     return template
+
+
+def check_prompts_dir(prompts_dir: Path) -> Path:
+    """``prompts_dir``, once every prompt loads from it (its own files, the packaged ones for
+    the rest) with its placeholders; else the ``ValueError`` of ``load_prompt``."""
+    for name in PLACEHOLDERS:
+        load_prompt(name, prompts_dir)
+    return prompts_dir
 
 
 def _fill(template: str, **values: str) -> str:

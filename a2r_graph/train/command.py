@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from a2r_graph.errors import describe_validation_error
-from a2r_graph.eval.runner import read_results
-from a2r_graph.train.curate import pool_queries, statistics, training_examples
 
 
 def add_parsers(commands: Any) -> None:
@@ -36,7 +35,8 @@ def train_main(args: argparse.Namespace) -> int:
     except ValidationError as error:
         raise ValueError(describe_validation_error(error, env_prefix=None)) from error
     checkpoint = train(config)
-    print(f"checkpoint: {checkpoint} (metrics: {checkpoint / 'metrics.jsonl'})")
+    if os.environ.get("RANK", "0") == "0":  # once under accelerate launch / torchrun
+        print(f"checkpoint: {checkpoint} (metrics: {checkpoint / 'metrics.jsonl'})")
     return 0
 
 
@@ -57,11 +57,29 @@ def _add_curate(commands: Any) -> None:
         action="store_true",
         help="keep queries whose candidates are neither all right nor all wrong",
     )
+    curate.add_argument(
+        "--easy-fraction",
+        type=float,
+        help="AggLM mix (arXiv 2509.06870): keep hard examples (majority of the references "
+        "wrong, some right) and easy ones (majority right) with easy ones this share (0-1) of "
+        "those written; examples with no right reference are left out. Default: keep all",
+    )
     curate.add_argument("--prompts-dir", type=Path, help="the prompts the graph serves with")
     curate.add_argument("--out", type=Path, required=True, help="training JSONL to write")
 
 
 def curate_main(args: argparse.Namespace) -> int:
+    from a2r_graph.eval.runner import read_results
+    from a2r_graph.train.curate import (
+        example_statistics,
+        mix_examples,
+        pool_queries,
+        statistics,
+        training_examples,
+    )
+
+    if args.easy_fraction is not None and not 0 <= args.easy_fraction <= 1:
+        raise ValueError(f"--easy-fraction must be within [0, 1], got {args.easy_fraction}")
     missing = [str(path) for path in args.results if not path.is_file()]
     if missing:
         raise ValueError(f"no such results file: {', '.join(missing)} (run `a2r eval` first)")
@@ -76,12 +94,17 @@ def curate_main(args: argparse.Namespace) -> int:
         learnable_only=args.learnable_only,
         prompts_dir=args.prompts_dir,
     )
+    written = (
+        examples
+        if args.easy_fraction is None
+        else mix_examples(examples, args.easy_fraction, seed=args.seed)
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as out:
-        for example in examples:
+        for example in written:
             out.write(json.dumps(example, ensure_ascii=False) + "\n")
-    stats = statistics(queries)
+    stats = statistics(queries) | example_statistics(examples, written, args.easy_fraction)
     (args.out.with_suffix(".stats.json")).write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats, indent=2))
-    print(f"{len(examples)} examples written to {args.out}")
+    print(f"{len(written)} examples written to {args.out}")
     return 0

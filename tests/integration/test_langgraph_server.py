@@ -8,7 +8,7 @@ from langgraph_sdk import get_client
 
 from a2r_graph import A2ROutput, graph
 from a2r_graph.tool import as_tool
-from tests.integration.conftest import AUTH
+from tests.integration.conftest import AUTH, SERVER_KEY
 
 pytestmark = pytest.mark.integration
 QUESTION = "A box holds 6 eggs. How many eggs are in 4 boxes?"
@@ -79,7 +79,7 @@ async def test_assistants_carry_their_own_context(langgraph_server):
 
 
 async def test_remote_graph_returns_the_local_graphs_shape(langgraph_server, context_for):
-    remote = RemoteGraph("a2r", url=langgraph_server)
+    remote = RemoteGraph("a2r", url=langgraph_server, api_key=SERVER_KEY)
     remote_result = await remote.ainvoke({"question": QUESTION}, context={"n": 2})
     local_result = await graph.ainvoke({"question": QUESTION}, context=context_for(n=2))
     assert set(remote_result) == set(local_result)
@@ -88,7 +88,7 @@ async def test_remote_graph_returns_the_local_graphs_shape(langgraph_server, con
 
 
 async def test_tool_over_remote_graph(langgraph_server):
-    tool = as_tool(RemoteGraph("a2r", url=langgraph_server))
+    tool = as_tool(RemoteGraph("a2r", url=langgraph_server, api_key=SERVER_KEY))
     message = await tool.ainvoke(
         {"type": "tool_call", "name": tool.name, "id": "1", "args": {"question": QUESTION, "n": 2}}
     )

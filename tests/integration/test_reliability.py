@@ -8,15 +8,23 @@ command a user types, saving to SQLite.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import json
 import os
+import platform
 import shlex
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from a2r_graph import build_graph
+from a2r_graph.threads import thread_config
 from servers.loopback import LoopbackServer
 from tests.integration.conftest import A2R, a2r, free_port
 
@@ -142,26 +150,109 @@ def test_failed_explorers_below_min_paths_are_the_only_ones_sampled_again():
         assert result["boxed_answer"] == "42"
 
 
-def test_ctrl_c_mid_run_keeps_the_finished_explorers():
+INTERRUPT_S = 20
+"""How long Ctrl-C may take to stop a run: unwinding takes about a second; the hung requests
+would take their 600 s request timeout."""
+
+
+def saved_explorers(db: Path, thread_id: str) -> int:
+    """The explorer branches of the thread's unfinished run whose results are saved."""
+
+    async def count() -> int:
+        async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+            snapshot = await build_graph(checkpointer=saver).aget_state(thread_config(thread_id))
+        return sum(task.name == "explore" and task.result is not None for task in snapshot.tasks)
+
+    return asyncio.run(count()) if db.exists() else 0
+
+
+def start_run_with_hung_explorers(server: LoopbackServer, db: Path, thread_id: str, env: dict):
+    """``a2r ask --n 4`` whose last 2 explorer requests hang, returned once all 4 requests
+    reached the server and the 2 answered paths are saved: nothing else is left to happen."""
+    server.inject_fault(model="explore", hang=True, after=2)
+    run = start_a2r("ask", QUESTION, "--n", "4", "--db", str(db), "--thread", thread_id, env=env)
+    deadline = time.monotonic() + 120
+    while (
+        server.stats()["requests"].get("explore", 0) < 4 or saved_explorers(db, thread_id) < 2
+    ):
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the run never got its 4 explorers in flight"
+        time.sleep(0.1)
+    return run
+
+
+def stopped(run: subprocess.Popen) -> subprocess.CompletedProcess:
+    """The run's outcome, which must come within INTERRUPT_S of its Ctrl-C."""
+    try:
+        stdout, stderr = run.communicate(timeout=INTERRUPT_S)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.communicate()
+        pytest.fail(f"a2r ignored SIGINT for {INTERRUPT_S} s while 2 explorer requests hung")
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+
+
+def test_ctrl_c_mid_run_keeps_the_finished_explorers(tmp_path):
     with LoopbackServer(models=("explore", "synth")) as server:
-        server.inject_fault(model="explore", hang=True, after=2)
         env = stage_env((server.base_url, "explore"), (server.base_url, "synth"))
-        run = start_a2r("ask", QUESTION, "--n", "4", env=env)
-        deadline = time.monotonic() + 30
-        while server.stats()["completed"].get("explore", 0) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(0.5)  # the two finished writes reach SQLite
+        run = start_run_with_hung_explorers(server, tmp_path / "threads.sqlite", "ctrl-c", env)
         run.send_signal(signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=60)
-        assert run.returncode == 130, stderr
-        assert "a2r: interrupted" in stderr
+        failed = stopped(run)
+        assert failed.returncode == 130, failed.stderr
+        assert "a2r: interrupted" in failed.stderr
+        assert "The run is saved as thread ctrl-c;" in failed.stderr
 
         server.clear_faults()
-        failed = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
         result = resume(failed, env)
-        assert server.stats()["completed"] == {"explore": 4, "synth": 1}
+        assert server.stats()["completed"] == {"explore": 4, "synth": 1}  # 2, then the 2 hung
         assert result["boxed_answer"] == "42" and len(result["paths"]) == 4
+
+
+TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or TGKILL is None, reason="tgkill(2): Linux only"
+)
+def test_ctrl_c_taken_by_another_thread_of_the_process_stops_the_run(tmp_path):
+    """The kernel gives a process's SIGINT to any of its threads that does not block it (the
+    main one when it can, not always). When another thread (aiosqlite's, the executor's)
+    took it, asyncio.run's handler waited for the main thread to wake, which nothing did
+    with every request hanging: the run went on until the requests timed out. Here the
+    signal goes to such a thread on purpose."""
+    with LoopbackServer(models=("explore", "synth")) as server:
+        env = stage_env((server.base_url, "explore"), (server.base_url, "synth"))
+        run = start_run_with_hung_explorers(server, tmp_path / "threads.sqlite", "other", env)
+        others = sorted(int(t) for t in os.listdir(f"/proc/{run.pid}/task") if int(t) != run.pid)
+        assert others, "a2r runs threads besides its main one (aiosqlite's at least)"
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(TGKILL, run.pid, others[0], signal.SIGINT) == 0, ctypes.get_errno()
+        failed = stopped(run)
+        assert failed.returncode == 130, failed.stderr
+        assert "a2r: interrupted" in failed.stderr and "a2r resume other" in failed.stderr
+
+
+def test_paths_cut_off_by_max_tokens_are_sampled_again_once_it_is_raised():
+    """Answered but unusable paths do not stay for good: raising --max-tokens, then resuming,
+    finishes the run (it would fail again and again if they were kept)."""
+    with LoopbackServer(models=("explore", "synth")) as server:
+        env = stage_env((server.base_url, "explore"), (server.base_url, "synth"))
+        failed = a2r("ask", QUESTION, "--n", "2", "--max-tokens", "3", env=env)
+        assert failed.returncode == 1
+        assert "only 0 explorer path(s) succeeded" in failed.stderr
+        assert "no answer component (finish_reason=length)" in failed.stderr
+        command = printed_resume(failed.stderr)
+        assert command[command.index("--max-tokens") + 1] == "3"
+
+        command[command.index("--max-tokens") + 1] = "4096"  # the fix
+        done = subprocess.run(
+            [*command, "--json"], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert [p["error"] for p in result["paths"]] == [None, None]
+        assert result["boxed_answer"] == "42"
+        assert server.stats()["completed"] == {"explore": 4, "synth": 1}
 
 
 def test_a_hung_server_never_hangs_the_run():

@@ -48,6 +48,7 @@ async def test_two_grpo_steps_then_the_checkpoint_serves_as_the_synthesizer(vllm
         f"model: {ensure_model('smollm2-135m')}\ntrain_file: {train_file}\n"
         f"output_dir: {checkpoint}\nnum_generations: 2\nprompts_per_step: 2\nmax_steps: 2\n"
         "max_completion_length: 16\noverlong_buffer: 4\nlearning_rate: 1.0e-5\n"
+        "max_refill_rounds: 1\n"
     )
     trained = a2r("train-synthesizer", "--config", str(config), timeout=1200)
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -57,9 +58,16 @@ async def test_two_grpo_steps_then_the_checkpoint_serves_as_the_synthesizer(vllm
     assert [s["step"] for s in logged] == [1, 2]
     for step in logged:
         assert 0.0 <= step["dynamic_sampling/frac_groups_dropped"] <= 1.0
+        # refill: at most one extra round; every slot holds a group with signal or is masked
+        assert step["dynamic_sampling/rounds"] <= 1
+        assert step["dynamic_sampling/groups_kept"] + step["dynamic_sampling/groups_short"] == 2
         assert {"rewards/answer_reward/mean", "entropy", "completions/mean_length"} <= set(step)
         print(f"GRPO step {step['step']}: {step['step_time']:.1f} s")
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "config.json").is_file()
+    settings = json.loads((checkpoint / "train_settings.json").read_text())
+    assert settings["resolved"] == {  # on a CPU
+        "dtype": "float32", "gradient_checkpointing": False, "use_vllm": False,
+    }  # fmt: skip
 
     with EmbeddedVLLM(model=str(checkpoint), served_model_name="a2r-synth") as served:
         context = A2RContext(

@@ -155,3 +155,20 @@ def test_cli_price_flags_set_each_stage():
     assert context.explorer.input_price_per_mtok == 0.05
     assert context.synthesizer.output_price_per_mtok == 0.4
     assert context.explorer.output_price_per_mtok == 0.0
+
+
+def test_prompts_dir_must_exist_and_each_of_its_prompts_load(tmp_path):
+    missing = errors_of(**BOTH, prompts_dir=tmp_path / "missing")["prompts_dir"]
+    assert "does not exist" in missing["msg"]
+    (tmp_path / "synthesizer.txt").write_text("Question: {question}")
+    broken = errors_of(**BOTH, prompts_dir=tmp_path)["prompts_dir"]
+    assert "synthesizer.txt lacks the placeholder(s) {references}" in broken["msg"]
+    (tmp_path / "synthesizer.txt").write_text("Question: {question}\n{references}")
+    assert A2RContext(**BOTH, prompts_dir=tmp_path).prompts_dir == tmp_path
+
+
+def test_prompts_dir_from_the_environment_is_checked_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("A2R_PROMPTS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError) as caught:
+        A2RContext(**BOTH)
+    assert "env A2R_PROMPTS_DIR" in describe_validation_error(caught.value)

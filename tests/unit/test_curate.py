@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 from a2r_graph import build_graph
-from a2r_graph.train.curate import pool_queries, statistics, training_examples
+from a2r_graph.train.curate import (
+    difficulty,
+    example_statistics,
+    majority_right,
+    mix_examples,
+    pool_queries,
+    statistics,
+    training_examples,
+)
 from tests.fakes import factory, make_context, reply, scripted
 
 
@@ -39,6 +47,8 @@ def test_candidates_pool_over_repetitions_up_to_the_cap_and_skip_failed_paths():
         "all_correct": 1,
         "all_wrong": 0,
         "learnable": 1,
+        "easy": 2,
+        "hard": 0,
     }
 
 
@@ -97,3 +107,75 @@ def test_cli_writes_examples_and_statistics(tmp_path):
         check=False,
     )
     assert missing.returncode == 2 and "no such results file" in missing.stderr
+
+
+def test_agglm_difficulty_is_whether_majority_voting_over_the_references_is_right():
+    right, wrong_3, wrong_3b, wrong_5 = "\\boxed{7}", "so \\boxed{3}", "\\boxed{ 3 }", "\\boxed{5}"
+    assert majority_right([(right, True)] * 2 + [(wrong_3, False), (wrong_5, False)])  # plurality
+    assert not majority_right([(right, True), (wrong_3, False), (wrong_5, False)])  # 3-way tie
+    assert not majority_right([(right, True), (wrong_3, False), (wrong_3b, False)])  # 3 twice
+    assert not majority_right([(right, True), (wrong_3, False)])  # a tie is no right majority
+    assert majority_right([(right, True), (right, True), ("no box", False), ("none", False)])
+    assert difficulty([(right, True), (right, True), (wrong_3, False)]) == "easy"
+    assert difficulty([(right, True), (wrong_3, False), (wrong_3b, False)]) == "hard"
+    assert difficulty([(wrong_3, False), (wrong_5, False)]) == "none_right"
+
+
+def examples_of(easy: int, hard: int, none_right: int) -> list[dict]:
+    kinds = ["easy"] * easy + ["hard"] * hard + ["none_right"] * none_right
+    return [{"query_id": f"q{i}", "difficulty": kind} for i, kind in enumerate(kinds)]
+
+
+def test_agglm_mix_keeps_hard_and_easy_examples_in_the_asked_share():
+    examples = examples_of(easy=30, hard=10, none_right=5)
+    for fraction, easy, hard in [(0.5, 10, 10), (0.2, 2, 10), (0.75, 30, 10), (0.9, 30, 3)]:
+        kept = mix_examples(examples, fraction, seed=1)
+        counts = example_statistics(examples, kept, fraction)
+        assert counts["written"] == {"easy": easy, "hard": hard, "none_right": 0}, fraction
+        assert counts["written_easy_share"] == easy / (easy + hard)
+        assert counts["examples"] == {"easy": 30, "hard": 10, "none_right": 5}
+        assert kept == [e for e in examples if e in kept]  # original order
+    assert mix_examples(examples, 0.5, seed=1) == mix_examples(examples, 0.5, seed=1)
+    assert mix_examples(examples, 0.5, seed=1) != mix_examples(examples, 0.5, seed=2)
+    assert {e["difficulty"] for e in mix_examples(examples, 0)} == {"hard"}
+    assert len(mix_examples(examples, 0)) == 10 and len(mix_examples(examples, 1)) == 30
+    assert mix_examples(examples_of(3, 0, 1), 0.5) == []  # no hard example: nothing in a mix
+
+
+def test_examples_carry_their_difficulty():
+    answers = ["a \\boxed{7}", "b \\boxed{7}", "c \\boxed{1}", "d \\boxed{1}"]
+    [query] = pool_queries([result_line("a", answers, [True, True, False, False])])
+    for example in training_examples([query], n=3, per_query=8, seed=0):
+        right = sum(example["references_correct"])
+        assert example["difficulty"] == ("easy" if right == 2 else "hard")
+
+
+def test_cli_easy_fraction_mixes_and_reports_easy_and_hard_counts(tmp_path):
+    results = tmp_path / "results.jsonl"
+    easy = [
+        result_line(q, ["\\boxed{7}", "\\boxed{7}", "\\boxed{1}"], [True, True, False])
+        for q in "abcdef"
+    ]
+    hard = [result_line(q, ["\\boxed{7}", "\\boxed{1}", "\\boxed{1}"], [True, False, False])
+            for q in "xy"]  # fmt: skip
+    results.write_text("\n".join(json.dumps(line) for line in easy + hard) + "\n")
+    out = tmp_path / "train.jsonl"
+    a2r = str(Path(sys.executable).with_name("a2r"))
+    done = subprocess.run(
+        [a2r, "curate", str(results), "--n", "3", "--per-query", "1", "--easy-fraction", "0.5",
+         "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(e["difficulty"] for e in written) == ["easy", "easy", "hard", "hard"]
+    stats = json.loads(out.with_suffix(".stats.json").read_text())
+    assert (stats["easy"], stats["hard"]) == (6, 2)  # queries, over all their candidates
+    assert stats["examples"] == {"easy": 6, "hard": 2, "none_right": 0}
+    assert stats["written"] == {"easy": 2, "hard": 2, "none_right": 0}
+    assert (stats["easy_fraction"], stats["written_easy_share"]) == (0.5, 0.5)
+    bad = subprocess.run(
+        [a2r, "curate", str(results), "--easy-fraction", "1.5", "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--easy-fraction must be within [0, 1]" in bad.stderr

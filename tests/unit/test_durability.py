@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from langgraph.checkpoint.base import empty_checkpoint
 
 from a2r_graph import EndpointUnavailableError, NotEnoughPathsError, build_graph, threads
 from a2r_graph.errors import InvalidQuestionError, UnknownThreadError
@@ -61,19 +62,47 @@ async def test_too_few_paths_resumes_by_sampling_only_the_failed_ones(db):
     assert synthesizer.calls[0][0].count("</reference") == 4
 
 
-async def test_a_path_the_server_answered_is_not_sampled_again(db):
+async def test_unusable_paths_are_sampled_again_when_too_few_are_usable(db):
+    """A path cut off by max_tokens is answered but unusable: kept, it would stop every
+    resume with NotEnoughPathsError, whatever was fixed. The usable path is not paid again."""
     truncated = reply("<think>ran out of tokens", finish_reason="length")
-    context = make_context(n=2, max_attempts=1)
-    with pytest.raises(NotEnoughPathsError):
-        await run_ask(db, scripted(truncated, connection_error()), scripted(), "t", context)
+    context = make_context(n=2, min_paths=2, max_attempts=1)
+    with pytest.raises(NotEnoughPathsError, match="finish_reason=length"):
+        await run_ask(db, scripted(truncated, *explorer_replies(1)), scripted(), "t", context)
 
     explorer, synthesizer = scripted(*explorer_replies(1)), scripted(reply("\\boxed{0}"))
     result = await run_resume(db, explorer, synthesizer, "t", context)
 
+    assert len(explorer.calls) == 1  # only the truncated path, sampled again
+    assert [p["error"] for p in result["paths"]] == [None, None]
+    assert result["boxed_answer"] == "0"
+    assert result["usage"]["explore"]["calls"] == 2
+
+    # asking the same question again resumes the same way
+    again = make_context(n=2, min_paths=2, max_attempts=1)
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, scripted(truncated, truncated), scripted(), "u", again)
+    explorer = scripted(*explorer_replies(2))
+    result = await run_ask(db, explorer, scripted(reply("\\boxed{1}")), "u", again)
+    assert len(explorer.calls) == 2 and result["boxed_answer"] == "1"
+
+
+async def test_an_answered_unusable_path_is_kept_while_enough_paths_are_usable(db):
+    """With min_paths met, an answered path stays a sample (the eval judges it as one):
+    only the path the server never answered is sampled again."""
+    truncated = reply("<think>ran out of tokens", finish_reason="length")
+    explorer = scripted(truncated, *explorer_replies(1), connection_error())
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, explorer, scripted(), "t", make_context(n=3, min_paths=2, max_attempts=1))
+
+    explorer, synthesizer = scripted(*explorer_replies(1)), scripted(reply("\\boxed{0}"))
+    context = make_context(n=3, min_paths=1, max_attempts=1)  # the fix: a lower min_paths
+    result = await run_resume(db, explorer, synthesizer, "t", context)
+
     assert len(explorer.calls) == 1
     errors = [p["error"] for p in result["paths"]]
-    assert errors.count(None) == 1
-    assert "no answer component (finish_reason=length)" in errors
+    assert errors.count(None) == 2
+    assert errors[0] == "no answer component (finish_reason=length)"
 
 
 async def test_asking_the_same_question_again_resumes_and_a_new_one_starts_fresh(db):
@@ -119,3 +148,21 @@ async def test_unknown_thread_and_bad_question_write_nothing(db):
     async with threads.sqlite_checkpointer(db) as checkpointer:
         assert await checkpointer.aget_tuple(threads.thread_config("t")) is None
     assert explorer.calls == []
+
+
+async def test_a_write_started_as_the_checkpointer_closes_is_saved_not_cut_off(db):
+    """LangGraph records a cancelled run's tasks (Ctrl-C, a timeout) in writes it starts while
+    shutting the run down and does not wait for. Cut off by the connection's close, such a
+    write left a transaction open that locked the file for the process's next run ("database
+    is locked", now and then in the test above)."""
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        config = await checkpointer.aput(config, empty_checkpoint(), {}, {})
+        late = asyncio.create_task(checkpointer.aput_writes(config, [("paths", [])], "task-1"))
+    assert late.done() and late.exception() is None
+
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        async with asyncio.timeout(4):  # under SQLite's 5 s wait for a lock
+            await checkpointer.aput_writes(config, [("paths", [])], "task-2")
+        saved = await checkpointer.aget_tuple(config)
+    assert sorted(task for task, _, _ in saved.pending_writes) == ["task-1", "task-2"]

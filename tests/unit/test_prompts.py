@@ -1,11 +1,17 @@
 import pytest
+from pydantic import ValidationError
 
+from a2r_graph import build_graph
+from a2r_graph.errors import ConfigurationError
 from a2r_graph.prompts import (
+    check_prompts_dir,
     format_references,
     load_prompt,
     render_explorer_prompt,
     render_synthesizer_prompt,
 )
+from tests.fakes import factory, make_context, scripted
+from tests.unit.test_graph import explorer_replies
 
 
 def test_references_use_the_papers_tags_in_order():
@@ -45,3 +51,45 @@ def test_prompt_file_without_its_placeholder_is_rejected_with_the_fix(tmp_path):
         ValueError, match=r"synthesizer.txt lacks the placeholder\(s\) \{references\}"
     ):
         load_prompt("synthesizer", tmp_path)
+
+
+def test_a_missing_prompts_dir_is_an_error_not_the_packaged_prompts(tmp_path):
+    with pytest.raises(ValueError, match=r"prompts_dir .*missing does not exist"):
+        render_explorer_prompt("Q", tmp_path / "missing")
+    (tmp_path / "a-file").write_text("Solve: {question}")
+    with pytest.raises(ValueError, match=r"prompts_dir .*a-file is not a directory"):
+        render_synthesizer_prompt("Q", ["A"], tmp_path / "a-file")
+
+
+def test_check_prompts_dir_loads_every_prompt_the_directory_holds(tmp_path):
+    (tmp_path / "explorer.txt").write_text("Solve: {question}")
+    assert check_prompts_dir(tmp_path) == tmp_path  # synthesizer.txt: the packaged one
+    (tmp_path / "synthesizer.txt").write_bytes(b"\xff{question} {references}")
+    with pytest.raises(ValueError, match="synthesizer.txt cannot be read as UTF-8 text"):
+        check_prompts_dir(tmp_path)
+
+
+async def test_the_graph_fails_on_broken_prompts_before_any_explorer_call(tmp_path):
+    (tmp_path / "synthesizer.txt").write_text("Question: {question}")  # no {references}
+    explorer = scripted(*explorer_replies(2))
+    graph = build_graph(factory(explorer, scripted()))
+    fields = {
+        "explorer": {"model": "explorer-model"},
+        "synthesizer": {"model": "synthesizer-model"},
+    }
+    with pytest.raises(ValidationError, match=r"lacks the placeholder\(s\) \{references\}"):
+        await graph.ainvoke({"question": "Q"}, context={**fields, "prompts_dir": tmp_path})
+    # a context copied with an unchecked prompts_dir (model_copy does not validate)
+    unchecked = make_context(n=2).model_copy(update={"prompts_dir": tmp_path})
+    with pytest.raises(ConfigurationError, match=r"prompts_dir: .*lacks the placeholder"):
+        await graph.ainvoke({"question": "Q"}, context=unchecked)
+    # edited after the context was checked
+    (tmp_path / "synthesizer.txt").write_text("Question: {question}\n{references}")
+    checked = make_context(n=2, prompts_dir=tmp_path)
+    (tmp_path / "synthesizer.txt").write_text("Question: {question}, and no references")
+    with pytest.raises(ConfigurationError, match=r"prompts_dir: .*lacks the placeholder"):
+        await graph.ainvoke({"question": "Q"}, context=checked)
+    gone = make_context(n=2).model_copy(update={"prompts_dir": tmp_path / "gone"})
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        await graph.ainvoke({"question": "Q"}, context=gone)
+    assert explorer.calls == []

@@ -1,0 +1,255 @@
+"""A2R as an MCP tool (Model Context Protocol, streamable HTTP at ``/mcp``), with the official
+``mcp`` SDK's low-level server.
+
+It replaces LangGraph Server's generic ``/mcp`` (``langgraph.json``: ``disable_mcp``), which
+lists every assistant as "Tool based on the ... assistant" and returns the run's whole state
+as a Python ``repr``. Here:
+
+- ``tools/list``: the ``a2r`` tool (the server's default assistant), plus each assistant of the
+  ``a2r`` graph that has a description (the assistants meant as tools), each described for an
+  agent: when to call it, what it returns, what it costs.
+- ``tools/call``: arguments ``question``, optional ``n`` and ``include_traces``. The text is
+  the final answer and the synthesizer's answer; ``structuredContent`` holds the boxed
+  answer, each path's answer, usage and cost (schema: ``outputSchema``); traces only with
+  ``include_traces``.
+- Invalid arguments (a blank question, ``n`` out of range, an unknown argument, options the
+  preset cannot take) are answered as a tool error naming the field (``isError``: the
+  calling model reads it and can correct itself, as MCP's 2025-11-25 revision asks), with
+  the same checks as the server's HTTP routes. An unknown tool, or LangGraph's non-standard
+  ``params.context``, is a JSON-RPC "invalid params" error (-32602).
+
+Stateless, JSON responses: any worker answers any request, no session to keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import McpError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from a2r_graph.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
+from a2r_graph.tool import tool_content
+
+RETURNS = (
+    "Returns the final answer (the value of the last \\boxed{}) and the synthesizer's worked "
+    "answer as text; structured content adds each parallel attempt's answer, token usage and "
+    "cost. Takes from seconds to minutes. Set include_traces only when you need every "
+    "attempt's full reasoning (thousands of tokens)."
+)
+INSTRUCTIONS = (
+    "A2R parallel reasoning: several solvers attempt a problem independently and a stronger "
+    "model synthesizes their answers. Call a tool with the complete, self-contained problem."
+)
+
+
+class ToolArguments(BaseModel):
+    """What a call of an A2R tool may pass."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    question: str = Field(
+        min_length=1,
+        description="The complete, self-contained problem statement, with every number and "
+        "condition it needs.",
+    )
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Parallel solution attempts (default: the server's). More is more reliable "
+        "and costs proportionally more.",
+    )
+    include_traces: bool = Field(
+        False, description="Also return every attempt's full reasoning trace (long)."
+    )
+
+
+class StageUsage(BaseModel):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost: float
+
+
+class PathResult(BaseModel):
+    index: int
+    boxed: str | None = Field(description="This attempt's final answer (its last \\boxed{}).")
+    error: str | None = Field(description="Why this attempt failed; null if it answered.")
+    trace: str | None = Field(None, description="Its reasoning (only with include_traces).")
+
+
+class ToolResult(BaseModel):
+    """The structured content of a tool call."""
+
+    boxed_answer: str | None = Field(description="The final answer: the synthesizer's \\boxed{}.")
+    answer: str = Field(description="The synthesizer's answer, ending in the final answer.")
+    cost: float = Field(description="Cost of every model call (deployment prices per 1M tokens).")
+    usage: dict[str, StageUsage] = Field(
+        description="Calls, tokens and cost per stage: explore, synthesize, total."
+    )
+    paths: list[PathResult]
+    synthesis_trace: str | None = Field(
+        None, description="The synthesizer's reasoning (only with include_traces)."
+    )
+
+
+INPUT_SCHEMA = ToolArguments.model_json_schema()
+OUTPUT_SCHEMA = ToolResult.model_json_schema()
+ANNOTATIONS = types.ToolAnnotations(
+    readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=False
+)
+
+
+async def tools_of(runner: Runner) -> dict[str, Preset]:
+    """The tools: the default preset, and the presets that carry a description."""
+    tools: dict[str, Preset] = {}
+    for i, preset in enumerate(await runner.presets()):
+        name = tool_name(preset.name)
+        if name and name not in tools and (i == 0 or preset.description):
+            tools[name] = preset
+    return tools
+
+
+def tool_of(name: str, preset: Preset) -> types.Tool:
+    from a2r_graph.tool import DESCRIPTION
+
+    return types.Tool(
+        name=name,
+        title=f"A2R parallel reasoning ({preset.name})",
+        description=f"{(preset.description or DESCRIPTION).strip()}\n\n{RETURNS}",
+        inputSchema=INPUT_SCHEMA,
+        outputSchema=OUTPUT_SCHEMA,
+        annotations=ANNOTATIONS,
+    )
+
+
+def result_of(output: Mapping[str, Any], include_traces: bool) -> tuple[str, dict[str, Any]]:
+    """(text, structured content) of a finished run."""
+    paths = []
+    for path in output.get("paths") or []:
+        item = {"index": path["index"], "boxed": path.get("boxed"), "error": path.get("error")}
+        if include_traces:
+            item["trace"] = path.get("trace") or ""
+        paths.append(item)
+    usage = output.get("usage") or {}
+    structured: dict[str, Any] = {
+        "boxed_answer": output.get("boxed_answer"),
+        "answer": output.get("answer") or "",
+        "cost": (usage.get("total") or {}).get("cost", 0.0),
+        "usage": usage,
+        "paths": paths,
+    }
+    text = tool_content({**output, "answer": output.get("answer") or ""})  # as as_tool() says it
+    if include_traces:
+        synthesis_trace = (output.get("synthesis") or {}).get("trace") or ""
+        structured["synthesis_trace"] = synthesis_trace
+        traces = [f"[attempt {p['index'] + 1}] boxed: {p['boxed']}\n{p['trace']}" for p in paths]
+        text += "\n\nAttempts' reasoning:\n" + "\n\n".join(traces)
+        if synthesis_trace:
+            text += f"\n\nSynthesizer's reasoning:\n{synthesis_trace}"
+    return text, structured
+
+
+def describe_arguments(error: ValidationError, tool: str) -> str:
+    """One line per invalid argument, naming it and saying what to pass."""
+    lines = [f"invalid arguments for {tool}:"]
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "arguments"
+        if name == "question" and problem["type"] in ("string_too_short", "missing"):
+            what = "required: pass the complete, self-contained problem statement (it was blank)"
+            if problem["type"] == "missing":
+                what = "required: pass the complete, self-contained problem statement"
+        elif problem["type"] == "extra_forbidden":
+            what = f"unknown argument; the arguments are {', '.join(ToolArguments.model_fields)}"
+        else:
+            what = f"{problem['msg']} (got {problem['input']!r})"
+        lines.append(f"  arguments.{name}: {what}")
+    return "\n".join(lines)
+
+
+def _tool_error(message: str) -> types.ServerResult:
+    return types.ServerResult(
+        types.CallToolResult(content=[types.TextContent(type="text", text=message)], isError=True)
+    )
+
+
+def _invalid_params(message: str) -> McpError:
+    return McpError(types.ErrorData(code=types.INVALID_PARAMS, message=message))
+
+
+def build_server(runner: Runner) -> Server:
+    """The MCP server: the A2R tools of ``runner``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own_version = version("a2r-graph")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout
+        own_version = None
+    server: Server = Server("a2r-graph", version=own_version, instructions=INSTRUCTIONS)
+
+    @server.list_tools()
+    async def list_tools() -> list[types.Tool]:
+        return [tool_of(name, preset) for name, preset in (await tools_of(runner)).items()]
+
+    async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
+        params = request.params
+        if "context" in (params.model_extra or {}):
+            raise _invalid_params(
+                "params.context: not supported: a call passes its options as arguments "
+                f"({', '.join(ToolArguments.model_fields)}); the rest is the server's"
+            )
+        tools = await tools_of(runner)
+        preset = tools.get(params.name)
+        if preset is None:
+            raise _invalid_params(f"Unknown tool: {params.name!r}; tools: {', '.join(tools)}")
+        try:
+            arguments = ToolArguments.model_validate(params.arguments or {})
+        except ValidationError as error:
+            return _tool_error(describe_arguments(error, params.name))
+        context = merged(preset.context, {"n": arguments.n} if arguments.n is not None else {})
+        if problem := request_problem(arguments.question, context):
+            return _tool_error(f"invalid call of {params.name}: {problem}")
+        try:
+            output = await runner.invoke(preset, arguments.question, context)
+        except RunFailure as failure:
+            return _tool_error(f"the A2R run failed ({failure.error}): {failure.message}")
+        text, structured = result_of(output, arguments.include_traces)
+        return types.ServerResult(
+            types.CallToolResult(
+                content=[types.TextContent(type="text", text=text)],
+                structuredContent=structured,
+                isError=False,
+            )
+        )
+
+    # Registered directly, not with @server.call_tool(): that decorator answers every
+    # exception as a tool error, and an unknown tool is a protocol error.
+    server.request_handlers[types.CallToolRequest] = call_tool
+    return server
+
+
+class MCPEndpoint:
+    """The ASGI endpoint of ``/mcp``; ``lifespan`` must run around the app's life."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.manager = StreamableHTTPSessionManager(
+            app=build_server(runner), json_response=True, stateless=True
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.manager.handle_request(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        async with self.manager.run():
+            yield
+
+    def route(self, path: str = "/mcp") -> Route:
+        return Route(path, self, methods=["GET", "POST", "DELETE"])

@@ -1,0 +1,294 @@
+"""How the HTTP front ends (the OpenAI-compatible API, the MCP tool) run A2R.
+
+Two runners with one interface:
+
+- ``ServerRunner`` inside LangGraph Server: every request becomes a run of the server's own
+  (``langgraph_sdk.get_client()`` without a URL talks to the server in-process), so it is
+  queued, persisted and traced like any other run, and presets are the server's assistants.
+- ``LocalRunner`` for ``a2r serve``: the graph in this process (``build_graph(context_schema=
+  RunOptions)``, the same graph LangGraph Server serves), with this process's ``A2R_*``.
+
+Either way a request chooses only ``RunOptions`` (how to sample): the front ends check the
+preset's context merged with the request's options with :func:`request_problem` before
+anything runs, and the graph applies ``run_context`` to every run again.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from a2r_graph.errors import A2RError, ConfigurationError, describe_validation_error
+from a2r_graph.run_options import RunOptions, describe_run_error, run_context
+from a2r_graph.state import A2RInputModel
+from a2r_graph.threads import output_of
+
+GRAPH_ID = "a2r"
+DEFAULT_PRESET = "a2r"
+_TOOL_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_\-.]")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting context: the default ``a2r``, or a LangGraph Server assistant."""
+
+    name: str
+    assistant_id: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+class RunFailure(Exception):
+    """A run that failed: the A2R error's class name (``error``) and its message."""
+
+    def __init__(self, error: str, message: str) -> None:
+        self.error, self.message = error, message
+        super().__init__(f"{error}: {message}")
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of the synthesizer's reply as it streams: answer text or reasoning."""
+
+    text: str
+    reasoning: bool = False
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run's result (``A2ROutput``)."""
+
+    output: dict[str, Any]
+
+
+class Runner(Protocol):
+    async def presets(self) -> list[Preset]:
+        """The presets a request may name; the default ``a2r`` first."""
+        ...
+
+    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+        """Run A2R to the end; ``RunFailure`` if the run fails."""
+        ...
+
+    def stream(
+        self, preset: Preset, question: str, context: dict
+    ) -> AsyncIterator[Token | Finished]:
+        """The synthesizer's tokens as they come, then ``Finished``; ``RunFailure`` if the run
+        fails."""
+        ...
+
+
+def tool_name(name: str) -> str:
+    """A preset's name as an MCP tool name (``^[a-zA-Z0-9_.-]{1,128}$``), as LangGraph names
+    its assistants' tools."""
+    return _TOOL_NAME_INVALID.sub("", re.sub(r"\s+", "_", name.strip()))[:128]
+
+
+def merged(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Context layers merged, later over earlier, one level deep per stage (a request's
+    ``synthesizer.max_tokens`` keeps the preset's ``synthesizer.temperature``)."""
+    result: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = {**result[key], **value}
+            else:
+                result[key] = copy.deepcopy(value)
+    return result
+
+
+def options_problem(options: Any, where: str) -> str | None:
+    """What is wrong with ``options`` as ``RunOptions`` on their own (fields, types, ranges),
+    naming each field as ``where`` + its path; None if nothing."""
+    try:
+        RunOptions.model_validate(options)
+    except ValidationError as error:
+        return describe_run_error(error, prefix=where)
+    return None
+
+
+def request_problem(question: Any, context: dict[str, Any]) -> str | None:
+    """What is wrong with this run (the question, the merged context against the deployment),
+    the way LangGraph Server's 422 says it; None if it may run."""
+    try:
+        A2RInputModel(question=question)
+    except ValidationError as error:
+        return describe_validation_error(error, field_prefix="input.", env_prefix=None)
+    try:
+        run_context(context)
+    except ConfigurationError as error:
+        return str(error)
+    return None
+
+
+def token_of(content: Any, additional_kwargs: Mapping[str, Any] | None) -> list[Token]:
+    """The tokens one streamed message chunk carries (reasoning first)."""
+    tokens = []
+    reasoning = (additional_kwargs or {}).get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        tokens.append(Token(reasoning, reasoning=True))
+    if isinstance(content, list):  # content blocks
+        content = "".join(
+            block.get("text", "") if isinstance(block, Mapping) else str(block) for block in content
+        )
+    if isinstance(content, str) and content:
+        tokens.append(Token(content))
+    return tokens
+
+
+class LocalRunner:
+    """A2R in this process (``a2r serve``): the server's graph, this process's ``A2R_*``."""
+
+    def __init__(self, graph: Any = None) -> None:
+        if graph is None:
+            from a2r_graph.graph import build_graph
+
+            graph = build_graph(context_schema=RunOptions)
+        self.graph = graph
+
+    async def presets(self) -> list[Preset]:
+        from a2r_graph.tool import DESCRIPTION
+
+        return [Preset(DEFAULT_PRESET, DEFAULT_PRESET, {}, DESCRIPTION)]
+
+    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+        try:
+            return output_of(await self.graph.ainvoke({"question": question}, context=context))
+        except A2RError as error:
+            raise RunFailure(type(error).__name__, str(error)) from error
+
+    async def stream(
+        self, preset: Preset, question: str, context: dict
+    ) -> AsyncIterator[Token | Finished]:
+        final: dict[str, Any] = {}
+        try:
+            async for mode, data in self.graph.astream(
+                {"question": question}, context=context, stream_mode=["messages", "values"]
+            ):
+                if mode == "values":
+                    final = data
+                    continue
+                chunk, metadata = data
+                if metadata.get("langgraph_node") == "synthesize":
+                    for token in token_of(chunk.content, chunk.additional_kwargs):
+                        yield token
+        except A2RError as error:
+            raise RunFailure(type(error).__name__, str(error)) from error
+        yield Finished(output_of(final))
+
+
+class ServerRunner:
+    """Runs of this LangGraph Server (in-process client): queued, persisted, traced."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from langgraph_sdk import get_client
+
+            self._client = get_client()  # no URL: this server, in-process, no auth hop
+        return self._client
+
+    async def presets(self) -> list[Preset]:
+        from a2r_graph.tool import DESCRIPTION
+
+        found = await self.client.assistants.search(graph_id=GRAPH_ID, limit=1000)
+        # the server's default assistant (named after the graph) first, then oldest first
+        found = sorted(
+            found,
+            key=lambda a: (
+                (a.get("metadata") or {}).get("created_by") != "system",
+                str(a.get("created_at")),
+            ),
+        )
+        presets, names = [Preset(DEFAULT_PRESET, GRAPH_ID, {}, DESCRIPTION)], {DEFAULT_PRESET}
+        for assistant in found:
+            name = assistant.get("name") or assistant["assistant_id"]
+            description = assistant.get("description")
+            if (
+                name == DEFAULT_PRESET
+                and (assistant.get("metadata") or {}).get("created_by") == "system"
+            ):
+                presets[0] = Preset(
+                    name,
+                    assistant["assistant_id"],
+                    assistant.get("context") or {},
+                    description or DESCRIPTION,
+                )
+                continue
+            if name in names:
+                continue  # the same name twice: the older one keeps it (use the id for others)
+            names.add(name)
+            presets.append(
+                Preset(name, assistant["assistant_id"], assistant.get("context") or {}, description)
+            )
+        return presets
+
+    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+        import httpx
+
+        try:
+            result = await self.client.runs.wait(
+                None,
+                preset.assistant_id,
+                input={"question": question},
+                context=context,
+                raise_error=False,
+            )
+        except httpx.HTTPStatusError as error:
+            raise _refused(error) from error
+        if isinstance(result, dict) and isinstance(result.get("__error__"), dict):
+            raise RunFailure(
+                str(result["__error__"].get("error")), str(result["__error__"].get("message"))
+            )
+        return output_of(result)
+
+    async def stream(
+        self, preset: Preset, question: str, context: dict
+    ) -> AsyncIterator[Token | Finished]:
+        import httpx
+
+        final: dict[str, Any] = {}
+        try:
+            async for part in self.client.runs.stream(
+                None,
+                preset.assistant_id,
+                input={"question": question},
+                context=context,
+                stream_mode=["messages-tuple", "values"],
+                on_disconnect="cancel",
+            ):
+                if part.event == "values":
+                    final = part.data
+                elif part.event == "error":
+                    data = part.data if isinstance(part.data, dict) else {}
+                    raise RunFailure(str(data.get("error")), str(data.get("message", part.data)))
+                elif part.event == "messages":
+                    chunk, metadata = part.data
+                    if (metadata or {}).get("langgraph_node") == "synthesize":
+                        for token in token_of(chunk.get("content"), chunk.get("additional_kwargs")):
+                            yield token
+        except httpx.HTTPStatusError as error:
+            raise _refused(error) from error
+        yield Finished(output_of(final))
+
+
+def _refused(error: Any) -> RunFailure:
+    """The server refused to create the run (the 422 of a2r_graph.webapp, a vanished
+    assistant...): a RunFailure named after the status."""
+    response = error.response
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    kind = {422: "InvalidRequest", 400: "InvalidRequest", 404: "NotFound"}.get(
+        response.status_code, "ServerError"
+    )
+    return RunFailure(kind, str(detail))

@@ -1,0 +1,74 @@
+"""Shared by the front-end tests (OpenAI-compatible API, MCP tool): a real ``a2r serve`` and a
+real ``langgraph dev`` over one loopback model server, and the deployment's environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from servers.loopback import LoopbackServer
+from tests.integration.conftest import A2R, SERVER_KEY, free_port
+
+PRICES = {
+    "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
+    "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
+    "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
+    "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+}
+
+
+def loopback_env(loop: LoopbackServer) -> dict[str, str]:
+    """Both stages on the loopback server ("explore", "synth"), no retries, short timeouts,
+    prices: what an operator's A2R_* would say."""
+    return {
+        "A2R_EXPLORER__BASE_URL": loop.base_url,
+        "A2R_EXPLORER__MODEL": "explore",
+        "A2R_SYNTHESIZER__BASE_URL": loop.base_url,
+        "A2R_SYNTHESIZER__MODEL": "synth",
+        "A2R_N": "2",
+        "A2R_MAX_ATTEMPTS": "1",
+        "A2R_REQUEST_TIMEOUT_S": "5",
+        **PRICES,
+    }
+
+
+@contextmanager
+def a2r_serve(env: dict[str, str], log_path: Path, *args: str) -> Iterator[str]:
+    """A real ``a2r serve`` on a free loopback port with ``env`` over this process's
+    environment (and the tests' ``A2R_SERVER_API_KEY``); yields its URL."""
+    port = free_port()
+    env = {**os.environ, "A2R_SERVER_API_KEY": SERVER_KEY, **env}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [A2R, "serve", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ok", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"a2r serve did not start:\n{log_path.read_text()[-4000:]}"
+                    ) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
