@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         ContextOverflowError,
         EndpointUnavailableError,
         InvalidQuestionError,
+        MalformedReplyError,
         MissingUsageError,
         ModelRequestError,
         NotEnoughPathsError,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
         ExplorerPath,
         ReferenceFit,
     )
-    from a2r_graph.threads import ask, resume, sqlite_checkpointer
+    from a2r_graph.threads import CheckpointDatabaseError, ask, resume, sqlite_checkpointer
 
 _EXPORTS = {
     "last_boxed": "a2r_graph.answers",
@@ -46,6 +47,7 @@ _EXPORTS = {
     "ContextOverflowError": "a2r_graph.errors",
     "EndpointUnavailableError": "a2r_graph.errors",
     "InvalidQuestionError": "a2r_graph.errors",
+    "MalformedReplyError": "a2r_graph.errors",
     "MissingUsageError": "a2r_graph.errors",
     "ModelRequestError": "a2r_graph.errors",
     "NotEnoughPathsError": "a2r_graph.errors",
@@ -58,6 +60,7 @@ _EXPORTS = {
     "Completion": "a2r_graph.state",
     "ExplorerPath": "a2r_graph.state",
     "ReferenceFit": "a2r_graph.state",
+    "CheckpointDatabaseError": "a2r_graph.threads",
     "ask": "a2r_graph.threads",
     "resume": "a2r_graph.threads",
     "sqlite_checkpointer": "a2r_graph.threads",
@@ -69,12 +72,14 @@ __all__ = [
     "A2RInput",
     "A2ROutput",
     "A2RState",
+    "CheckpointDatabaseError",
     "Completion",
     "ConfigurationError",
     "ContextOverflowError",
     "EndpointUnavailableError",
     "ExplorerPath",
     "InvalidQuestionError",
+    "MalformedReplyError",
     "MissingUsageError",
     "ModelRequestError",
     "NotEnoughPathsError",

@@ -13,14 +13,15 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from a2r_graph import serve as serve_command
 from a2r_graph import threads
-from a2r_graph.context import A2RContext
+from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import (
     A2RError,
     InvalidQuestionError,
@@ -131,12 +132,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def resume_command(args: argparse.Namespace, thread_id: str) -> str:
     """The ``a2r resume`` command line that finishes this run with the same options."""
-    command = ["a2r", "resume", thread_id]
+    command, redacted = ["a2r", "resume", thread_id], False
     for action in _context_options()._actions:
         value = getattr(args, action.dest, None)
         if action.option_strings and action.nargs != 0 and value is not None:
-            command += [action.option_strings[0], str(value)]
-    return shlex.join(command)
+            shown = redact_url(str(value)) if action.dest.endswith("_url") else str(value)
+            redacted |= shown != str(value)
+            command += [action.option_strings[0], shown]
+    note = "  (a URL's user:password is not printed: put it back)" if redacted else ""
+    return shlex.join(command) + note
 
 
 def context_from_args(args: argparse.Namespace) -> A2RContext:
@@ -189,12 +193,15 @@ def _snippet(text: str, width: int = 100) -> str:
     return flat if len(flat) <= width else "..." + flat[-(width - 3) :]
 
 
+T = TypeVar("T")
+
+
 class Interrupted(Exception):
     """Ctrl-C (SIGINT) stopped the run; what finished is saved."""
 
 
-async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:
-    """The ``ask`` or ``resume`` run, saved on the thread; ``Interrupted`` on Ctrl-C.
+async def interruptible(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` in the running task; Ctrl-C (SIGINT) raises ``Interrupted``.
 
     SIGINT goes through the event loop's own handler (``loop.add_signal_handler``), not
     ``asyncio.run``'s: that one is a Python-level handler, which runs only in the main thread
@@ -221,12 +228,7 @@ async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> 
     else:
         taken = True
     try:
-        async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
-            durable = build_graph(checkpointer=checkpointer)
-            async with asyncio.timeout(args.run_timeout):
-                if args.command == "resume":
-                    return await threads.resume(durable, thread_id, context)
-                return await threads.ask(durable, args.question, thread_id, context)
+        return await awaitable
     except asyncio.CancelledError:
         if interrupts:
             raise Interrupted from None
@@ -234,6 +236,20 @@ async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> 
     finally:
         if taken:
             loop.remove_signal_handler(signal.SIGINT)
+
+
+async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:
+    """The ``ask`` or ``resume`` run, saved on the thread; ``Interrupted`` on Ctrl-C."""
+
+    async def saved_run() -> A2ROutput:
+        async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
+            durable = build_graph(checkpointer=checkpointer)
+            async with asyncio.timeout(args.run_timeout):
+                if args.command == "resume":
+                    return await threads.resume(durable, thread_id, context)
+                return await threads.ask(durable, args.question, thread_id, context)
+
+    return await interruptible(saved_run())
 
 
 def _saved_run_note(args: argparse.Namespace, thread_id: str) -> str:
@@ -275,7 +291,7 @@ def _eval(args: argparse.Namespace, context: A2RContext) -> int:
         return eval_command.main(args, context)
     except ValueError as error:  # bad data source, fields or --ns
         return _fail(f"a2r eval: {error}", 2)
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt):
         return _fail(
             "a2r eval: interrupted; finished problems are in results.jsonl: run the same "
             "command again to go on",

@@ -71,7 +71,12 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
         raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
     fields = Fields(args.id_field, args.problem_field, args.answer_field)
     problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
-    asyncio.run(_evaluate(args, context, problems, ns))
+    from a2r_graph.cli import interruptible  # here: the CLI module imports this one
+
+    async def evaluate() -> None:
+        await interruptible(_evaluate(args, context, problems, ns))
+
+    asyncio.run(evaluate())
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
     expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}

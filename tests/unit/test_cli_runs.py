@@ -249,3 +249,59 @@ def test_the_cli_process_reports_a_directory_db_without_a_traceback(tmp_path):
         f"a2r: cannot use --db {tmp_path}: it is a directory; pass another path with "
         "--db PATH, or --db :memory: to keep nothing\n"
     )
+
+
+def test_ctrl_c_stops_an_eval_whichever_thread_takes_it(models, monkeypatch, capsys, tmp_path):
+    """``a2r eval`` too: SIGINT taken by a helper thread while every request hangs."""
+    for module in ("math_verify", "matplotlib", "reasoning_gym", "tqdm"):
+        pytest.importorskip(module)
+    from a2r_graph.eval import command as eval_command
+
+    explorer = scripted(Hang(), Hang())
+    monkeypatch.setattr(eval_command, "build_graph", partial(build_graph, factory(explorer, scripted())))
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text('{"id": "a", "problem": "What is 6*7?", "answer": "42"}\n')
+    outcome: dict[str, float | bool] = {}
+    returned = threading.Event()
+
+    def press_ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while len(explorer.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _main_thread_asleep_in_the_loop()
+        outcome["sent"] = time.monotonic()
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        if not returned.wait(10):
+            outcome["lost"] = True
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    helper = threading.Thread(target=press_ctrl_c, daemon=True)
+    helper.start()
+    try:
+        code, err = a2r(capsys, "eval", str(problems), "--n", "2", "--out", str(tmp_path / "out"))
+    finally:
+        returned.set()
+        helper.join(15)
+    assert not outcome.get("lost"), "SIGINT taken by another thread did not stop the eval"
+    assert code == 130 and time.monotonic() - outcome["sent"] < 10
+    assert "run the same command again to go on" in err
+
+
+def test_credentials_in_a_base_url_are_never_printed(capsys, caplog, monkeypatch, tmp_path):
+    """Retry logs, the error and the printed resume command show ``***@``, not the password."""
+    monkeypatch.setenv("A2R_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("A2R_RETRY_INITIAL_WAIT_S", "0")
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens there: the call fails at once
+    url = f"http://alice:s3cret-pw@127.0.0.1:{port}/v1"
+    code, err = a2r(
+        capsys, "ask", QUESTION, "--n", "1", "--explorer-url", url, "--db", str(tmp_path / "t.db"),
+        "--thread", "t", "--timeout", "5",
+    )
+    assert code == 1
+    assert "s3cret-pw" not in err and "alice" not in err
+    assert f"http://***@127.0.0.1:{port}/v1" in err  # in the error and the resume command
+    assert "a2r resume t " in err and "put it back" in err
+    assert "attempt 1 to http://***@127.0.0.1" in caplog.text  # the retry was logged
+    assert "s3cret-pw" not in caplog.text
