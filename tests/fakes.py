@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -89,6 +90,16 @@ def factory(explorer: ScriptedChatModel, synthesizer: ScriptedChatModel):
         return {"explorer-model": explorer, "synthesizer-model": synthesizer}[stage.model]
 
     return chat_model
+
+
+def fake_deployment(monkeypatch: Any) -> Any:
+    """A server's environment of fake models: no A2R_* but both stages' model names."""
+    for name in list(os.environ):
+        if name.startswith("A2R_"):
+            monkeypatch.delenv(name)
+    for stage in ("EXPLORER", "SYNTHESIZER"):
+        monkeypatch.setenv(f"A2R_{stage}__MODEL", f"{stage.lower()}-model")
+    return monkeypatch
 
 
 def make_context(**overrides: Any) -> A2RContext:

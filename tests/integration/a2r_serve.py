@@ -3,17 +3,12 @@ real ``langgraph dev`` over one loopback model server, and the deployment's envi
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from servers.loopback import LoopbackServer
-from tests.integration.conftest import A2R, SERVER_KEY, free_port
+from tests.integration.conftest import A2R, free_port, server_process
 
 PRICES = {
     "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
@@ -43,32 +38,5 @@ def a2r_serve(env: dict[str, str], log_path: Path, *args: str) -> Iterator[str]:
     """A real ``a2r serve`` on a free loopback port with ``env`` over this process's
     environment (and the tests' ``A2R_SERVER_API_KEY``); yields its URL."""
     port = free_port()
-    env = {**os.environ, "A2R_SERVER_API_KEY": SERVER_KEY, **env}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [A2R, "serve", "--port", str(port), *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ok", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"a2r serve did not start:\n{log_path.read_text()[-4000:]}"
-                    ) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+    with server_process([A2R, "serve", "--port", str(port), *args], env, log_path, port) as up:
+        yield up[0]

@@ -131,37 +131,17 @@ def langgraph_api_key():
 
 
 @contextmanager
-def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port,
-    with ``env`` over this process's environment; yields its URL and the process."""
-    root = Path(__file__).resolve().parents[2]
-    port = free_port()
-    env = {
-        **os.environ,
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "LANGSMITH_TRACING": "false",
-        "A2R_SERVER_API_KEY": SERVER_KEY,
-        **env,
-    }
-    command = [
-        str(Path(sys.executable).with_name("langgraph")),
-        "dev",
-        "--no-browser",
-        "--no-reload",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--config",
-        str(root / "langgraph.json"),
-    ]
+def server_process(
+    command: list[str], env: dict[str, str], log_path: Path, port: int, *, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``command`` (a server on ``port``) in its own process group, with ``env`` over this
+    process's environment and the tests' ``A2R_SERVER_API_KEY``; yields its URL and the
+    process once ``/ok`` answers, and stops the whole group at the end."""
+    env = {**os.environ, "A2R_SERVER_API_KEY": SERVER_KEY, **env}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             command,
-            # `langgraph dev` keeps its in-memory state in ./.langgraph_api: one folder per
-            # server, so servers of one session (and earlier sessions) never share state.
-            cwd=log_path.parent,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -177,9 +157,9 @@ def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"langgraph dev did not start:\n{log_path.read_text()[-4000:]}"
+                        f"{Path(command[0]).name} did not start:\n{log_path.read_text()[-4000:]}"
                     ) from None
-                time.sleep(0.5)
+                time.sleep(0.2)
         yield url, process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -187,6 +167,35 @@ def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[str]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port,
+    with ``env`` over this process's environment; yields its URL and the process."""
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    offline = {
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+    }
+    command = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(root / "langgraph.json"),
+    ]
+    # `langgraph dev` keeps its in-memory state in ./.langgraph_api: one folder per server,
+    # so servers of one session (and earlier sessions) never share state.
+    with server_process(command, {**offline, **env}, log_path, port, cwd=log_path.parent) as up:
+        yield up
 
 
 @pytest.fixture(scope="session")

@@ -85,19 +85,16 @@ def _main_thread_asleep_in_the_loop(quiet_s: float = 1.0, timeout: float = 20.0)
     raise AssertionError("the run never settled with its requests hanging")
 
 
-def test_ctrl_c_stops_the_run_whichever_thread_takes_it(models, capsys, tmp_path):
-    """The kernel hands a process's SIGINT to any of its threads that does not block it.
-    Taken by another thread than the main one, while the main thread sleeps in the event loop
-    (two requests hang), asyncio.run's handler waited for something to wake the loop: the
-    requests' timeout, 600 s. Ctrl-C must stop the run at once, whichever thread took it."""
-    hung = scripted(*explorer_replies(2), Hang(), Hang())
-    explorer, _ = models(hung, scripted())
+def _ctrl_c_from_another_thread(calls: list, started: int):
+    """A thread that, once ``started`` requests hang and the main thread sleeps in the event
+    loop, sends SIGINT to itself (not the main thread), as the kernel may; if the command has
+    not returned 10 s later, to the main thread. Returns (thread, outcome, returned event)."""
     outcome: dict[str, float | bool] = {}
     returned = threading.Event()
 
     def press_ctrl_c() -> None:
         deadline = time.monotonic() + 30
-        while len(explorer.calls) < 4 and time.monotonic() < deadline:
+        while len(calls) < started and time.monotonic() < deadline:
             time.sleep(0.01)
         _main_thread_asleep_in_the_loop()
         outcome["sent"] = time.monotonic()
@@ -108,6 +105,17 @@ def test_ctrl_c_stops_the_run_whichever_thread_takes_it(models, capsys, tmp_path
 
     helper = threading.Thread(target=press_ctrl_c, daemon=True)
     helper.start()
+    return helper, outcome, returned
+
+
+def test_ctrl_c_stops_the_run_whichever_thread_takes_it(models, capsys, tmp_path):
+    """The kernel hands a process's SIGINT to any of its threads that does not block it.
+    Taken by another thread than the main one, while the main thread sleeps in the event loop
+    (two requests hang), asyncio.run's handler waited for something to wake the loop: the
+    requests' timeout, 600 s. Ctrl-C must stop the run at once, whichever thread took it."""
+    hung = scripted(*explorer_replies(2), Hang(), Hang())
+    explorer, _ = models(hung, scripted())
+    helper, outcome, returned = _ctrl_c_from_another_thread(explorer.calls, 4)
     db = tmp_path / "threads.sqlite"
     try:
         code, err = a2r(capsys, "ask", QUESTION, "--n", "4", "--db", str(db), "--thread", "t")
@@ -258,25 +266,11 @@ def test_ctrl_c_stops_an_eval_whichever_thread_takes_it(models, monkeypatch, cap
     from a2r_graph.eval import command as eval_command
 
     explorer = scripted(Hang(), Hang())
-    monkeypatch.setattr(eval_command, "build_graph", partial(build_graph, factory(explorer, scripted())))
+    fake = partial(build_graph, factory(explorer, scripted()))
+    monkeypatch.setattr(eval_command, "build_graph", fake)
     problems = tmp_path / "problems.jsonl"
     problems.write_text('{"id": "a", "problem": "What is 6*7?", "answer": "42"}\n')
-    outcome: dict[str, float | bool] = {}
-    returned = threading.Event()
-
-    def press_ctrl_c() -> None:
-        deadline = time.monotonic() + 30
-        while len(explorer.calls) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        _main_thread_asleep_in_the_loop()
-        outcome["sent"] = time.monotonic()
-        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-        if not returned.wait(10):
-            outcome["lost"] = True
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    helper = threading.Thread(target=press_ctrl_c, daemon=True)
-    helper.start()
+    helper, outcome, returned = _ctrl_c_from_another_thread(explorer.calls, 2)
     try:
         code, err = a2r(capsys, "eval", str(problems), "--n", "2", "--out", str(tmp_path / "out"))
     finally:
@@ -296,8 +290,9 @@ def test_credentials_in_a_base_url_are_never_printed(capsys, caplog, monkeypatch
         port = sock.getsockname()[1]  # nobody listens there: the call fails at once
     url = f"http://alice:s3cret-pw@127.0.0.1:{port}/v1"
     code, err = a2r(
-        capsys, "ask", QUESTION, "--n", "1", "--explorer-url", url, "--db", str(tmp_path / "t.db"),
-        "--thread", "t", "--timeout", "5",
+        capsys,
+        *("ask", QUESTION, "--n", "1", "--explorer-url", url, "--thread", "t", "--timeout", "5"),
+        *("--db", str(tmp_path / "t.db")),
     )
     assert code == 1
     assert "s3cret-pw" not in err and "alice" not in err

@@ -4,7 +4,6 @@ which presets are tools, what a call returns, and how invalid calls are answered
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from a2r_graph.mcp_tool import build_server
 from a2r_graph.runners import Preset, RunFailure
 from a2r_graph.tool import DESCRIPTION
+from tests.fakes import fake_deployment
 from tests.unit.test_openai_api import OUTPUT
 
 PRESETS = [
@@ -27,11 +27,7 @@ PRESETS = [
 
 @pytest.fixture(autouse=True)
 def deployment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("A2R_"):
-            monkeypatch.delenv(name)
-    for stage in ("EXPLORER", "SYNTHESIZER"):
-        monkeypatch.setenv(f"A2R_{stage}__MODEL", f"{stage.lower()}-model")
+    return fake_deployment(monkeypatch)
 
 
 class Runner:

@@ -5,7 +5,6 @@ as the official ``openai`` client sees them (over a scripted runner, in-process)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 
 import openai
@@ -23,6 +22,7 @@ from a2r_graph.openai_api import (
     routes,
 )
 from a2r_graph.runners import Finished, Preset, RunFailure, Token, merged
+from tests.fakes import fake_deployment
 
 PRESETS = [
     Preset("a2r", "a2r-id", {}),
@@ -47,11 +47,7 @@ OUTPUT = {
 
 @pytest.fixture(autouse=True)
 def deployment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("A2R_"):
-            monkeypatch.delenv(name)
-    for stage in ("EXPLORER", "SYNTHESIZER"):
-        monkeypatch.setenv(f"A2R_{stage}__MODEL", f"{stage.lower()}-model")
+    return fake_deployment(monkeypatch)
 
 
 def body(**fields) -> dict:

@@ -5,7 +5,6 @@ LangGraph Server configuration that serves the same routes."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from starlette.testclient import TestClient
 from a2r_graph.cli import _parser
 from a2r_graph.serve import DEFAULT_HOST, build_app, startup_problem
 from a2r_graph.tool import DESCRIPTION
+from tests.fakes import fake_deployment
 from tests.unit.test_openai_api import ScriptedRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,12 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def deployment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("A2R_"):
-            monkeypatch.delenv(name)
-    for stage in ("EXPLORER", "SYNTHESIZER"):
-        monkeypatch.setenv(f"A2R_{stage}__MODEL", f"{stage.lower()}-model")
-    return monkeypatch
+    return fake_deployment(monkeypatch)
 
 
 def test_serve_binds_loopback_by_default():
