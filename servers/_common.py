@@ -592,9 +592,7 @@ def run_with_server(
             each.stop()
 
 
-def serve_foreground(
-    server: ManagedServer | Sequence[ManagedServer], lines: Iterable[str]
-) -> int:
+def serve_foreground(server: ManagedServer | Sequence[ManagedServer], lines: Iterable[str]) -> int:
     """Print ``lines`` and ``# Ctrl-C to stop``, wait until a started server exits (it
     should not: that is an error, with the log's tail)."""
     servers = _as_list(server)

@@ -42,8 +42,8 @@ __all__ = [
     "MODELS",
     "VLLM_VERSION",
     "ChecksumMismatchError",
-    "EmbeddedServerError",
     "EmbeddedLlamaCpp",
+    "EmbeddedServerError",
     "EmbeddedVLLM",
     "ModelSpec",
     "a2r_env",
@@ -52,8 +52,8 @@ __all__ = [
     "ensure_llamacpp",
     "ensure_model",
     "ensure_vllm",
-    "stage_env",
     "main",
+    "stage_env",
 ]
 
 VLLM_VERSION = "0.32.0"
@@ -820,33 +820,33 @@ def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str,
     """Stage -> server: one server for both stages, or, with --explorer or --synthesizer, one
     each (also for the same model), on its own free port and log, with its share of the CPUs."""
     engines = {stage: getattr(args, f"{stage}_engine") or args.engine for stage in STAGES}
+    if extra_args and "vllm" not in engines.values():
+        raise ValueError("the arguments after -- are vLLM's: llama.cpp takes none")
     if args.explorer is None and args.synthesizer is None and len(set(engines.values())) == 1:
-        server = SERVER_CLASSES[args.engine](
+        server = SERVER_CLASSES[engines["explorer"]](
             args.model, extra_args=extra_args, **_common.server_args(args)
         )
         return dict.fromkeys(STAGES, server)
     if args.port is not None or args.log is not None:
         raise ValueError("--port and --log are for one server: two get free ports and own logs")
-    cpus = _split_cpus()
+    # Measured on 2 cores (servers/README.md): two llama.cpp engines with a thread per core
+    # each stall each other 3-5x (busy-wait barriers), one pinned core each does not; two vLLM
+    # engines did better both bound to all cores than one core each. KV cache: 1 GiB each.
+    cpus = allowed_cpus()
+    half = len(cpus) // 2
+    halves = [cpus[:half], cpus[half:]] if half else [None, None]
+    env = {} if "VLLM_CPU_KVCACHE_SPACE" in os.environ else {"VLLM_CPU_KVCACHE_SPACE": "1"}
     return {
         stage: SERVER_CLASSES[engines[stage]](
             getattr(args, stage) or args.model,
-            extra_args=extra_args,
+            extra_args=extra_args if engines[stage] == "vllm" else (),
             host=args.host,
             startup_timeout=args.timeout,
-            cpus=cpus[i],
+            env=env if engines[stage] == "vllm" else None,
+            cpus=halves[i] if engines[stage] == "llamacpp" else None,
         )
         for i, stage in enumerate(STAGES)
     }
-
-
-def _split_cpus() -> list[list[int] | None]:
-    """The explorer's and the synthesizer's CPUs when two engines run side by side."""
-    cpus = allowed_cpus()
-    if len(cpus) < 2:
-        return [None, None]
-    half = len(cpus) // 2
-    return [cpus[:half], cpus[half:]]
 
 
 def _serve_lines(stages: Mapping[str, EmbeddedVLLM]) -> list[str]:
