@@ -4,13 +4,13 @@ as wrong answers), the command exits 1, and the same command run again retries o
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from a2r_graph.eval.runner import read_results
 from servers.loopback import LoopbackServer
 from tests.integration.conftest import a2r
+from tests.integration.test_reliability import stage_env
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +26,9 @@ def test_problems_failed_by_the_server_are_retried_by_the_same_command(tmp_path)
     out = tmp_path / "out"
     command = ["eval", str(source), "--n", "2", "--concurrency", "1", "--out", str(out)]
     with LoopbackServer(models=("explore", "synth")) as server:
-        env = {
-            **os.environ,
-            "A2R_EXPLORER__BASE_URL": server.base_url,
-            "A2R_EXPLORER__MODEL": "explore",
-            "A2R_SYNTHESIZER__BASE_URL": server.base_url,
-            "A2R_SYNTHESIZER__MODEL": "synth",
-            "A2R_MAX_ATTEMPTS": "2",
-            "A2R_RETRY_INITIAL_WAIT_S": "0.1",
-            "A2R_RETRY_MAX_WAIT_S": "0.2",
-        }
+        env = stage_env(
+            (server.base_url, "explore"), (server.base_url, "synth"), A2R_RETRY_MAX_WAIT_S="0.2"
+        )
         server.inject_fault(model="explore", status=503, count=-1, after=2)  # p1 gets through
         failed = a2r(*command, env=env)
         assert failed.returncode == 1, failed.stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from a2r_graph import EndpointUnavailableError, MissingUsageError, build_graph
 from a2r_graph.context import A2RContext
 from servers.loopback import LoopbackServer
 from tests.integration.conftest import a2r
+from tests.integration.test_reliability import stage_env
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"
@@ -201,16 +201,12 @@ async def test_retry_after_is_capped_by_retry_max_wait(server, caplog):
 
 
 def test_the_cli_reports_malformed_replies_without_a_traceback(server, tmp_path):
-    env = {
-        **os.environ,
-        "A2R_EXPLORER__BASE_URL": server.base_url,
-        "A2R_EXPLORER__MODEL": "explore",
-        "A2R_SYNTHESIZER__BASE_URL": server.base_url,
-        "A2R_SYNTHESIZER__MODEL": "synth",
-        "A2R_MAX_ATTEMPTS": "2",
-        "A2R_RETRY_INITIAL_WAIT_S": "0.05",
-        "A2R_CHECKPOINT_DB": str(tmp_path / "threads.sqlite"),
-    }
+    env = stage_env(
+        (server.base_url, "explore"),
+        (server.base_url, "synth"),
+        A2R_RETRY_INITIAL_WAIT_S="0.05",
+        A2R_CHECKPOINT_DB=str(tmp_path / "threads.sqlite"),
+    )
     server.inject_fault(model="explore", reply="empty-choices", after=3)
     done = a2r("ask", QUESTION, "--n", "4", "--json", env=env)
     assert done.returncode == 0, done.stderr
