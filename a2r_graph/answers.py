@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -47,3 +48,34 @@ def last_boxed(text: str) -> str | None:
                     return text[start:pos].strip()
     spaced = _BOXED_SPACE.findall(text)
     return spaced[-1] if spaced else None
+
+
+_LATEX_NOISE = re.compile(r"\\[,;:! $%]|\\left|\\right|\\displaystyle|\$|%|\s")
+_TEXT = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{([^{}]*)\}")
+_FRAC = re.compile(r"^-?\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
+_NUMBER = re.compile(r"^[-+]?(\d+(,\d{3})*|\d*)(\.\d+)?$")
+
+
+def canonical_answer(boxed: str | None) -> str | None:
+    r"""A boxed answer in one spelling, so equal answers compare equal without a math
+    verifier (the graph's agreement test; the eval judges with math-verify):
+    ``\text{}`` and spacing dropped, numbers as exact fractions (``1,000``, ``1000.0``,
+    ``\frac{2}{4}`` and ``1/2``-style ``a/b`` all normalize). None for no answer."""
+    if boxed is None:
+        return None
+    text = _LATEX_NOISE.sub("", _TEXT.sub(r"\1", boxed)).rstrip(".")
+    if not text:
+        return None
+    try:
+        if match := _FRAC.match(text):
+            sign = -1 if text.startswith("-") else 1
+            value = sign * Fraction(int(match[1]), int(match[2]))
+        elif _NUMBER.match(text):
+            value = Fraction(text.replace(",", ""))
+        elif re.fullmatch(r"-?\d+/-?\d+", text):
+            value = Fraction(text)
+        else:
+            return text
+    except (ValueError, ZeroDivisionError):
+        return text
+    return str(value)

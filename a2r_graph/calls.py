@@ -23,7 +23,8 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from a2r_graph.answers import last_boxed, split_reasoning
-from a2r_graph.context import A2RContext, StageConfig
+from a2r_graph.confidence import path_confidence, token_confidences
+from a2r_graph.context import A2RContext, ConfidenceConfig, StageConfig
 from a2r_graph.errors import (
     EndpointUnavailableError,
     MalformedReplyError,
@@ -100,8 +101,10 @@ async def complete(
     *,
     seed: int | None = None,
     path_index: int | None = None,
+    confidence: ConfidenceConfig | None = None,
 ) -> Completion:
-    """Send ``prompt`` as one user message and parse the reply.
+    """Send ``prompt`` as one user message and parse the reply (with ``confidence``: ask
+    for top-k logprobs and measure the reply's confidence from them).
 
     Raises ``ModelRequestError`` at once on a 4xx, ``EndpointUnavailableError`` once
     transient errors (malformed replies included) outlast ``context.max_attempts``, and
@@ -126,15 +129,26 @@ async def complete(
                 async with asyncio.timeout(context.request_timeout_s):
                     message = await model.ainvoke(
                         [HumanMessage(prompt)],
-                        {"metadata": call_metadata(stage_name, stage, path_index)},
+                        {"metadata": call_metadata(stage_name, stage, path_index, confidence)},
                         temperature=stage.temperature,
                         top_p=stage.top_p,
                         max_tokens=stage.max_tokens,
                         seed=seed,
                         **({"extra_body": stage.extra_body} if stage.extra_body else {}),
+                        **(
+                            {"logprobs": True, "top_logprobs": confidence.top_logprobs}
+                            if confidence
+                            else {}
+                        ),
                     )
                 # a reply it cannot read is a failed attempt, retried like a 5xx
                 completion = parse_completion(message, stage, stage_name)
+                if confidence:
+                    completion["confidence"] = path_confidence(
+                        token_confidences(message.response_metadata.get("logprobs")),
+                        confidence.group_size,
+                        confidence.tail_tokens,
+                    )
     except RetryError as exhausted:
         cause = exhausted.last_attempt.exception()
         raise EndpointUnavailableError(
@@ -142,7 +156,11 @@ async def complete(
         ) from cause
     except openai.APIStatusError as rejected:
         raise ModelRequestError(
-            stage_name, stage.display_url, stage.model, rejected.status_code, _server_message(rejected)
+            stage_name,
+            stage.display_url,
+            stage.model,
+            rejected.status_code,
+            _server_message(rejected),
         ) from rejected
     return completion
 
@@ -164,7 +182,12 @@ def _log_retry(
     )
 
 
-def call_metadata(stage_name: str, stage: StageConfig, path_index: int | None) -> dict:
+def call_metadata(
+    stage_name: str,
+    stage: StageConfig,
+    path_index: int | None,
+    confidence: ConfidenceConfig | None = None,
+) -> dict:
     """What the tracer (a2r_graph.tracing) records about a call beyond LangChain's own."""
     metadata = {
         "a2r.stage": stage_name,
@@ -175,6 +198,9 @@ def call_metadata(stage_name: str, stage: StageConfig, path_index: int | None) -
     }
     if path_index is not None:
         metadata["a2r.path.index"] = path_index
+    if confidence is not None:
+        metadata["a2r.confidence.group_size"] = confidence.group_size
+        metadata["a2r.confidence.tail_tokens"] = confidence.tail_tokens
     return metadata
 
 

@@ -89,6 +89,48 @@ def _context_options() -> argparse.ArgumentParser:
                 type=non_negative_float,
                 help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
             )
+    policies = options.add_argument_group("spend only what a question needs (README: Policies)")
+    policies.add_argument(
+        "--confidence",
+        type=positive_int,
+        metavar="K",
+        help="explorers return top-K logprobs; each path gets DeepConf's confidence "
+        "(A2R_CONFIDENCE__TOP_LOGPROBS)",
+    )
+    policies.add_argument(
+        "--shortcut",
+        action="store_true",
+        default=None,
+        help="skip the synthesizer when the paths agree (A2R_SHORTCUT)",
+    )
+    policies.add_argument(
+        "--agree-share",
+        type=positive_float,
+        metavar="S",
+        help="share of usable paths that must agree, in (0.5, 1] (A2R_AGREEMENT__MIN_SHARE, 1)",
+    )
+    policies.add_argument(
+        "--waves",
+        type=positive_int,
+        nargs="+",
+        metavar="COUNT",
+        help="explore in waves, stopping once the paths agree: path counts to check after, "
+        "e.g. --n 4 --waves 2 (A2R_WAVES='[2]')",
+    )
+    policies.add_argument(
+        "--top-references",
+        type=positive_int,
+        metavar="K",
+        help="the synthesizer gets the K most confident answers (needs --confidence)",
+    )
+    policies.add_argument(
+        "--budget-tokens",
+        type=positive_int,
+        help="explorer output-token cap per run (with --waves)",
+    )
+    policies.add_argument(
+        "--budget-cost", type=positive_float, help="explorer cost cap per run (with --waves)"
+    )
     options.add_argument(
         "--run-timeout", type=positive_float, help="seconds for the whole run (default: no limit)"
     )
@@ -135,7 +177,13 @@ def resume_command(args: argparse.Namespace, thread_id: str) -> str:
     command, redacted = ["a2r", "resume", thread_id], False
     for action in _context_options()._actions:
         value = getattr(args, action.dest, None)
-        if action.option_strings and action.nargs != 0 and value is not None:
+        if not action.option_strings or value is None:
+            continue
+        if action.nargs == 0:
+            command += [action.option_strings[0]] if value is True and action.const is True else []
+        elif isinstance(value, list):
+            command += [action.option_strings[0], *map(str, value)]
+        else:
             shown = redact_url(str(value)) if action.dest.endswith("_url") else str(value)
             redacted |= shown != str(value)
             command += [action.option_strings[0], shown]
@@ -148,6 +196,18 @@ def context_from_args(args: argparse.Namespace) -> A2RContext:
     fields: dict[str, Any] = {"n": args.n, "min_paths": args.min_paths}
     fields["request_timeout_s"] = args.timeout
     fields["overflow"] = args.overflow
+    fields |= {
+        "shortcut": args.shortcut,
+        "waves": args.waves,
+        "top_references": args.top_references,
+    }
+    if args.confidence is not None:
+        fields["confidence"] = {"top_logprobs": args.confidence}
+    if args.agree_share is not None:
+        fields["agreement"] = {"min_share": args.agree_share}
+    budget = {"max_output_tokens": args.budget_tokens, "max_cost": args.budget_cost}
+    if any(v is not None for v in budget.values()):
+        fields["budget"] = {k: v for k, v in budget.items() if v is not None}
     shared = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
     for stage in ("explorer", "synthesizer"):
         stage_fields = {
@@ -174,7 +234,20 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
         )
         if show_traces and path["trace"]:
             out.append(textwrap.indent(path["trace"], "      | "))
-    out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
+    decisions = result.get("decisions") or {}
+    if len(waves := decisions.get("waves", [])) > 1 or decisions.get("budget_reached"):
+        out.append(f"Waves: {' then '.join(str([i + 1 for i in w]) for w in waves)}")
+    if reached := decisions.get("budget_reached"):
+        out.append(f"Budget reached: paths {[i + 1 for i in reached['skipped']]} not explored")
+    if "references" in decisions:
+        out.append(
+            f"References: the most confident paths {[i + 1 for i in decisions['references']]}"
+        )
+    if decisions.get("shortcut"):
+        agreed = decisions["agreed"]
+        out += ["", f"Shortcut: paths {[i + 1 for i in agreed['paths']]} agree; no synthesis"]
+    else:
+        out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
     final = result["boxed_answer"] or r"(no \boxed{} in the synthesizer's answer)"
     out += ["", f"Final answer: {final}", ""]
     out.append(f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}")

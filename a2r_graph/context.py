@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from a2r_graph.confidence import Measure
+
 
 def token_cost(
     input_tokens: int, output_tokens: int, input_price_per_mtok: float, output_price_per_mtok: float
@@ -102,6 +104,70 @@ class StageConfig(BaseModel):
         )
 
 
+class ConfidenceConfig(BaseModel):
+    """Path confidence (``a2r_graph.confidence``): explorers ask for top-k logprobs, and each
+    path gets DeepConf's measures. Off (None) by default: no logprobs are asked for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    top_logprobs: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="Candidates per token the explorer server returns (vLLM refuses more "
+        "than its --max-logprobs, 20 by default).",
+    )
+    group_size: int = Field(
+        256, ge=1, le=1_000_000, description="Tokens per sliding window of lowest_group."
+    )
+    tail_tokens: int = Field(256, ge=1, le=1_000_000, description="Tokens the tail measure covers.")
+    measure: Measure = Field(
+        "lowest_group",
+        description="The measure the policies rank and threshold paths by: mean, "
+        "lowest_group or tail.",
+    )
+
+
+class Agreement(BaseModel):
+    """When the explorer paths agree: what the shortcut and waves test. The largest group
+    of equivalent boxed answers among the usable paths (``answers.canonical_answer``) must
+    hold ``min_paths`` paths and ``min_share`` of the usable ones, each at least
+    ``min_confidence`` confident (when set)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_share: float = Field(
+        1.0, gt=0.5, le=1.0, description="Share of the usable paths in the agreeing group."
+    )
+    min_paths: int = Field(2, ge=1, le=64, description="Paths in the agreeing group, at least.")
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Each agreeing path's confidence (confidence.measure) at least this; "
+        "needs confidence.",
+    )
+
+
+class Budget(BaseModel):
+    """A per-run cap on the explorers' spend. It is checked before each wave (``waves``):
+    once reached, no further explorer starts and the synthesizer runs over the finished
+    paths (the result's ``decisions.budget`` says so)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_output_tokens: int | None = Field(None, ge=1, description="Explorer output tokens.")
+    max_cost: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Explorer cost (the stage's prices)."
+    )
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Budget:
+        if self.max_output_tokens is None and self.max_cost is None:
+            raise ValueError("a budget needs max_output_tokens or max_cost")
+        return self
+
+
 STAGES = ("explorer", "synthesizer")
 _SETTINGS_KWARGS = frozenset({"_case_sensitive", "_env_prefix", "_env_nested_delimiter"})
 
@@ -168,13 +234,43 @@ class A2RContext(BaseSettings):
         description="Directory with explorer.txt / synthesizer.txt overriding the packaged prompts.",
     )
 
+    confidence: ConfidenceConfig | None = Field(
+        None, description="Path confidence from top-k logprobs (None: off, no logprobs asked)."
+    )
+    agreement: Agreement = Field(
+        default_factory=Agreement, description="When the paths agree (shortcut and waves)."
+    )
+    shortcut: bool = Field(
+        False,
+        description="Skip the synthesizer when the explored paths agree: the answer is theirs "
+        "(decisions.shortcut says which paths agreed).",
+    )
+    waves: tuple[int, ...] = Field(
+        (),
+        max_length=64,
+        description="Adaptive N: explore in waves, stopping once the paths agree. The path "
+        "counts after which to check, e.g. [2] with n=4: 2 paths, the other 2 only if the "
+        "first 2 disagree. Empty: all n at once.",
+    )
+    top_references: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Pass only the k most confident answer components to the synthesizer "
+        "(needs confidence).",
+    )
+    budget: Budget | None = Field(None, description="Cap on the explorers' spend per run.")
+
     def __init__(self, **values: Any) -> None:
         # extra="ignore" must stay, for unrelated A2R_* variables; a misspelt keyword
         # (``min_path=3``) is the caller's mistake, not the environment's: refuse it.
         if unknown := sorted(set(values) - set(type(self).model_fields) - _SETTINGS_KWARGS):
             raise ValidationError.from_exception_data(
                 type(self).__name__,
-                [{"type": "extra_forbidden", "loc": (name,), "input": values[name]} for name in unknown],
+                [
+                    {"type": "extra_forbidden", "loc": (name,), "input": values[name]}
+                    for name in unknown
+                ],
             )
         super().__init__(**values)
 
@@ -204,9 +300,30 @@ class A2RContext(BaseSettings):
         return None if prompts_dir is None else check_prompts_dir(prompts_dir)
 
     @model_validator(mode="after")
-    def _min_paths_within_n(self) -> A2RContext:
+    def _consistent(self) -> A2RContext:
         if self.min_paths > self.n:
             raise ValueError(
                 f"min_paths ({self.min_paths}) must be <= n ({self.n}): lower min_paths or raise n"
+            )
+        if any(b <= a for a, b in zip(self.waves, self.waves[1:])) or any(
+            not 1 <= wave < self.n for wave in self.waves
+        ):
+            raise ValueError(
+                f"waves {list(self.waves)} must be increasing path counts below n ({self.n}), "
+                "e.g. [2] for n=4"
+            )
+        needs = {
+            "top_references": self.top_references,
+            "agreement.min_confidence": self.agreement.min_confidence,
+        }
+        if self.confidence is None and (wanting := [k for k, v in needs.items() if v is not None]):
+            raise ValueError(
+                f"{', '.join(wanting)} ranks paths by confidence: set confidence "
+                "(e.g. {'top_logprobs': 5}, or A2R_CONFIDENCE__TOP_LOGPROBS=5)"
+            )
+        if self.budget is not None and not self.waves:
+            raise ValueError(
+                "a budget is checked between waves: set waves too (e.g. [1, 2, 3] for n=4 "
+                "checks after every path), or no budget"
             )
         return self

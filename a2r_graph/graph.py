@@ -1,4 +1,7 @@
-"""The A2R graph: dispatch -> explore x N -> reduce -> synthesize."""
+"""The A2R graph: dispatch -> explore x N -> decide -> reduce -> synthesize.
+
+``decide`` sends another wave of explorers, or ends the run by the shortcut (the policies of
+``A2RContext``); without policies it goes straight on to ``reduce``."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pydantic import BaseModel
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
-from a2r_graph.nodes import dispatch, explore, reduce, synthesize
+from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
 from a2r_graph.tracing import A2RTracer, configure_from_env
 
@@ -33,12 +36,13 @@ def build_graph(
     builder = StateGraph(
         A2RState, context_schema=context_schema, input_schema=A2RInput, output_schema=A2ROutput
     )
-    builder.add_node("dispatch", dispatch, destinations=("explore", "reduce"))
+    builder.add_node("dispatch", dispatch, destinations=("explore", "decide"))
     builder.add_node("explore", partial(explore, chat_model=chat_model))
+    builder.add_node("decide", decide, destinations=("explore", "reduce", END))
     builder.add_node("reduce", reduce)
     builder.add_node("synthesize", partial(synthesize, chat_model=chat_model))
     builder.add_edge(START, "dispatch")
-    builder.add_edge("explore", "reduce")
+    builder.add_edge("explore", "decide")
     builder.add_edge("reduce", "synthesize")
     builder.add_edge("synthesize", END)
     compiled = builder.compile(checkpointer=checkpointer, name="a2r")

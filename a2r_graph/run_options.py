@@ -30,7 +30,17 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Setting
 from a2r_graph.context import STAGES, A2RContext, StageConfig, same_endpoint
 from a2r_graph.errors import ConfigurationError
 
-RUN_FIELDS = ("n", "min_paths", "overflow")
+RUN_FIELDS = (
+    "n",
+    "min_paths",
+    "overflow",
+    "confidence",
+    "agreement",
+    "shortcut",
+    "waves",
+    "top_references",
+    "budget",
+)
 """Top-level context fields a run may set."""
 RUN_STAGE_FIELDS = ("model", "base_url", "temperature", "top_p", "max_tokens", "seed")
 """Per-stage fields a run may set (``base_url`` only to an allowed endpoint)."""
@@ -41,7 +51,10 @@ def _optional(model: type[BaseModel], names: tuple[str, ...]) -> dict[str, Any]:
     fields = {}
     for name in names:
         info = model.model_fields[name]
-        fields[name] = (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+        fields[name] = (
+            info.annotation | None,
+            FieldInfo.merge_field_infos(info, default=None, default_factory=None),
+        )
     return fields
 
 
@@ -103,6 +116,8 @@ def describe_run_error(error: ValidationError, prefix: str = "context.") -> str:
                 f"{field}: set by the server's deployment ({env}), not by a run; a run may "
                 f"set {', '.join(RUN_FIELDS)} and, per stage, {', '.join(RUN_STAGE_FIELDS)}"
             )
+        elif problem["type"] == "extra_forbidden" and len(loc) > 1 and loc[0] in RUN_FIELDS:
+            lines.append(f"{field}: unknown field")
         elif problem["type"] == "extra_forbidden":
             known = StageOptions.model_fields if len(loc) > 1 else RunOptions.model_fields
             lines.append(f"{field}: unknown field; a run may set {', '.join(known)}")
@@ -118,8 +133,10 @@ def describe_run_error(error: ValidationError, prefix: str = "context.") -> str:
 
 
 def _is_run_field(loc: list[str]) -> bool:
+    if loc[0] in RUN_FIELDS:
+        return True
     if len(loc) == 1:
-        return loc[0] in RUN_FIELDS or loc[0] in STAGES
+        return loc[0] in STAGES
     return loc[0] in STAGES and loc[1] in RUN_STAGE_FIELDS
 
 
@@ -153,7 +170,9 @@ def _run_context(options: BaseModel, environment: tuple[tuple[str, str], ...]) -
     default_url = StageConfig.model_fields["base_url"].default
     for stage in STAGES:
         url = values.get(stage, {}).get("base_url")
-        if url is None or same_endpoint(url, configured.get(stage, {}).get("base_url", default_url)):
+        if url is None or same_endpoint(
+            url, configured.get(stage, {}).get("base_url", default_url)
+        ):
             continue
         if not any(same_endpoint(url, allowed_url) for allowed_url in allowed):
             raise ConfigurationError(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
+from a2r_graph.confidence import PathConfidence
 from a2r_graph.errors import InvalidQuestionError
 
 
@@ -32,6 +33,9 @@ class Completion(TypedDict):
     """Content of the last \\boxed{} in the answer component, if any."""
     finish_reason: str | None
     usage: TokenUsage
+    confidence: NotRequired[PathConfidence | None]
+    """DeepConf's measures from the reply's logprobs (``A2RContext.confidence``); None when
+    confidence is off or the reply carried no logprobs."""
 
 
 class ExplorerPath(Completion):
@@ -82,6 +86,22 @@ class ReferenceFit(TypedDict):
     """Paths whose answer component was left out to fit."""
 
 
+class Decisions(TypedDict, total=False):
+    """What the run's policies decided (``A2RContext``: waves, shortcut, top_references,
+    budget); empty when none is set."""
+
+    waves: list[list[int]]
+    """The path indices each wave explored, in order (with ``waves`` set)."""
+    agreed: dict[str, Any] | None
+    """The explored paths' agreement (``policies.Agreed``: boxed, paths, share), or None."""
+    shortcut: bool
+    """The synthesizer was skipped: the answer is the agreeing paths'."""
+    budget_reached: dict[str, Any]
+    """The budget stopped exploring: what was ``spent`` and the path indices ``skipped``."""
+    references: list[int]
+    """The paths whose answer components the synthesizer got (with ``top_references``)."""
+
+
 class A2RInput(TypedDict):
     question: str
 
@@ -110,10 +130,13 @@ class A2ROutput(TypedDict):
     boxed_answer: str | None
     """The final answer: the last \\boxed{} of the synthesizer's answer."""
     paths: list[ExplorerPath]
-    synthesis: Completion
+    synthesis: Completion | None
+    """The synthesizer's call; None when the shortcut answered without it."""
     reference_fit: ReferenceFit
+    decisions: Decisions
     usage: dict[str, StageUsage]
-    """Keys "explore", "synthesize" and "total": calls, server-reported tokens and cost.
+    """Keys "explore", "synthesize" and "total": calls, server-reported tokens and cost
+    ("synthesize" counts 0 calls when the shortcut skipped it).
     Per-path figures are in ``paths[i]["usage"]``, the synthesizer's in ``synthesis``."""
 
 
@@ -135,13 +158,18 @@ def reusable_paths(
     ``max_tokens``: they are samples too) only while the usable ones reach ``min_paths``.
     Otherwise keeping them would stop the run again for good, whatever was fixed (a larger
     ``max_tokens``), so they are sampled again. Paths the server never answered never stay."""
-    if state.get("explored_question") != question or state.get("synthesis") is not None:
+    if state.get("explored_question") != question or is_finished(state):
         return []
     paths = [path for path in state.get("paths", []) if path["index"] < n]
     usable = [path for path in paths if path["error"] is None]
     if len(usable) < min_paths:
         return usable
     return [path for path in paths if path["answered"]]
+
+
+def is_finished(state: A2RState) -> bool:
+    """The run answered: the synthesizer did, or the shortcut did without it."""
+    return state.get("synthesis") is not None or bool(state.get("decisions", {}).get("shortcut"))
 
 
 def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:

@@ -178,7 +178,9 @@ async def resume(graph: CompiledStateGraph, thread_id: str, context: A2RContext)
         raise UnknownThreadError(f"no run is saved under thread {thread_id!r}")
     if not snapshot.next:
         return output_of(snapshot.values)
-    if "reduce" in snapshot.next:  # the explorers are done; too few of them were usable
+    if {"decide", "reduce"} & set(snapshot.next):
+        # the explorers are done (too few usable, or some unanswered): ask again, so that
+        # dispatch keeps the answered paths and samples the others
         return await graph.ainvoke(
             {"question": snapshot.values["question"]}, config, context=context
         )

@@ -32,6 +32,7 @@ from langchain_core.outputs import LLMResult
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
+from a2r_graph.confidence import path_confidence, token_confidences
 from a2r_graph.context import token_cost
 from a2r_graph.state import stage_usage
 
@@ -97,6 +98,8 @@ class _Call:
     span: Span
     input_price_per_mtok: float
     output_price_per_mtok: float
+    confidence_windows: tuple[int, int] | None = None
+    """(group_size, tail_tokens) when the call asked for logprobs."""
 
 
 class A2RTracer(BaseCallbackHandler):
@@ -212,10 +215,12 @@ class A2RTracer(BaseCallbackHandler):
             kind=SpanKind.CLIENT,
             attributes={k: v for k, v in attributes.items() if v is not None},
         )
+        windows = (meta.get("a2r.confidence.group_size"), meta.get("a2r.confidence.tail_tokens"))
         self._calls[run_id] = _Call(
             span,
             meta.get("a2r.input_price_per_mtok", 0.0),
             meta.get("a2r.output_price_per_mtok", 0.0),
+            windows if None not in windows else None,
         )
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -259,6 +264,13 @@ class A2RTracer(BaseCallbackHandler):
                         tokens_in, tokens_out, call.input_price_per_mtok, call.output_price_per_mtok
                     ),
                 )
+        if call.confidence_windows and (
+            measures := path_confidence(
+                token_confidences(info.get("logprobs")), *call.confidence_windows
+            )
+        ):
+            for measure, value in measures.items():
+                span.set_attribute(f"a2r.confidence.{measure}", value)
         if capture_content() and isinstance(message, BaseMessage):
             output = [_message_json(message)]
             span.set_attribute("gen_ai.output.messages", json.dumps(output, ensure_ascii=False))
@@ -268,6 +280,17 @@ class A2RTracer(BaseCallbackHandler):
         if call is not None:
             _record_error(call.span, error)
             call.span.end()
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """A policy decision (``nodes.announce``): an event on the run's span."""
+        run = self._runs.get(self._run_of.get(run_id))  # type: ignore[arg-type]
+        if run is None or not name.startswith("a2r."):
+            return
+        run.span.add_event(name, {k: _attribute(v) for k, v in (data or {}).items()})
+        if name == "a2r.shortcut_taken":
+            run.span.set_attribute("a2r.shortcut", True)
+        elif name == "a2r.budget_reached":
+            run.span.set_attribute("a2r.budget_reached", True)
 
     # -- the run and its stages ---------------------------------------------------------
     def _start_run(self, run_id: UUID, metadata: dict[str, Any]) -> None:
@@ -320,6 +343,17 @@ class A2RTracer(BaseCallbackHandler):
         if error is not None:
             _record_error(run.span, error)
         run.span.end()
+
+
+def _attribute(value: Any) -> Any:
+    """``value`` as an OpenTelemetry attribute value (scalars, homogeneous lists; JSON else)."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return value
+    return json.dumps(value, default=str)
 
 
 def _is_count(tokens: Any) -> bool:

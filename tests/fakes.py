@@ -21,18 +21,36 @@ def reply(
     input_tokens: int = 10,
     output_tokens: int = 20,
     finish_reason: str = "stop",
+    logprobs: dict | None = None,
 ) -> AIMessage:
-    """An AIMessage shaped like ChatVLLM's: server usage, optional reasoning field."""
+    """An AIMessage shaped like ChatVLLM's: server usage, optional reasoning field, and
+    optional OpenAI-style ``logprobs`` (see ``token_logprobs``)."""
     return AIMessage(
         content=content,
         additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
-        response_metadata={"finish_reason": finish_reason},
+        response_metadata={"finish_reason": finish_reason}
+        | ({"logprobs": logprobs} if logprobs is not None else {}),
         usage_metadata={
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "total_tokens": input_tokens + output_tokens,
         },
     )
+
+
+def token_logprobs(*candidates: list[float]) -> dict:
+    """An OpenAI-style ``logprobs`` object: per generated token, its top-k candidates'
+    logprobs (the first is the sampled token)."""
+    return {
+        "content": [
+            {
+                "token": f"t{i}",
+                "logprob": top[0],
+                "top_logprobs": [{"token": f"c{j}", "logprob": lp} for j, lp in enumerate(top)],
+            }
+            for i, top in enumerate(candidates)
+        ]
+    }
 
 
 class Hang:

@@ -18,21 +18,27 @@ from statistics import mean
 Equivalent = Callable[[str, str], Awaitable[bool]]
 
 
-async def majority_vote(answers: Sequence[str | None], equivalent: Equivalent) -> str | None:
-    """The majority answer by equivalence groups (ties: the earliest group); None if no votes."""
-    groups: list[list[str]] = []
-    for answer in answers:
+async def majority_vote(
+    answers: Sequence[str | None],
+    equivalent: Equivalent,
+    weights: Sequence[float] | None = None,
+) -> str | None:
+    """The majority answer by equivalence groups (ties: the earliest group); None if no votes.
+    With ``weights`` (DeepConf's confidence-weighted voting) a group's votes are its weights."""
+    groups: list[tuple[str, list[float]]] = []
+    for answer, weight in zip(answers, weights or [1.0] * len(answers), strict=True):
         if answer is None or not answer.strip():
             continue
-        for group in groups:
-            if await equivalent(group[0], answer):
-                group.append(answer)
+        for first, votes in groups:
+            if await equivalent(first, answer):
+                votes.append(weight)
                 break
         else:
-            groups.append([answer])
+            groups.append((answer, [weight]))
     if not groups:
         return None
-    return max(groups, key=len)[0]  # max keeps the first of equal lengths: the earliest group
+    # max keeps the first of equal totals: the earliest group
+    return max(groups, key=lambda group: sum(group[1]))[0]
 
 
 def pass_at_1(correct: Sequence[bool]) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from a2r_graph.eval.metrics import mean_of, pass_at_1
+from a2r_graph.eval.policies import POLICIES
 from a2r_graph.eval.runner import is_failed
 
 
@@ -83,10 +84,76 @@ def summarize(
                 "alone_cons_at_n": 100 * mean_of([bool(c["alone_cons_correct"]) for c in solo]),
                 "alone_cons_cost_per_query": mean_of([c["alone_usage"]["cost"] for c in solo]),
                 "alone_cons_tokens_per_query": mean_of(
-                    [c["alone_usage"]["input_tokens"] + c["alone_usage"]["output_tokens"] for c in solo]
+                    [
+                        c["alone_usage"]["input_tokens"] + c["alone_usage"]["output_tokens"]
+                        for c in solo
+                    ]
                 ),
             }
+    summary["policies"] = _policies(rows)
     return summary
+
+
+def _policies(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per replayed policy (``eval.policies``): accuracy, tokens and cost per query, and how
+    often it answered without the synthesizer, over the rows that have it."""
+    out: dict[str, Any] = {}
+    for name in POLICIES:
+        cells = [row["policies"][name] for row in rows if name in row.get("policies", {})]
+        if not cells:
+            continue
+        out[name] = {
+            "queries": len(cells),
+            "accuracy": 100 * mean_of([bool(c["correct"]) for c in cells]),
+            "tokens_per_query": mean_of(
+                [c["usage"]["input_tokens"] + c["usage"]["output_tokens"] for c in cells]
+            ),
+            "output_tokens_per_query": mean_of([c["usage"]["output_tokens"] for c in cells]),
+            "cost_per_query": mean_of([c["usage"]["cost"] for c in cells]),
+            "shortcut_share": 100 * mean_of([bool(c.get("shortcut")) for c in cells]),
+        }
+    return out
+
+
+def policy_table(summary: dict[str, Any]) -> str:
+    """The replayed policies at the largest N next to A2R and Cons@N there: accuracy, and
+    tokens and cost per query (with the change against the full A2R run)."""
+    policies = summary.get("policies")
+    if not policies or not summary["by_n"]:
+        return ""
+    n, cell = list(summary["by_n"].items())[-1]
+    full_tokens = cell["a2r_tokens_per_query"]
+    rows = [
+        ("A2R (full)", cell["a2r"], full_tokens, cell["a2r_cost_per_query"], 0.0),
+        (
+            "Cons@N",
+            cell["cons_at_n"],
+            cell["cons_tokens_per_query"],
+            cell["cons_cost_per_query"],
+            None,
+        ),
+    ]
+    rows += [
+        (
+            POLICIES[name],
+            p["accuracy"],
+            p["tokens_per_query"],
+            p["cost_per_query"],
+            p["shortcut_share"],
+        )
+        for name, p in policies.items()
+    ]
+    lines = [
+        f"| Policy (N={n}) | Accuracy | Tokens per query | vs full A2R | Cost per query | No synthesis |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for label, accuracy, tokens, cost, skipped in rows:
+        change = f"{100 * (tokens / full_tokens - 1):+.1f}%" if full_tokens else "–"
+        lines.append(
+            f"| {label} | {accuracy:.1f} | {tokens:.0f} | {change} | {cost:.6f} | "
+            f"{_maybe(skipped, '.0f')}{'%' if skipped is not None else ''} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
@@ -145,6 +212,8 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             "(counted not equivalent)"
         )
     lines.append(footer + ".")
+    if policies := policy_table(summary):
+        lines += ["", policies]
     return "\n".join(lines)
 
 
@@ -179,9 +248,19 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
             axes.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4))
     singles = [(summary[f"pass_at_1_{unit}_per_query"], summary["pass_at_1"], "Pass@1", "^")]
     if alone := summary.get("alone"):
-        singles.append((alone[f"{unit}_per_query"], alone["pass_at_1"], "synthesizer alone, Pass@1", "v"))
+        singles.append(
+            (alone[f"{unit}_per_query"], alone["pass_at_1"], "synthesizer alone, Pass@1", "v")
+        )
     for x, y, label, marker in singles:
         axes.scatter([x], [y], marker=marker, color="black", label=label, zorder=3)
+    for name, policy in summary.get("policies", {}).items():
+        axes.scatter(
+            [policy[f"{unit}_per_query"]],
+            [policy["accuracy"]],
+            marker="x",
+            label=POLICIES[name],
+            zorder=3,
+        )
     axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(-5, 105)

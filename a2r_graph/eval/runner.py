@@ -32,9 +32,11 @@ from a2r_graph.context import A2RContext
 from a2r_graph.errors import A2RError, UnknownThreadError
 from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
+from a2r_graph.eval.policies import replay
 from a2r_graph.eval.verify import Verifier
 
 RESULTS_FILE = "results.jsonl"
+NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
 
 
 def result_key(problem_id: str, repetition: int) -> str:
@@ -114,6 +116,8 @@ async def evaluate_problem(
     started = time.perf_counter()
     k = context.n
     thread_id = f"{run_name}/{problem.id}/{repetition}"
+    # every sample is explored and synthesized: the policies are judged by replaying them
+    context = context.model_copy(update=dict(NO_POLICIES))
     seeded = context
     if context.explorer.seed is not None:  # repetitions sample different paths
         explorer = context.explorer.model_copy(
@@ -163,6 +167,7 @@ async def evaluate_problem(
             "answer": p["answer"],
             "error": p["error"],
             "usage": p["usage"],
+            "confidence": p.get("confidence"),
             "correct": await correct(problem.answer, p["boxed"]),
         }
         for p in full["paths"]
@@ -212,11 +217,29 @@ async def evaluate_problem(
             alone_vote = await majority_vote([p["boxed"] for p in alone_paths[:n]], correct)
             by_n[str(n)]["alone_cons_correct"] = await correct(problem.answer, alone_vote)
             by_n[str(n)]["alone_usage"] = _sum_usage(p["usage"] for p in alone_paths[:n])
+    top = max(ns)
+
+    async def synthesize_top(chosen: list[dict]) -> dict:
+        subset = [  # renumbered: a run's paths are 0..n-1
+            {**full["paths"][p["index"]], "index": i} for i, p in enumerate(chosen)
+        ]
+        n_context = seeded.model_copy(update={"n": len(subset), "min_paths": 1})
+        return await synthesize_over(
+            graph, f"{thread_id}/top{len(subset)}of{top}", problem.problem, subset, n_context
+        )
+
+    try:
+        policies = await replay(
+            paths, by_n, top, problem.answer, correct, context.confidence, synthesize_top
+        )
+    except A2RError as error:
+        return failed(f"policies: {type(error).__name__}: {error}")
     return {
         **line,
         "paths": paths,
         **({"alone": alone_paths} if alone else {}),
         "by_n": by_n,
+        "policies": policies,
         "verify_timeouts": len(timed_out),
         "wall_s": time.perf_counter() - started,
     }

@@ -1,4 +1,5 @@
-"""Map step: validate the question and send it to the explorer branches that are missing."""
+"""Map step: validate the question and send it to the explorer branches that are missing
+(those of the first wave, with ``A2RContext.waves``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from langgraph.types import Command, Overwrite, Send
 
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import ConfigurationError
+from a2r_graph.policies import wave_size
 from a2r_graph.prompts import check_prompts_dir
 from a2r_graph.runtime import context_of
 from a2r_graph.state import A2RState, ExplorerTask, reusable_paths, validated_question
@@ -16,7 +18,7 @@ from a2r_graph.state import A2RState, ExplorerTask, reusable_paths, validated_qu
 
 def dispatch(
     state: A2RState, runtime: Runtime[A2RContext]
-) -> Command[Literal["explore", "reduce"]]:
+) -> Command[Literal["explore", "decide"]]:
     question = validated_question(state.get("question"))
     context = context_of(runtime)
     n = context.n
@@ -31,6 +33,7 @@ def dispatch(
     # starts from empty results.
     kept = reusable_paths(state, question, n, context.min_paths)
     missing = sorted(set(range(n)) - {path["index"] for path in kept})
+    wave = missing[: wave_size(context, len(kept))]
     return Command(
         update={
             "question": question,
@@ -38,7 +41,7 @@ def dispatch(
             "paths": Overwrite(kept),
             "usage": Overwrite({}),
             "synthesis": None,
+            "decisions": {"waves": [wave]} if context.waves and wave else {},
         },
-        goto=[Send("explore", ExplorerTask(question=question, index=i)) for i in missing]
-        or "reduce",
+        goto=[Send("explore", ExplorerTask(question=question, index=i)) for i in wave] or "decide",
     )

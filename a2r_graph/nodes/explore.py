@@ -27,6 +27,7 @@ async def explore(
             context,
             seed=None if stage.seed is None else stage.seed + index,
             path_index=index,
+            confidence=context.confidence,
         )
     except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
         path = failed_path(index, stage.model, str(error))
@@ -48,6 +49,7 @@ def explorer_progress(path: ExplorerPath, n: int) -> dict:
         "ok": path["error"] is None,
         "boxed": path["boxed"],
         "output_tokens": path["usage"]["output_tokens"],
+        "confidence": path.get("confidence"),
     }
 
 

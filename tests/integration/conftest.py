@@ -37,10 +37,18 @@ class Server:
 
     def token_counters(self) -> dict[str, float]:
         """vLLM's Prometheus counters of prompt and generated tokens, summed over labels."""
+        return self.counters("vllm:prompt_tokens_total", "vllm:generation_tokens_total")
+
+    def requests_served(self) -> float:
+        """Requests the server finished (any reason): vLLM's request_success_total."""
+        return self.counters("vllm:request_success_total")["vllm:request_success_total"]
+
+    def counters(self, *names: str) -> dict[str, float]:
+        """vLLM's Prometheus counters ``names``, each summed over its labels."""
         with urllib.request.urlopen(f"{self.root}/metrics", timeout=10) as response:
             text = response.read().decode()
         totals: dict[str, float] = {}
-        for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
+        for name in names:
             pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", re.MULTILINE)
             totals[name] = sum(float(value) for value in pattern.findall(text))
         return totals

@@ -8,13 +8,11 @@ import httpx
 import openai
 import pytest
 
-from a2r_graph import build_graph, threads
 from a2r_graph.cli import main
-from a2r_graph.eval.data import load_problems
 from a2r_graph.eval.report import markdown_table, summarize
-from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
-from a2r_graph.eval.verify import Verifier
-from tests.fakes import factory, make_context, reply, scripted
+from a2r_graph.eval.runner import RESULTS_FILE, read_results
+from tests.eval_fakes import evaluate, problems
+from tests.fakes import reply, scripted
 
 pytest.importorskip("math_verify", reason="math-verify (pip install 'a2r-graph[eval]')")
 
@@ -28,28 +26,6 @@ def down():
 
 def boxed(*answers):
     return [reply(f"<think>t</think>so \\boxed{{{a}}}") for a in answers]
-
-
-def problems(tmp_path, *rows):
-    path = tmp_path / "problems.jsonl"
-    path.write_text("\n".join(json.dumps({"id": i, "problem": q, "answer": a}) for i, q, a in rows))
-    return load_problems(str(path))
-
-
-async def evaluate(tmp_path, todo, explorer, synthesizer, *, n=2, ns=(2,), **context):
-    async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
-        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
-        with Verifier(timeout_s=60) as verifier:
-            await run_eval(
-                graph,
-                todo,
-                ns=ns,
-                context=make_context(n=n, max_attempts=1, **context),
-                out_dir=tmp_path,
-                concurrency=1,
-                verifier=verifier,
-            )
-    return read_results(tmp_path / RESULTS_FILE)
 
 
 async def test_a_problem_whose_server_was_down_is_not_wrong_and_a_rerun_retries_it(tmp_path):

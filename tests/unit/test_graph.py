@@ -266,7 +266,7 @@ def test_module_level_graph_is_compiled_with_the_a2r_shape():
     from a2r_graph import graph
 
     nodes = set(graph.get_graph().nodes)
-    assert {"dispatch", "explore", "reduce", "synthesize"} <= nodes
+    assert {"dispatch", "explore", "decide", "reduce", "synthesize"} <= nodes
     assert graph.name == "a2r"
     assert set(graph.get_output_jsonschema()["properties"]) == {
         "question",
@@ -275,5 +275,6 @@ def test_module_level_graph_is_compiled_with_the_a2r_shape():
         "paths",
         "synthesis",
         "reference_fit",
+        "decisions",
         "usage",
     }

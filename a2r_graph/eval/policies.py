@@ -1,0 +1,120 @@
+"""The policies of ``A2RContext``, judged on one problem's saved samples (no new explorer call).
+
+At N (the largest reported), over the first N paths and the syntheses the eval already ran:
+
+- ``shortcut``, ``shortcut_75``: the agreeing answer when all (at least 75% of) the paths
+  agree, the synthesis at N otherwise; no synthesis cost when taken;
+- ``waves``: waves [N/2] (needs N/2 among ``--ns``): the synthesis at N/2 when the first N/2
+  paths agree, else at N, with only the explored paths' cost;
+- ``waves_shortcut``: waves [N/2] with the shortcut: no synthesis when either wave agrees;
+- ``top_references`` (confidence on): one more synthesis, over the N/2 most confident paths;
+- ``cons_weighted``, ``cons_top50`` (confidence on): DeepConf's baselines, confidence-weighted
+  voting over all N paths and over the most confident half.
+
+Each uses the graph's own decision functions (``a2r_graph.policies``), so the replay is the
+graph's behaviour on these samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from a2r_graph.context import Agreement, ConfidenceConfig
+from a2r_graph.eval.metrics import majority_vote
+from a2r_graph.policies import agreement, confidence_of, most_confident
+
+POLICIES = {
+    "shortcut": "shortcut (all agree)",
+    "shortcut_75": "shortcut (>= 75% agree)",
+    "waves": "waves [N/2]",
+    "waves_shortcut": "waves [N/2] + shortcut",
+    "top_references": "top N/2 references",
+    "cons_weighted": "Cons@N, confidence-weighted",
+    "cons_top50": "Cons@N, top 50% confident",
+}
+"""Replayed policies: key -> label in the table and the plot."""
+
+Equivalent = Callable[[str, str | None], Awaitable[bool]]
+Synthesize = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+def _usage(*usages: dict[str, Any]) -> dict[str, float]:
+    return {key: sum(u[key] for u in usages) for key in ("input_tokens", "output_tokens", "cost")}
+
+
+async def replay(
+    paths: list[dict[str, Any]],
+    by_n: dict[str, dict[str, Any]],
+    n: int,
+    gold: str,
+    equivalent: Equivalent,
+    confidence: ConfidenceConfig | None,
+    synthesize: Synthesize,
+) -> dict[str, dict[str, Any]]:
+    """Each policy's answer, correctness and usage on this problem (see the module's doc)."""
+    first = paths[:n]
+    explored = _usage(*(p["usage"] for p in first))
+    full = by_n[str(n)]
+    synthesized_at_n = {
+        "boxed": full["a2r_boxed"],
+        "usage": _usage(explored, full["synthesize_usage"]),
+    }
+    cells: dict[str, dict[str, Any]] = {}
+
+    def usable(subset: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for p in subset if p["error"] is None]
+
+    def agreed(subset: list[dict[str, Any]], rule: Agreement) -> str | None:
+        found = agreement(usable(subset), rule, confidence) if usable(subset) else None
+        return None if found is None else found["boxed"]
+
+    for name, rule in (("shortcut", Agreement()), ("shortcut_75", Agreement(min_share=0.75))):
+        answer = agreed(first, rule)
+        cells[name] = (
+            {"boxed": answer, "usage": explored, "shortcut": True}
+            if answer is not None
+            else synthesized_at_n
+        )
+    half = n // 2
+    if half >= 1 and str(half) in by_n:
+        wave = first[:half]
+        answer = agreed(wave, Agreement())
+        wave_usage = _usage(*(p["usage"] for p in wave))
+        if answer is None:
+            cells["waves"] = synthesized_at_n
+            cells["waves_shortcut"] = cells["shortcut"]
+        else:
+            cell = by_n[str(half)]
+            cells["waves"] = {
+                "boxed": cell["a2r_boxed"],
+                "usage": _usage(wave_usage, cell["synthesize_usage"]),
+            }
+            cells["waves_shortcut"] = {"boxed": answer, "usage": wave_usage, "shortcut": True}
+    if confidence is not None and half >= 1:
+        measure = confidence.measure
+        top = most_confident(usable(first), half, measure)
+        if top:
+            synthesis = await synthesize(top)
+            cells["top_references"] = {
+                "boxed": synthesis["boxed_answer"],
+                "usage": _usage(explored, synthesis["synthesis"]["usage"]),
+                "references": [p["index"] for p in top],
+            }
+        weights = [confidence_of(p, measure) or 0.0 for p in first]
+        cells["cons_weighted"] = {
+            "boxed": await majority_vote([p["boxed"] for p in first], equivalent, weights),
+            "usage": explored,
+        }
+        kept = most_confident(usable(first), max(1, -(-len(usable(first)) // 2)), measure)
+        cells["cons_top50"] = {
+            "boxed": await majority_vote(
+                [p["boxed"] for p in kept],
+                equivalent,
+                [confidence_of(p, measure) or 0.0 for p in kept],
+            ),
+            "usage": explored,
+        }
+    for cell in cells.values():
+        cell["correct"] = await equivalent(gold, cell["boxed"])
+    return cells

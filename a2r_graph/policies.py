@@ -1,0 +1,77 @@
+"""Spending only what a question needs: the decisions behind ``A2RContext``'s policies.
+
+Pure functions of the explored paths and the run's context, shared by the graph (``nodes``)
+and the eval's replay of saved samples (``a2r_graph.eval.policies``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from a2r_graph.answers import canonical_answer
+from a2r_graph.context import A2RContext, Agreement, Budget, ConfidenceConfig
+
+
+class Agreed(TypedDict):
+    """The paths agree: on which answer, which paths, and their share of the usable ones."""
+
+    boxed: str
+    paths: list[int]
+    share: float
+
+
+def confidence_of(path: dict[str, Any], measure: str) -> float | None:
+    confidence = path.get("confidence")
+    return confidence.get(measure) if isinstance(confidence, dict) else None
+
+
+def agreement(
+    usable: Sequence[dict[str, Any]], rule: Agreement, confidence: ConfidenceConfig | None
+) -> Agreed | None:
+    """Whether the usable paths agree under ``rule`` (see ``context.Agreement``)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for path in usable:
+        if (key := canonical_answer(path.get("boxed"))) is not None:
+            groups.setdefault(key, []).append(path)
+    if not groups:
+        return None
+    group = max(groups.values(), key=len)  # ties: the group seen first (lowest index)
+    share = len(group) / len(usable)
+    if len(group) < rule.min_paths or share < rule.min_share:
+        return None
+    if rule.min_confidence is not None and confidence is not None:
+        scores = [confidence_of(path, confidence.measure) for path in group]
+        if any(score is None or score < rule.min_confidence for score in scores):
+            return None
+    return Agreed(boxed=group[0]["boxed"], paths=[p["index"] for p in group], share=share)
+
+
+def most_confident(usable: Sequence[dict[str, Any]], k: int, measure: str) -> list[dict[str, Any]]:
+    """The ``k`` most confident paths (a path without a measure ranks last), in index order."""
+    ranked = sorted(usable, key=lambda p: -(confidence_of(p, measure) or float("-inf")))
+    return sorted(ranked[:k], key=lambda p: p["index"])
+
+
+def spent(paths: Sequence[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "output_tokens": sum(p["usage"]["output_tokens"] for p in paths),
+        "cost": sum(p["usage"]["cost"] for p in paths),
+    }
+
+
+def budget_reached(budget: Budget | None, paths: Sequence[dict[str, Any]]) -> bool:
+    if budget is None:
+        return False
+    used = spent(paths)
+    return (
+        budget.max_output_tokens is not None and used["output_tokens"] >= budget.max_output_tokens
+    ) or (budget.max_cost is not None and used["cost"] >= budget.max_cost)
+
+
+def wave_size(context: A2RContext, explored: int) -> int:
+    """How many paths the next wave explores after ``explored`` (all the rest without waves)."""
+    target = next((wave for wave in context.waves if wave > explored), context.n)
+    return max(target - explored, 0)

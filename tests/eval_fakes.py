@@ -1,0 +1,33 @@
+"""The eval harness over scripted fake models, for unit tests of its logic."""
+
+from __future__ import annotations
+
+import json
+
+from a2r_graph import build_graph, threads
+from a2r_graph.eval.data import load_problems
+from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
+from a2r_graph.eval.verify import Verifier
+from tests.fakes import factory, make_context
+
+
+def problems(tmp_path, *rows):
+    path = tmp_path / "problems.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "problem": q, "answer": a}) for i, q, a in rows))
+    return load_problems(str(path))
+
+
+async def evaluate(tmp_path, todo, explorer, synthesizer, *, n=2, ns=(2,), **context):
+    async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
+        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
+        with Verifier(timeout_s=60) as verifier:
+            await run_eval(
+                graph,
+                todo,
+                ns=ns,
+                context=make_context(n=n, max_attempts=1, **context),
+                out_dir=tmp_path,
+                concurrency=1,
+                verifier=verifier,
+            )
+    return read_results(tmp_path / RESULTS_FILE)

@@ -1,0 +1,76 @@
+"""The eval judges every policy on the same saved samples: replayed, not sampled again."""
+
+import pytest
+
+from a2r_graph.eval.report import markdown_table, summarize
+from tests.eval_fakes import evaluate, problems
+from tests.fakes import reply, scripted, token_logprobs
+
+pytest.importorskip("math_verify", reason="math-verify (pip install 'a2r-graph[eval]')")
+
+SURE, UNSURE = [-0.01, -5.0], [-0.7, -0.7]  # token confidence 2.505 and 0.7
+
+
+def path(answer, top, tokens=10):
+    return reply(f"so \\boxed{{{answer}}}", output_tokens=tokens, logprobs=token_logprobs(top, top))
+
+
+async def test_policies_are_replayed_on_the_saved_samples(tmp_path):
+    todo = problems(tmp_path, ("a", "q1", "5"), ("b", "q2", "7"))
+    explorer = scripted(
+        *[path(5, SURE)] * 4,  # a: all agree
+        path(7, UNSURE),
+        path(8, SURE),
+        path(8, SURE),
+        path(7, UNSURE),  # b: 2-2, 8 surer
+    )
+    synthesizer = scripted(
+        *[reply("\\boxed{5}", output_tokens=50)] * 3,  # a: N=4, N=2, top-2 references
+        reply("\\boxed{7}", output_tokens=50),  # b: N=4
+        reply("\\boxed{8}", output_tokens=50),  # b: N=2
+        reply("\\boxed{8}", output_tokens=50),  # b: top-2 references
+    )
+    lines = await evaluate(
+        tmp_path, todo, explorer, synthesizer, n=4, ns=(2, 4), confidence={"top_logprobs": 2}
+    )
+    assert len(explorer.calls) == 8 and len(synthesizer.calls) == 6  # one more synthesis each
+    a, b = sorted(lines, key=lambda line: line["id"])
+    assert a["paths"][0]["confidence"]["mean"] == pytest.approx(2.505)
+
+    assert a["policies"]["shortcut"] == {
+        "boxed": "5",
+        "usage": {"input_tokens": 40, "output_tokens": 40, "cost": 0.0},
+        "shortcut": True,
+        "correct": True,
+    }
+    assert a["policies"]["waves_shortcut"]["usage"]["output_tokens"] == 20  # 2 paths, no synthesis
+    assert a["policies"]["waves"]["usage"]["output_tokens"] == 20 + 50  # the N=2 synthesis
+    # b: no agreement, so the shortcut and the waves fall back to the synthesis at N=4
+    assert b["policies"]["shortcut"]["boxed"] == "7" and b["policies"]["shortcut"]["correct"]
+    assert b["policies"]["waves"]["usage"]["output_tokens"] == 40 + 50
+    # DeepConf: the two sure 8s outweigh the two unsure 7s; plain Cons@4's tie goes to 7
+    assert b["by_n"]["4"]["cons_correct"] is True
+    assert (
+        b["policies"]["cons_weighted"]["boxed"] == "8"
+        and not b["policies"]["cons_weighted"]["correct"]
+    )
+    assert b["policies"]["cons_top50"]["boxed"] == "8"
+    top = b["policies"]["top_references"]
+    assert top["references"] == [1, 2] and top["boxed"] == "8"
+    assert "\\boxed{7}" not in synthesizer.calls[5][0]  # the unsure paths stayed out
+
+    summary = summarize(lines, (2, 4))
+    assert summary["policies"]["shortcut"]["accuracy"] == 100.0
+    assert summary["policies"]["shortcut"]["shortcut_share"] == 50.0
+    assert summary["policies"]["cons_weighted"]["accuracy"] == 50.0
+    # a: 2 paths of 10 in + 10 out; b: 4 paths and the N=4 synthesis (10 in + 50 out)
+    assert summary["policies"]["waves_shortcut"]["tokens_per_query"] == (40 + (80 + 60)) / 2
+    table = markdown_table(summary, "bench", "m")
+    assert "| Policy (N=4) |" in table and "| shortcut (all agree) | 100.0 |" in table
+
+
+async def test_without_confidence_only_the_agreement_policies_are_replayed(tmp_path):
+    todo = problems(tmp_path, ("a", "q1", "5"))
+    explorer = scripted(*[reply("\\boxed{5}")] * 2)
+    lines = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{5}")), n=2, ns=(2,))
+    assert set(lines[0]["policies"]) == {"shortcut", "shortcut_75"}
