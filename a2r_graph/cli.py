@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,6 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     eval_command.add_parser(commands, [options])
     train_command.add_parsers(commands)
     serve_command.add_parser(commands)
+    handlers = {
+        "ask": _ask,
+        "resume": _ask,
+        "eval": _eval,
+        "curate": _offline(train_command.curate_main),
+        "train-synthesizer": _offline(train_command.train_main),
+        "serve": serve_command.main,
+    }
+    for name, handler in handlers.items():
+        commands.choices[name].set_defaults(func=handler)
     return parser
 
 
@@ -359,7 +369,23 @@ def _db_problem(args: argparse.Namespace, error: CheckpointDatabaseError) -> str
     )
 
 
-def _eval(args: argparse.Namespace, context: A2RContext) -> int:
+def _offline(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``curate`` and ``train-synthesizer``: a bad argument is exit status 2, with the reason."""
+
+    def handle(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ValueError as error:
+            return _fail(f"a2r {args.command}: {error}", 2)
+
+    return handle
+
+
+def _eval(args: argparse.Namespace) -> int:
+    try:
+        context = context_from_args(args)
+    except ValidationError as error:
+        return _fail(describe_validation_error(error), 2)
     try:
         return eval_command.main(args, context)
     except ValueError as error:  # bad data source, fields or --ns
@@ -380,22 +406,15 @@ def _fail(message: str, exit_code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
-    if args.command == "serve":
-        return serve_command.main(args)
-    if args.command in ("curate", "train-synthesizer"):
-        offline = (
-            train_command.curate_main if args.command == "curate" else train_command.train_main
-        )
-        try:
-            return offline(args)
-        except ValueError as error:
-            return _fail(f"a2r {args.command}: {error}", 2)
+    return args.func(args)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    """``ask`` and ``resume``: one run, printed; a failure names what to fix and how to resume."""
     try:
         context = context_from_args(args)
     except ValidationError as error:
         return _fail(describe_validation_error(error), 2)
-    if args.command == "eval":
-        return _eval(args, context)
     thread_id = args.thread or str(uuid.uuid4())
     started = time.perf_counter()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -12,6 +13,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from a2r_graph.context import A2RContext, StageConfig
+from a2r_graph.runners import Finished, Preset, RunFailure, Token
 
 
 def reply(
@@ -130,3 +132,54 @@ def make_context(**overrides: Any) -> A2RContext:
     }
     fields.update(overrides)
     return A2RContext(**fields)
+
+
+RUN_OUTPUT: dict[str, Any] = {
+    "question": "What is 2+3?",
+    "answer": "Both agree. \\boxed{5}",
+    "boxed_answer": "5",
+    "paths": [
+        {"index": 0, "boxed": "5", "error": None, "trace": "long trace", "answer": "a"},
+        {"index": 1, "boxed": None, "error": "HTTP 500", "trace": "", "answer": ""},
+    ],
+    "synthesis": {"trace": "thinking", "finish_reason": "stop"},
+    "usage": {
+        "explore": {"calls": 2, "input_tokens": 10, "output_tokens": 30, "cost": 0.001},
+        "synthesize": {"calls": 1, "input_tokens": 40, "output_tokens": 20, "cost": 0.002},
+        "total": {"calls": 3, "input_tokens": 50, "output_tokens": 50, "cost": 0.003},
+    },
+}
+"""What the fake runner's runs return: an A2R output with one failed path."""
+
+
+class ScriptedRunner:
+    """A runner (``a2r_graph.runners``) over ``presets`` whose runs end with ``RUN_OUTPUT`` (streaming ``tokens``) or ``failure``."""
+
+    def __init__(
+        self,
+        presets: list[Preset],
+        failure: RunFailure | None = None,
+        tokens: list[Token] | None = None,
+    ) -> None:
+        self._presets, self.failure, self.tokens, self.runs = presets, failure, tokens, []
+
+    async def presets(self) -> list[Preset]:
+        return self._presets
+
+    async def invoke(self, preset: Preset, question: str, context: dict) -> dict:
+        self.runs.append((preset.name, question, context))
+        if self.failure:
+            raise self.failure
+        return RUN_OUTPUT
+
+    async def stream(self, preset: Preset, question: str, context: dict) -> AsyncIterator:
+        self.runs.append((preset.name, question, context))
+        for token in (
+            self.tokens
+            if self.tokens is not None
+            else [Token("think", True), Token("Both agree. "), Token("\\boxed{5}")]
+        ):
+            yield token
+        if self.failure:
+            raise self.failure
+        yield Finished(RUN_OUTPUT)

@@ -15,8 +15,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from a2r_graph.mcp_tool import build_server
 from a2r_graph.runners import Preset, RunFailure
 from a2r_graph.tool import DESCRIPTION
-from tests.fakes import fake_deployment
-from tests.unit.test_openai_api import OUTPUT
+from tests.fakes import ScriptedRunner, fake_deployment
 
 PRESETS = [
     Preset("a2r", "a2r-id", {}, None),
@@ -30,31 +29,14 @@ def deployment(monkeypatch):
     return fake_deployment(monkeypatch)
 
 
-class Runner:
-    def __init__(self, failure: RunFailure | None = None) -> None:
-        self.failure, self.runs = failure, []
-
-    async def presets(self) -> list[Preset]:
-        return PRESETS
-
-    async def invoke(self, preset: Preset, question: str, context: dict) -> dict:
-        self.runs.append((preset.name, question, context))
-        if self.failure:
-            raise self.failure
-        return OUTPUT
-
-    def stream(self, preset, question, context):  # pragma: no cover - the tool never streams
-        raise AssertionError
-
-
 @asynccontextmanager
-async def session(runner: Runner) -> AsyncIterator[ClientSession]:
+async def session(runner: ScriptedRunner) -> AsyncIterator[ClientSession]:
     async with create_connected_server_and_client_session(build_server(runner)) as client:
         yield client
 
 
 async def test_tools_are_the_default_and_the_described_presets():
-    async with session(Runner()) as client:
+    async with session(ScriptedRunner(PRESETS)) as client:
         tools = (await client.list_tools()).tools
     assert [tool.name for tool in tools] == ["a2r", "wide_one"]
     a2r, wide = tools
@@ -68,7 +50,7 @@ async def test_tools_are_the_default_and_the_described_presets():
 
 
 async def test_a_call_returns_the_answer_concisely_with_usage_as_structured_content():
-    runner = Runner()
+    runner = ScriptedRunner(PRESETS)
     async with session(runner) as client:
         result = await client.call_tool("wide_one", {"question": " What is 2+3? ", "n": 6})
     assert not result.isError
@@ -86,7 +68,7 @@ async def test_a_call_returns_the_answer_concisely_with_usage_as_structured_cont
 
 
 async def test_traces_come_only_when_asked_for():
-    async with session(Runner()) as client:
+    async with session(ScriptedRunner(PRESETS)) as client:
         result = await client.call_tool("a2r", {"question": "q", "include_traces": True})
     assert "long trace" in result.content[0].text and "thinking" in result.content[0].text
     assert result.structuredContent["paths"][0]["trace"] == "long trace"
@@ -113,7 +95,7 @@ async def test_traces_come_only_when_asked_for():
     ],
 )
 async def test_invalid_arguments_are_tool_errors_naming_the_field(arguments, message):
-    runner = Runner()
+    runner = ScriptedRunner(PRESETS)
     async with session(runner) as client:
         result = await client.call_tool("a2r", arguments)
     assert result.isError and message in result.content[0].text
@@ -121,7 +103,7 @@ async def test_invalid_arguments_are_tool_errors_naming_the_field(arguments, mes
 
 
 async def test_options_the_preset_cannot_take_are_tool_errors():
-    runner = Runner()
+    runner = ScriptedRunner(PRESETS)
     async with session(runner) as client:
         result = await client.call_tool("wide_one", {"question": "q", "n": 4})  # min_paths 6
     assert result.isError and "min_paths (6) must be <= n (4)" in result.content[0].text
@@ -130,7 +112,7 @@ async def test_options_the_preset_cannot_take_are_tool_errors():
 
 async def test_a_failed_run_is_a_tool_error_with_the_reason():
     failure = RunFailure("NotEnoughPathsError", "only 0 explorer path(s) succeeded")
-    async with session(Runner(failure)) as client:
+    async with session(ScriptedRunner(PRESETS, failure)) as client:
         result = await client.call_tool("a2r", {"question": "q"})
     assert result.isError
     assert result.content[0].text == (
@@ -139,7 +121,7 @@ async def test_a_failed_run_is_a_tool_error_with_the_reason():
 
 
 async def test_unknown_tools_and_run_contexts_are_protocol_errors():
-    runner = Runner()
+    runner = ScriptedRunner(PRESETS)
     async with session(runner) as client:
         with pytest.raises(McpError, match="Unknown tool: 'scratch'; tools: a2r, wide_one"):
             await client.call_tool("scratch", {"question": "q"})

@@ -21,28 +21,14 @@ from a2r_graph.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.runners import Finished, Preset, RunFailure, Token, merged
-from tests.fakes import fake_deployment
+from a2r_graph.runners import Preset, RunFailure, merged
+from tests.fakes import RUN_OUTPUT, ScriptedRunner, fake_deployment
 
 PRESETS = [
     Preset("a2r", "a2r-id", {}),
     Preset("wide", "wide-id", {"n": 8, "synthesizer": {"temperature": 0.7}}),
 ]
-OUTPUT = {
-    "question": "What is 2+3?",
-    "answer": "Both agree. \\boxed{5}",
-    "boxed_answer": "5",
-    "paths": [
-        {"index": 0, "boxed": "5", "error": None, "trace": "long trace", "answer": "a"},
-        {"index": 1, "boxed": None, "error": "HTTP 500", "trace": "", "answer": ""},
-    ],
-    "synthesis": {"trace": "thinking", "finish_reason": "stop"},
-    "usage": {
-        "explore": {"calls": 2, "input_tokens": 10, "output_tokens": 30, "cost": 0.001},
-        "synthesize": {"calls": 1, "input_tokens": 40, "output_tokens": 20, "cost": 0.002},
-        "total": {"calls": 3, "input_tokens": 50, "output_tokens": 50, "cost": 0.003},
-    },
-}
+OUTPUT = RUN_OUTPUT
 
 
 @pytest.fixture(autouse=True)
@@ -217,36 +203,6 @@ def test_inline_thinking_streams_as_reasoning(pieces, reasoning, answer):
     assert "".join(t.text for t in tokens if not t.reasoning) == answer
 
 
-class ScriptedRunner:
-    """A runner whose runs end with ``OUTPUT`` (streaming ``tokens``) or ``failure``."""
-
-    def __init__(
-        self, failure: RunFailure | None = None, tokens: list[Token] | None = None
-    ) -> None:
-        self.failure, self.tokens, self.runs = failure, tokens, []
-
-    async def presets(self) -> list[Preset]:
-        return PRESETS
-
-    async def invoke(self, preset: Preset, question: str, context: dict) -> dict:
-        self.runs.append((preset.name, question, context))
-        if self.failure:
-            raise self.failure
-        return OUTPUT
-
-    async def stream(self, preset: Preset, question: str, context: dict) -> AsyncIterator:
-        self.runs.append((preset.name, question, context))
-        for token in (
-            self.tokens
-            if self.tokens is not None
-            else [Token("think", True), Token("Both agree. "), Token("\\boxed{5}")]
-        ):
-            yield token
-        if self.failure:
-            raise self.failure
-        yield Finished(OUTPUT)
-
-
 def client_for(runner: ScriptedRunner) -> openai.OpenAI:
     http = TestClient(Starlette(routes=routes(runner)))
     return openai.OpenAI(
@@ -255,7 +211,7 @@ def client_for(runner: ScriptedRunner) -> openai.OpenAI:
 
 
 def test_the_openai_client_gets_the_answer_and_the_runs_usage():
-    runner = ScriptedRunner()
+    runner = ScriptedRunner(PRESETS)
     client = client_for(runner)
     reply = client.chat.completions.create(
         model="wide:n=4",
@@ -282,7 +238,7 @@ def test_the_openai_client_gets_the_answer_and_the_runs_usage():
 
 
 def test_streaming_sends_the_synthesizers_tokens_then_usage():
-    client = client_for(ScriptedRunner())
+    client = client_for(ScriptedRunner(PRESETS))
     chunks = list(
         client.chat.completions.create(
             model="a2r",
@@ -305,7 +261,7 @@ def test_streaming_sends_the_synthesizers_tokens_then_usage():
 
 
 def test_a_reply_that_did_not_stream_is_sent_whole():
-    client = client_for(ScriptedRunner(tokens=[]))
+    client = client_for(ScriptedRunner(PRESETS, tokens=[]))
     chunks = list(
         client.chat.completions.create(
             model="a2r", messages=[{"role": "user", "content": "q"}], stream=True
@@ -322,7 +278,7 @@ def test_failures_are_openai_errors():
         "EndpointUnavailableError",
         "synthesizer endpoint ... failed after 4 attempt(s): APIConnectionError: down",
     )
-    client = client_for(ScriptedRunner(failure))
+    client = client_for(ScriptedRunner(PRESETS, failure))
     with pytest.raises(openai.InternalServerError) as failed:
         client.chat.completions.create(model="a2r", messages=[{"role": "user", "content": "q"}])
     assert failed.value.status_code == 503
@@ -339,7 +295,7 @@ def test_failures_are_openai_errors():
 
 
 def test_a_context_the_deployment_refuses_is_a_400_before_anything_runs(monkeypatch):
-    runner = ScriptedRunner()
+    runner = ScriptedRunner(PRESETS)
     http = TestClient(Starlette(routes=routes(runner)))
     refused = http.post(
         "/v1/chat/completions",

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from a2r_graph.cli import _parser
 from a2r_graph.serve import DEFAULT_HOST, build_app, startup_problem
 from a2r_graph.tool import DESCRIPTION
-from tests.fakes import fake_deployment
-from tests.unit.test_openai_api import ScriptedRunner
+from tests.fakes import ScriptedRunner, fake_deployment
+from tests.unit.test_openai_api import PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_serve_will_not_start_without_a_key_or_a_model(deployment, capsys):
 
 def test_every_route_but_ok_needs_the_key(deployment):
     deployment.setenv("A2R_SERVER_API_KEY", "sk-right")
-    with TestClient(build_app(ScriptedRunner())) as http:
+    with TestClient(build_app(ScriptedRunner(PRESETS))) as http:
         assert http.get("/ok").status_code == 200
         for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "wrong"}):
             for method, path in (
@@ -64,7 +64,7 @@ def test_every_route_but_ok_needs_the_key(deployment):
 
 def test_auth_none_serves_without_a_key(deployment):
     deployment.setenv("A2R_SERVER_AUTH", "none")
-    with TestClient(build_app(ScriptedRunner(), mcp=False)) as http:
+    with TestClient(build_app(ScriptedRunner(PRESETS), mcp=False)) as http:
         assert http.get("/v1/models").status_code == 200
         assert http.post("/mcp", json={}).status_code == 404
 
