@@ -131,6 +131,27 @@ def _context_options() -> argparse.ArgumentParser:
     policies.add_argument(
         "--budget-cost", type=positive_float, help="explorer cost cap per run (with --waves)"
     )
+    synthesis = options.add_argument_group("the synthesizer's references (README: Configuration)")
+    synthesis.add_argument(
+        "--order",
+        choices=("index", "grouped"),
+        help="grouped: references with the same final answer together, the most common first",
+    )
+    synthesis.add_argument(
+        "--dedupe", action="store_true", default=None, help="one reference per final answer"
+    )
+    synthesis.add_argument(
+        "--tally",
+        action="store_true",
+        default=None,
+        help="tell the synthesizer how many references share each final answer",
+    )
+    synthesis.add_argument(
+        "--select",
+        action="store_true",
+        default=None,
+        help="the synthesizer picks the best reference instead of writing an answer (GenSelect)",
+    )
     options.add_argument(
         "--run-timeout", type=positive_float, help="seconds for the whole run (default: no limit)"
     )
@@ -215,6 +236,11 @@ def context_from_args(args: argparse.Namespace) -> A2RContext:
         fields["confidence"] = {"top_logprobs": args.confidence}
     if args.agree_share is not None:
         fields["agreement"] = {"min_share": args.agree_share}
+    references = {"order": args.order, "dedupe": args.dedupe, "tally": args.tally}
+    if any(v is not None for v in references.values()):
+        fields["references"] = {k: v for k, v in references.items() if v is not None}
+    if args.select:
+        fields["synthesis_mode"] = "select"
     budget = {"max_output_tokens": args.budget_tokens, "max_cost": args.budget_cost}
     if any(v is not None for v in budget.values()):
         fields["budget"] = {k: v for k, v in budget.items() if v is not None}

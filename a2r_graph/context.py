@@ -168,6 +168,25 @@ class Budget(BaseModel):
         return self
 
 
+class ReferenceOptions(BaseModel):
+    """How the answer components are laid out for the synthesizer (``policies.arrange``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order: Literal["index", "grouped"] = Field(
+        "index",
+        description="index: in path order; grouped: references with the same final answer "
+        "together, the most common answer first.",
+    )
+    dedupe: bool = Field(
+        False, description="One reference per distinct final answer (the first path's)."
+    )
+    tally: bool = Field(
+        False,
+        description="Tell the synthesizer how many references share each final answer.",
+    )
+
+
 STAGES = ("explorer", "synthesizer")
 _SETTINGS_KWARGS = frozenset({"_case_sensitive", "_env_prefix", "_env_nested_delimiter"})
 
@@ -260,6 +279,15 @@ class A2RContext(BaseSettings):
         "(needs confidence).",
     )
     budget: Budget | None = Field(None, description="Cap on the explorers' spend per run.")
+    references: ReferenceOptions = Field(
+        default_factory=ReferenceOptions,
+        description="Order, deduplication and an answer tally of the synthesizer's references.",
+    )
+    synthesis_mode: Literal["synthesize", "select"] = Field(
+        "synthesize",
+        description="synthesize: the synthesizer writes its own answer (A2R); select: it "
+        "names the best reference (GenSelect), whose answer is the run's (prompt selector.txt).",
+    )
 
     def __init__(self, **values: Any) -> None:
         # extra="ignore" must stay, for unrelated A2R_* variables; a misspelt keyword

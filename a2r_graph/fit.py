@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import ContextOverflowError
+from a2r_graph.policies import tally_note
 from a2r_graph.prompts import render_synthesizer_prompt
 from a2r_graph.state import ReferenceFit
 
@@ -45,8 +46,14 @@ async def fit_references(
 ) -> tuple[str, ReferenceFit]:
     """The synthesizer prompt over ``references``, made to fit ``window`` by the policy."""
 
+    template = "selector" if context.synthesis_mode == "select" else "synthesizer"
+
     def render(refs: Sequence[Reference]) -> str:
-        return render_synthesizer_prompt(question, [a for _, a in refs], context.prompts_dir)
+        answers = [a for _, a in refs]
+        note = tally_note(answers) if context.references.tally else ""
+        return render_synthesizer_prompt(
+            question, answers, context.prompts_dir, template=template, note=note
+        )
 
     prompt = render(references)
     fit = ReferenceFit(

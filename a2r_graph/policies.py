@@ -11,8 +11,8 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
-from a2r_graph.answers import canonical_answer
-from a2r_graph.context import A2RContext, Agreement, Budget, ConfidenceConfig
+from a2r_graph.answers import canonical_answer, last_boxed
+from a2r_graph.context import A2RContext, Agreement, Budget, ConfidenceConfig, ReferenceOptions
 
 
 class Agreed(TypedDict):
@@ -75,3 +75,45 @@ def wave_size(context: A2RContext, explored: int) -> int:
     """How many paths the next wave explores after ``explored`` (all the rest without waves)."""
     target = next((wave for wave in context.waves if wave > explored), context.n)
     return max(target - explored, 0)
+
+
+def _groups(paths: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Paths grouped by equivalent final answer, in order of first appearance; a path
+    without a final answer is a group of its own."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for path in paths:
+        key = canonical_answer(path.get("boxed"))
+        groups.setdefault(key if key is not None else ("none", path["index"]), []).append(path)
+    return list(groups.values())
+
+
+def arrange(usable: Sequence[dict[str, Any]], options: ReferenceOptions) -> list[dict[str, Any]]:
+    """The synthesizer's references: ``grouped`` puts paths with the same final answer
+    together, the largest group first (ties: first seen); ``dedupe`` keeps one per answer."""
+    groups = _groups(usable)
+    if options.order == "grouped":
+        groups.sort(key=len, reverse=True)  # stable: equal sizes keep their first-seen order
+    if options.dedupe:
+        groups = [group[:1] for group in groups]
+    kept = [path for group in groups for path in group]
+    return kept if options.order == "grouped" else sorted(kept, key=lambda p: p["index"])
+
+
+def tally_note(answers: Sequence[str]) -> str:
+    """How many references share each final answer, for the synthesizer."""
+    paths = [{"index": i, "boxed": last_boxed(a)} for i, a in enumerate(answers)]
+    counts = sorted(_groups(paths), key=len, reverse=True)
+    parts = [
+        f"{group[0]['boxed'] if group[0]['boxed'] is not None else 'no boxed answer'} "
+        f"({len(group)} of {len(answers)})"
+        for group in counts
+    ]
+    return "Final answers of the references: " + ", ".join(parts) + "."
+
+
+def selected_index(boxed: str | None, reference_paths: Sequence[int]) -> int | None:
+    """The path the selector named (``\\boxed{k}``: the k-th reference), or None."""
+    text = (boxed or "").strip().lstrip("#").strip()
+    if not text.isdigit() or not 1 <= int(text) <= len(reference_paths):
+        return None
+    return reference_paths[int(text) - 1]

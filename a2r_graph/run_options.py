@@ -40,6 +40,8 @@ RUN_FIELDS = (
     "waves",
     "top_references",
     "budget",
+    "references",
+    "synthesis_mode",
 )
 """Top-level context fields a run may set."""
 RUN_STAGE_FIELDS = ("model", "base_url", "temperature", "top_p", "max_tokens", "seed")

@@ -100,6 +100,9 @@ class Decisions(TypedDict, total=False):
     """The budget stopped exploring: what was ``spent`` and the path indices ``skipped``."""
     references: list[int]
     """The paths whose answer components the synthesizer got (with ``top_references``)."""
+    selected: int | None
+    """The path the selector chose (``synthesis_mode="select"``); None: it named no
+    reference, and the most common answer was taken."""
 
 
 class A2RInput(TypedDict):
@@ -145,6 +148,8 @@ class A2RState(A2RInput, A2ROutput):
     usage: Annotated[dict[str, StageUsage], operator.or_]
     synthesizer_prompt: str
     """The exact prompt sent to the synthesizer: instruction, question, references."""
+    reference_paths: list[int]
+    """The path index of each reference in ``synthesizer_prompt``, in order."""
     explored_question: str
     """The question the ``paths`` answer: rerunning it on a thread whose run did not finish
     keeps the answered paths (see ``nodes.dispatch``)."""

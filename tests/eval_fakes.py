@@ -17,7 +17,7 @@ def problems(tmp_path, *rows):
     return load_problems(str(path))
 
 
-async def evaluate(tmp_path, todo, explorer, synthesizer, *, n=2, ns=(2,), **context):
+async def evaluate(tmp_path, todo, explorer, synthesizer, *, n=2, ns=(2,), variants=(), **context):
     async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
         graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
         with Verifier(timeout_s=60) as verifier:
@@ -29,5 +29,6 @@ async def evaluate(tmp_path, todo, explorer, synthesizer, *, n=2, ns=(2,), **con
                 out_dir=tmp_path,
                 concurrency=1,
                 verifier=verifier,
+                variants=variants,
             )
     return read_results(tmp_path / RESULTS_FILE)

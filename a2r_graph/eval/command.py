@@ -12,8 +12,15 @@ from typing import Any
 
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, load_problems
+from a2r_graph.eval.policies import VARIANTS
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
-from a2r_graph.eval.runner import RESULTS_FILE, read_results, result_key, run_eval
+from a2r_graph.eval.runner import (
+    NO_POLICIES,
+    RESULTS_FILE,
+    read_results,
+    result_key,
+    run_eval,
+)
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from a2r_graph.threads import sqlite_checkpointer
@@ -54,6 +61,14 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "prompt, the synthesizer's endpoint, sampling and prices): its own Pass@1 and Cons@N, "
         "the baseline A2R must beat",
     )
+    evaluate.add_argument(
+        "--variants",
+        nargs="+",
+        choices=tuple(VARIANTS),
+        default=[],
+        help="also judge these synthesis options at the largest N, over the same paths "
+        "(one more synthesis each): " + "; ".join(f"{k}: {v[0]}" for k, v in VARIANTS.items()),
+    )
     for field in Fields.__dataclass_fields__:
         evaluate.add_argument(f"--{field}-field", default=getattr(Fields(), field))
 
@@ -69,6 +84,13 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     ns = sorted(set(args.ns or [context.n]))
     if ns[-1] > context.n or ns[0] < 1:
         raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
+    if chosen := [name for name in NO_POLICIES if getattr(context, name) != NO_POLICIES[name]]:
+        print(
+            f"a2r eval: {', '.join(chosen)} not applied while sampling: every path is explored "
+            "and synthesized, and each policy is judged by replaying the samples (the "
+            "table's policy block; --confidence adds the confidence-based ones)",
+            file=sys.stderr,
+        )
     fields = Fields(args.id_field, args.problem_field, args.answer_field)
     problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
     from a2r_graph.cli import interruptible  # here: the CLI module imports this one
@@ -153,6 +175,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
                     out_dir=args.out,
                     runs=args.runs,
                     alone=args.alone or 0,
+                    variants=args.variants,
                     concurrency=args.concurrency,
                     run_name=args.name or args.source,
                     verifier=verifier,

@@ -9,7 +9,8 @@ At N (the largest reported), over the first N paths and the syntheses the eval a
 - ``waves_shortcut``: waves [N/2] with the shortcut: no synthesis when either wave agrees;
 - ``top_references`` (confidence on): one more synthesis, over the N/2 most confident paths;
 - ``cons_weighted``, ``cons_top50`` (confidence on): DeepConf's baselines, confidence-weighted
-  voting over all N paths and over the most confident half.
+  voting over all N paths and over the most confident half;
+- ``VARIANTS`` (``a2r eval --variants``): synthesis options, one more synthesis each.
 
 Each uses the graph's own decision functions (``a2r_graph.policies``), so the replay is the
 graph's behaviour on these samples.
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from a2r_graph.context import Agreement, ConfidenceConfig
+from a2r_graph.context import Agreement, ConfidenceConfig, ReferenceOptions
 from a2r_graph.eval.metrics import majority_vote
 from a2r_graph.policies import agreement, confidence_of, most_confident
 
@@ -34,6 +35,19 @@ POLICIES = {
     "cons_top50": "Cons@N, top 50% confident",
 }
 """Replayed policies: key -> label in the table and the plot."""
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tally": ("references + answer tally", {"references": ReferenceOptions(tally=True)}),
+    "grouped": ("references grouped by answer", {"references": ReferenceOptions(order="grouped")}),
+    "dedupe": ("one reference per answer", {"references": ReferenceOptions(dedupe=True)}),
+    "grouped_tally": (
+        "grouped + tally",
+        {"references": ReferenceOptions(order="grouped", tally=True)},
+    ),
+    "select": ("select mode (GenSelect)", {"synthesis_mode": "select"}),
+}
+"""Synthesis options ``a2r eval --variants`` judges: one more synthesis each, over the same
+first N paths. Key -> (label, the ``A2RContext`` fields it sets)."""
 
 Equivalent = Callable[[str, str | None], Awaitable[bool]]
 Synthesize = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from a2r_graph.eval.metrics import mean_of, pass_at_1
-from a2r_graph.eval.policies import POLICIES
+from a2r_graph.eval.policies import POLICIES, VARIANTS
+
+
+def policy_label(name: str) -> str:
+    """A replayed policy's or synthesis option's label in the table and the plot."""
+    return POLICIES[name] if name in POLICIES else VARIANTS[name][0]
+
+
 from a2r_graph.eval.runner import is_failed
 
 
@@ -98,7 +105,7 @@ def _policies(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per replayed policy (``eval.policies``): accuracy, tokens and cost per query, and how
     often it answered without the synthesizer, over the rows that have it."""
     out: dict[str, Any] = {}
-    for name in POLICIES:
+    for name in [*POLICIES, *VARIANTS]:
         cells = [row["policies"][name] for row in rows if name in row.get("policies", {})]
         if not cells:
             continue
@@ -135,7 +142,7 @@ def policy_table(summary: dict[str, Any]) -> str:
     ]
     rows += [
         (
-            POLICIES[name],
+            policy_label(name),
             p["accuracy"],
             p["tokens_per_query"],
             p["cost_per_query"],
@@ -258,7 +265,7 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
             [policy[f"{unit}_per_query"]],
             [policy["accuracy"]],
             marker="x",
-            label=POLICIES[name],
+            label=policy_label(name),
             zorder=3,
         )
     axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")

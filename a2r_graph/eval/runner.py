@@ -32,7 +32,7 @@ from a2r_graph.context import A2RContext
 from a2r_graph.errors import A2RError, UnknownThreadError
 from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
-from a2r_graph.eval.policies import replay
+from a2r_graph.eval.policies import VARIANTS, replay
 from a2r_graph.eval.verify import Verifier
 
 RESULTS_FILE = "results.jsonl"
@@ -110,9 +110,11 @@ async def evaluate_problem(
     run_name: str,
     *,
     alone: int = 0,
+    variants: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One problem, one repetition: the JSON line of ``results.jsonl``. With ``alone`` > 0,
-    the synthesizer's model also answers alone that many times (the baseline A2R must beat)."""
+    the synthesizer's model also answers alone that many times (the baseline A2R must beat);
+    each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at the largest N."""
     started = time.perf_counter()
     k = context.n
     thread_id = f"{run_name}/{problem.id}/{repetition}"
@@ -232,6 +234,22 @@ async def evaluate_problem(
         policies = await replay(
             paths, by_n, top, problem.answer, correct, context.confidence, synthesize_top
         )
+        for variant in variants:  # the synthesis options, over the same first N paths
+            v_context = seeded.model_copy(update={"n": top, **VARIANTS[variant][1]})
+            synthesis = await synthesize_over(
+                graph,
+                f"{thread_id}/N{top}/{variant}",
+                problem.problem,
+                full["paths"][:top],
+                v_context,
+            )
+            policies[variant] = {
+                "boxed": synthesis["boxed_answer"],
+                "correct": await correct(problem.answer, synthesis["boxed_answer"]),
+                "usage": _sum_usage(
+                    [*(p["usage"] for p in paths[:top]), synthesis["synthesis"]["usage"]]
+                ),
+            }
     except A2RError as error:
         return failed(f"policies: {type(error).__name__}: {error}")
     return {
@@ -301,6 +319,7 @@ async def run_eval(
     run_name: str = "eval",
     verifier: Verifier,
     alone: int = 0,
+    variants: Sequence[str] = (),
     on_result: Callable[[dict[str, Any]], None] = lambda line: None,
 ) -> Path:
     """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
@@ -324,7 +343,15 @@ async def run_eval(
     async def one(problem: Problem, repetition: int) -> None:
         async with gate:
             line = await evaluate_problem(
-                graph, problem, repetition, ns, context, verifier, run_name, alone=alone
+                graph,
+                problem,
+                repetition,
+                ns,
+                context,
+                verifier,
+                run_name,
+                alone=alone,
+                variants=variants,
             )
         async with write:
             with results_path.open("a", encoding="utf-8") as results:

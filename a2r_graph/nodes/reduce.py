@@ -10,7 +10,7 @@ from a2r_graph.context import A2RContext
 from a2r_graph.endpoint import context_window, count_prompt_tokens
 from a2r_graph.errors import NotEnoughPathsError
 from a2r_graph.fit import fit_references
-from a2r_graph.policies import most_confident
+from a2r_graph.policies import arrange, most_confident
 from a2r_graph.runtime import context_of
 from a2r_graph.state import A2RState, stage_usage
 
@@ -26,6 +26,7 @@ async def reduce(state: A2RState, runtime: Runtime[A2RContext]) -> dict:
     if context.top_references is not None and context.confidence is not None:
         usable = most_confident(usable, context.top_references, context.confidence.measure)
         decisions = {**decisions, "references": [path["index"] for path in usable]}
+    usable = arrange(usable, context.references)
     stage, timeout_s = context.synthesizer, context.request_timeout_s
     prompt, fit = await fit_references(
         state["question"],
@@ -38,6 +39,7 @@ async def reduce(state: A2RState, runtime: Runtime[A2RContext]) -> dict:
     return {
         "synthesizer_prompt": prompt,
         "reference_fit": fit,
+        "reference_paths": [p["index"] for p in usable if p["index"] not in fit["dropped"]],
         "decisions": decisions,
         "usage": {"explore": stage_usage(paths)},
     }

@@ -1,7 +1,8 @@
 """Prompt files and how they are filled in.
 
-``explorer.txt`` and ``synthesizer.txt`` are plain text with ``{question}`` and
-``{references}`` placeholders; anything else (LaTeX braces included) is literal.
+``explorer.txt``, ``synthesizer.txt`` and ``selector.txt`` (the select mode's) are plain text
+with ``{question}`` and ``{references}`` placeholders; anything else (LaTeX braces included)
+is literal.
 Point ``A2RContext.prompts_dir`` at a directory holding edited copies to override them.
 """
 
@@ -13,7 +14,11 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-PLACEHOLDERS = {"explorer": ("question",), "synthesizer": ("question", "references")}
+PLACEHOLDERS = {
+    "explorer": ("question",),
+    "synthesizer": ("question", "references"),
+    "selector": ("question", "references"),
+}
 _PLACEHOLDER = re.compile(r"\{(question|references)\}")
 
 
@@ -89,11 +94,14 @@ def render_explorer_prompt(question: str, prompts_dir: Path | None = None) -> st
 
 
 def render_synthesizer_prompt(
-    question: str, answers: Sequence[str], prompts_dir: Path | None = None
+    question: str,
+    answers: Sequence[str],
+    prompts_dir: Path | None = None,
+    *,
+    template: str = "synthesizer",
+    note: str = "",
 ) -> str:
-    """The synthesizer's prompt Q' = instruction + Q + references (shared with RL curation)."""
-    return _fill(
-        load_prompt("synthesizer", prompts_dir),
-        question=question,
-        references=format_references(answers),
-    )
+    """The synthesizer's prompt Q' = instruction + Q + references (shared with RL curation);
+    ``template`` "selector" for the select mode, ``note`` a line after the references."""
+    references = format_references(answers) + (f"\n\n{note}" if note else "")
+    return _fill(load_prompt(template, prompts_dir), question=question, references=references)

@@ -74,3 +74,30 @@ async def test_without_confidence_only_the_agreement_policies_are_replayed(tmp_p
     explorer = scripted(*[reply("\\boxed{5}")] * 2)
     lines = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{5}")), n=2, ns=(2,))
     assert set(lines[0]["policies"]) == {"shortcut", "shortcut_75"}
+
+
+async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_paths(tmp_path):
+    todo = problems(tmp_path, ("a", "q1", "7"))
+    explorer = scripted(path(8, SURE), path(7, SURE))
+    synthesizer = scripted(
+        reply("\\boxed{8}"),  # N=2, plain
+        reply("\\boxed{7}", output_tokens=30),  # tally
+        reply("the second: \\boxed{2}", output_tokens=40),  # select
+    )
+    [line] = await evaluate(
+        tmp_path, todo, explorer, synthesizer, n=2, ns=(2,), variants=("tally", "select")
+    )
+    assert len(explorer.calls) == 2 and len(synthesizer.calls) == 3
+    assert "Final answers of the references: 8 (1 of 2), 7 (1 of 2)." in synthesizer.calls[1][0]
+    assert "Candidate solutions:" in synthesizer.calls[2][0]
+    assert line["by_n"]["2"]["a2r_correct"] is False
+    assert line["policies"]["tally"]["correct"] is True
+    assert line["policies"]["select"] | {"usage": None} == {
+        "boxed": "7",
+        "correct": True,
+        "usage": None,
+    }
+    assert line["policies"]["select"]["usage"]["output_tokens"] == 20 + 40
+    summary = summarize([line], (2,))
+    assert summary["policies"]["tally"]["accuracy"] == 100.0
+    assert "| select mode (GenSelect) | 100.0 |" in markdown_table(summary, "b", "m")

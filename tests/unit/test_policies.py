@@ -268,3 +268,59 @@ async def test_decisions_are_events_on_the_run_span_and_confidence_on_the_path_s
     assert len(calls) == 4
     means = sorted(c.attributes["a2r.confidence.mean"] for c in calls)
     assert means == pytest.approx([0.7, 2.505, 2.505, 2.505])
+
+
+# -- how the references are laid out, and the select mode --------------------------------
+
+
+def references_in(prompt):
+    import re
+
+    return re.findall(r"<reference\d+>\nso \\boxed\{(\w+)\}", prompt)
+
+
+@pytest.mark.parametrize(
+    ("references", "expected"),
+    [
+        ({}, ["7", "8", "7", "9", "8", "7"]),
+        ({"order": "grouped"}, ["7", "7", "7", "8", "8", "9"]),
+        ({"dedupe": True}, ["7", "8", "9"]),
+        ({"order": "grouped", "dedupe": True}, ["7", "8", "9"]),
+    ],
+)
+async def test_references_in_path_order_grouped_or_deduplicated(references, expected):
+    synthesizer = scripted(reply("\\boxed{7}"))
+    explorer = scripted(*[boxed(a) for a in ["7", "8", "7", "9", "8", "7"]])
+    await run(explorer, synthesizer, n=6, references=references)
+    assert references_in(synthesizer.calls[0][0]) == expected
+
+
+async def test_the_tally_tells_how_many_references_share_each_answer():
+    synthesizer = scripted(reply("\\boxed{7}"))
+    explorer = scripted(boxed(8), boxed(7), boxed("7.0"), reply("no box"))
+    await run(explorer, synthesizer, n=4, references={"tally": True})
+    assert (
+        synthesizer.calls[0][0]
+        .rstrip()
+        .endswith(
+            "Final answers of the references: 7 (2 of 4), 8 (1 of 4), no boxed answer (1 of 4)."
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("named", "selected", "answer"),
+    [("2", 1, "9"), ("#1", 0, "8"), ("7", None, "9"), (None, None, "9")],
+)
+async def test_select_mode_answers_with_the_named_reference(named, selected, answer):
+    explorer = scripted(boxed(8), boxed(9, tokens=11), boxed(9, tokens=12))
+    selector = scripted(reply(f"The second is right: \\boxed{{{named}}}" if named else "unsure"))
+    result, _ = await run(
+        explorer, selector, n=3, synthesis_mode="select", references={"dedupe": True}
+    )
+    assert "Candidate solutions:" in selector.calls[0][0]  # the selector's prompt
+    assert references_in(selector.calls[0][0]) == ["8", "9"]
+    assert result["decisions"]["selected"] == selected
+    # no valid reference named: the most common answer of the usable paths
+    assert result["boxed_answer"] == answer
+    assert result["usage"]["synthesize"]["calls"] == 1

@@ -40,9 +40,28 @@ def test_a_run_may_choose_how_to_sample(deployment):
     assert context.synthesizer.model == "synthesizer-model"
 
 
+def test_a_run_may_choose_its_policies(deployment):
+    policies = {
+        "confidence": {"top_logprobs": 3},
+        "shortcut": True,
+        "agreement": {"min_share": 0.75},
+        "waves": [2],
+        "top_references": 2,
+        "budget": {"max_output_tokens": 900},
+    }
+    context = run_context(policies)
+    assert context.confidence.top_logprobs == 3 and context.shortcut
+    assert context.agreement.min_share == 0.75 and context.waves == (2,)
+    assert context.top_references == 2 and context.budget.max_output_tokens == 900
+    assert context.explorer.url == OPERATOR  # the deployment's endpoints stay
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        ({"budget": {"max_cost": "x"}, "waves": [1]}, "context.budget.max_cost: Input should be"),
+        ({"agreement": {"quorum": 3}}, "context.agreement.quorum: unknown field"),
+        ({"confidence": {"top_logprobs": 50}}, "context.confidence.top_logprobs: Input should be"),
         ({"explorer": {"api_key_env": "DB_PASSWORD"}}, "context.explorer.api_key_env: set by"),
         ({"synthesizer": {"extra_body": {"n": 64}}}, "context.synthesizer.extra_body: set by"),
         ({"explorer": {"input_price_per_mtok": 0}}, "(A2R_EXPLORER__INPUT_PRICE_PER_MTOK)"),
