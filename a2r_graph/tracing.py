@@ -30,10 +30,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from a2r_graph.confidence import path_confidence, token_confidences
 from a2r_graph.context import token_cost
+from a2r_graph.metrics import RunMetrics
 from a2r_graph.state import stage_usage
 
 GRAPH_NAME = "a2r"
@@ -88,6 +90,7 @@ class _Run:
     """One A2R graph run's open spans."""
 
     span: Span
+    started: float = field(default_factory=time.perf_counter)
     stages: dict[str, Span] = field(default_factory=dict)
     explore_paths: list[Any] = field(default_factory=list)
     explore_end_ns: int | None = None
@@ -100,6 +103,12 @@ class _Call:
     output_price_per_mtok: float
     confidence_windows: tuple[int, int] | None = None
     """(group_size, tail_tokens) when the call asked for logprobs."""
+    metric_attributes: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def prices(self) -> tuple[float, float]:
+        return self.input_price_per_mtok, self.output_price_per_mtok
 
 
 class A2RTracer(BaseCallbackHandler):
@@ -111,8 +120,13 @@ class A2RTracer(BaseCallbackHandler):
 
     run_inline = True  # called in the caller's task: no thread hop, ordered with the run
 
-    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self._tracer_provider = tracer_provider
+        self._metrics = RunMetrics(meter_provider)
         self._runs: dict[UUID, _Run] = {}  # graph run id -> its spans
         self._run_of: dict[UUID, UUID] = {}  # descendant run id -> graph run id
         self._span_of: dict[UUID, Span] = {}  # run id -> the span its children nest under
@@ -221,26 +235,41 @@ class A2RTracer(BaseCallbackHandler):
             meta.get("a2r.input_price_per_mtok", 0.0),
             meta.get("a2r.output_price_per_mtok", 0.0),
             windows if None not in windows else None,
+            {
+                key: attributes[key]
+                for key in (
+                    "gen_ai.operation.name",
+                    "gen_ai.provider.name",
+                    "gen_ai.request.model",
+                    "a2r.stage",
+                )
+            },
         )
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._calls.pop(run_id, None)
         if call is None:
             return
+        tokens: tuple[int, int] | None = None
         try:
-            self._record_reply(call, response)
+            tokens = self._record_reply(call, response)
         finally:
             call.span.end()
+            cost = 0.0 if tokens is None else token_cost(*tokens, *call.prices)
+            self._metrics.call(
+                call.metric_attributes, time.perf_counter() - call.started, tokens, cost
+            )
 
     @staticmethod
-    def _record_reply(call: _Call, response: LLMResult) -> None:
+    def _record_reply(call: _Call, response: LLMResult) -> tuple[int, int] | None:
         """The reply's model, finish reason, usage and cost, as far as the reply has them: a
         malformed one (no generation, token counts that are not integers) records less, and
-        never raises from the callback."""
+        never raises from the callback. Returns the (input, output) tokens, if readable."""
         span = call.span
         generations = response.generations[0] if response.generations else []
         if not generations:
-            return
+            return None
+        counted: tuple[int, int] | None = None
         generation = generations[0]
         message = getattr(generation, "message", None)
         metadata = getattr(message, "response_metadata", None)
@@ -256,14 +285,10 @@ class A2RTracer(BaseCallbackHandler):
         if isinstance(usage, dict):
             tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
             if _is_count(tokens_in) and _is_count(tokens_out):
+                counted = (tokens_in, tokens_out)
                 span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
                 span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
-                span.set_attribute(
-                    "a2r.cost",
-                    token_cost(
-                        tokens_in, tokens_out, call.input_price_per_mtok, call.output_price_per_mtok
-                    ),
-                )
+                span.set_attribute("a2r.cost", token_cost(*counted, *call.prices))
         if call.confidence_windows and (
             measures := path_confidence(
                 token_confidences(info.get("logprobs")), *call.confidence_windows
@@ -274,12 +299,15 @@ class A2RTracer(BaseCallbackHandler):
         if capture_content() and isinstance(message, BaseMessage):
             output = [_message_json(message)]
             span.set_attribute("gen_ai.output.messages", json.dumps(output, ensure_ascii=False))
+        return counted
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._calls.pop(run_id, None)
         if call is not None:
             _record_error(call.span, error)
             call.span.end()
+            seconds = time.perf_counter() - call.started
+            self._metrics.call(call.metric_attributes, seconds, None, 0.0, error)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A policy decision (``nodes.announce``): an event on the run's span."""
@@ -343,6 +371,12 @@ class A2RTracer(BaseCallbackHandler):
         if error is not None:
             _record_error(run.span, error)
         run.span.end()
+        outputs = outputs if isinstance(outputs, dict) else {}
+        outcome = "error" if error is not None else "answered"
+        if error is None and (outputs.get("decisions") or {}).get("shortcut"):
+            outcome = "shortcut"
+        failed = sum(1 for path in outputs.get("paths", []) if path.get("error"))
+        self._metrics.run(outcome, time.perf_counter() - run.started, failed)
 
 
 def _attribute(value: Any) -> Any:

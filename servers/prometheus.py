@@ -1,0 +1,119 @@
+"""A Prometheus server (Debian's ``prometheus`` package) scraping local targets, for tests and
+for watching a run's metrics next to vLLM's. ``python -m servers.prometheus serve HOST:PORT ...``
+scrapes those targets' ``/metrics`` every second on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+
+from servers._common import NO_PROXY_OPENER, ManagedServer, ServerError
+
+INSTALL_HINT = "apt-get install prometheus (Debian), or put a prometheus 2.x binary on PATH"
+
+
+class PrometheusError(ServerError):
+    """Prometheus is missing or did not start."""
+
+
+class PrometheusServer(ManagedServer):
+    """``prometheus`` scraping ``targets`` (``host:port`` or URLs of a ``/metrics`` page) every
+    ``interval`` seconds, its data in a private temp dir."""
+
+    display_name = "Prometheus"
+    log_prefix = "[a2r-prometheus]"
+    error_class = PrometheusError
+    tmp_prefix = "prometheus-"
+    log_glob = "prometheus-*.log"
+
+    def __init__(
+        self, targets: Sequence[str], *, interval: float = 1.0, port: int | None = None
+    ) -> None:
+        super().__init__(port, None, host="127.0.0.1", startup_timeout=60, env=None)
+        self.targets, self.interval = list(targets), interval
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._started_port()}"
+
+    def query(self, promql: str) -> list[dict]:
+        """The instant vector of ``promql`` (``data.result``)."""
+        query = urllib.parse.urlencode({"query": promql})
+        with NO_PROXY_OPENER.open(f"{self.url}/api/v1/query?{query}", timeout=10) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise PrometheusError(f"query {promql!r} failed: {body}")
+        return body["data"]["result"]
+
+    def _prepare(self) -> Path:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise PrometheusError(f"prometheus is not installed: {INSTALL_HINT}")
+        return Path(binary)
+
+    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
+        jobs = []
+        for i, target in enumerate(self.targets):
+            parts = urllib.parse.urlsplit(target if "//" in target else f"http://{target}")
+            jobs.append(
+                {
+                    "job_name": f"target{i}",
+                    "metrics_path": parts.path or "/metrics",
+                    "static_configs": [{"targets": [parts.netloc]}],
+                }
+            )
+        interval = f"{round(self.interval * 1000)}ms"
+        config = {"global": {"scrape_interval": interval}, "scrape_configs": jobs}
+        (tmp_dir / "prometheus.yml").write_text(json.dumps(config))  # YAML is a JSON superset
+
+    def _server_command(self, python: Path) -> list[str]:
+        assert self._tmp_dir is not None
+        return [
+            str(python),
+            f"--config.file={self._tmp_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self._tmp_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self._started_port()}",
+        ]
+
+    def server_env(self) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin"}
+
+    def _ready_url(self) -> str:
+        return f"{self.url}/-/ready"
+
+    def _default_log_name(self) -> str:
+        return f"prometheus-{self._started_port()}.log"
+
+    def _starting_message(self) -> str:
+        return f"starting Prometheus on {self.url}, scraping {', '.join(self.targets)}"
+
+    def _ready_message(self, seconds: float) -> str:
+        return f"Prometheus ready in {seconds:.0f}s"
+
+    def stop(self, grace: float = 10.0) -> None:
+        self._shutdown(grace)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m servers.prometheus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="scrape TARGETS until Ctrl-C")
+    serve.add_argument("targets", nargs="+", help="host:port or a /metrics URL")
+    serve.add_argument("--port", type=int, help="listen port (default: a free one)")
+    args = parser.parse_args(argv)
+    with PrometheusServer(args.targets, port=args.port) as server:
+        print(f"Prometheus on {server.url}; Ctrl-C to stop", flush=True)
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""OpenTelemetry metrics (GenAI client metrics, runs, failures, shortcuts, cost), read back from
+the SDK's in-memory reader: their totals equal the runs' own usage."""
+
+import os
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from a2r_graph import build_graph
+from tests.fakes import factory, make_context, reply, scripted
+
+PRICES = {"input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+DOWN = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1"))
+
+
+def points(reader):
+    """{(metric name, frozenset of attributes): value (sum for histograms)}."""
+    out = {}
+    for resource in reader.get_metrics_data().resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    key = (metric.name, frozenset(point.attributes.items()))
+                    out[key] = getattr(point, "sum", getattr(point, "value", None))
+    return out
+
+
+def total(data, name, **attributes):
+    wanted = set(attributes.items())
+    return sum(v for (metric, attrs), v in data.items() if metric == name and wanted <= attrs)
+
+
+async def test_metrics_add_up_to_the_runs_usage():
+    reader = InMemoryMetricReader()
+    explorer = scripted(
+        reply("\\boxed{1}", input_tokens=100, output_tokens=10),
+        reply("\\boxed{2}", input_tokens=100, output_tokens=20),
+        DOWN,
+        reply("\\boxed{5}", input_tokens=100, output_tokens=30),  # shortcut run, path 0
+        reply("\\boxed{5}", input_tokens=100, output_tokens=40),
+    )
+    synthesizer = scripted(reply("\\boxed{2}", input_tokens=500, output_tokens=50))
+    graph = build_graph(
+        factory(explorer, synthesizer), meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    stage = {"model": "explorer-model", **PRICES}
+    context = make_context(n=3, max_attempts=1, explorer=stage)
+    first = await graph.ainvoke({"question": "q?"}, context=context)
+    second = await graph.ainvoke(
+        {"question": "q?"}, context=make_context(n=2, shortcut=True, explorer=stage)
+    )
+    data = points(reader)
+
+    for kind in ("input", "output"):
+        key = f"{kind}_tokens"
+        recorded = first["usage"]["total"][key] + second["usage"]["total"][key]
+        assert total(data, "gen_ai.client.token.usage", **{"gen_ai.token.type": kind}) == recorded
+    assert (
+        total(
+            data,
+            "gen_ai.client.token.usage",
+            **{"a2r.stage": "synthesizer", "gen_ai.token.type": "output"},
+        )
+        == 50
+    )
+    explorer_cost = first["usage"]["explore"]["cost"] + second["usage"]["explore"]["cost"]
+    assert total(data, "a2r.cost", **{"a2r.stage": "explorer"}) == pytest.approx(explorer_cost)
+    assert total(data, "a2r.runs", **{"a2r.outcome": "answered"}) == 1
+    assert total(data, "a2r.runs", **{"a2r.outcome": "shortcut"}) == 1
+    assert total(data, "a2r.explorer.failures") == 1
+    failed_calls = total(
+        data, "gen_ai.client.operation.duration", **{"error.type": "APIConnectionError"}
+    )
+    assert failed_calls > 0  # the failed call's duration, with its error type
+    attrs = next(a for (m, a) in data if m == "gen_ai.client.token.usage")
+    assert (
+        dict(attrs)["gen_ai.request.model"] == "explorer-model"
+        or dict(attrs)["gen_ai.request.model"] == "synthesizer-model"
+    )
+
+
+def test_prometheus_endpoint_from_the_standard_variables(tmp_path):
+    """OTEL_METRICS_EXPORTER=prometheus serves the metrics on OTEL_EXPORTER_PROMETHEUS_PORT."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "import urllib.request, a2r_graph.graph\n"
+        "from a2r_graph.metrics import RunMetrics\n"
+        "RunMetrics().run('answered', 2.5, 1)\n"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())\n"
+    )
+    env = {
+        **os.environ,
+        "OTEL_METRICS_EXPORTER": "prometheus",
+        "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(
+        line.startswith('a2r_runs_total{a2r_outcome="answered"') and line.endswith(" 1.0")
+        for line in lines
+    )
+    assert any(
+        line.startswith('a2r_run_duration_seconds_sum{a2r_outcome="answered"')
+        and line.endswith(" 2.5")
+        for line in lines
+    )
+    assert any(line.startswith("a2r_explorer_failures_total{") for line in lines)
+
+    env["OTEL_METRICS_EXPORTER"] = "statsd"
+    done = subprocess.run(
+        [sys.executable, "-c", "import a2r_graph.graph"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "exports otlp and prometheus, not statsd" in done.stderr
