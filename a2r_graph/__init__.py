@@ -35,7 +35,13 @@ if TYPE_CHECKING:
         ExplorerPath,
         ReferenceFit,
     )
-    from a2r_graph.threads import CheckpointDatabaseError, ask, resume, sqlite_checkpointer
+    from a2r_graph.threads import (
+        CheckpointDatabaseError,
+        ask,
+        checkpointer_for,
+        resume,
+        sqlite_checkpointer,
+    )
 
 _EXPORTS = {
     "last_boxed": "a2r_graph.answers",
@@ -64,6 +70,7 @@ _EXPORTS = {
     "ask": "a2r_graph.threads",
     "resume": "a2r_graph.threads",
     "sqlite_checkpointer": "a2r_graph.threads",
+    "checkpointer_for": "a2r_graph.threads",
 }
 
 __all__ = [
@@ -88,6 +95,7 @@ __all__ = [
     "UnknownThreadError",
     "ask",
     "build_graph",
+    "checkpointer_for",
     "graph",
     "last_boxed",
     "resume",

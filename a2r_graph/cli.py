@@ -31,7 +31,12 @@ from a2r_graph.errors import (
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
 from a2r_graph.state import A2ROutput
-from a2r_graph.threads import CheckpointDatabaseError, default_db_path, sqlite_checkpointer
+from a2r_graph.threads import (
+    CheckpointDatabaseError,
+    checkpointer_for,
+    default_db_path,
+    is_postgres,
+)
 from a2r_graph.train import command as train_command
 
 
@@ -60,6 +65,11 @@ positive_float = _checked(
 non_negative_float = _checked(
     "non_negative_float", float, lambda v: 0 <= v < INF, "a non-negative finite number"
 )
+
+
+def _database(text: str) -> Path | str:
+    """``--db``: a PostgreSQL DSN as written, else a SQLite path."""
+    return text if is_postgres(text) else Path(text)
 
 
 def _context_options() -> argparse.ArgumentParser:
@@ -157,10 +167,10 @@ def _context_options() -> argparse.ArgumentParser:
     )
     options.add_argument(
         "--db",
-        type=Path,
+        type=_database,
         default=None,
-        help=f"SQLite file of saved runs (A2R_CHECKPOINT_DB, default {default_db_path()}; "
-        "':memory:' keeps nothing)",
+        help="SQLite file or postgresql:// DSN of saved runs (A2R_CHECKPOINT_DB, default "
+        f"{redact_url(str(default_db_path()))}; ':memory:' keeps nothing)",
     )
     options.add_argument("--json", action="store_true", help="print the whole result as JSON")
     options.add_argument("--show-traces", action="store_true", help="print explorer traces")
@@ -215,7 +225,8 @@ def resume_command(args: argparse.Namespace, thread_id: str) -> str:
         elif isinstance(value, list):
             command += [action.option_strings[0], *map(str, value)]
         else:
-            shown = redact_url(str(value)) if action.dest.endswith("_url") else str(value)
+            secret = action.dest.endswith("_url") or action.dest == "db"
+            shown = redact_url(str(value)) if secret else str(value)
             redacted |= shown != str(value)
             command += [action.option_strings[0], shown]
     note = "  (a URL's user:password is not printed: put it back)" if redacted else ""
@@ -351,7 +362,7 @@ async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> 
     """The ``ask`` or ``resume`` run, saved on the thread; ``Interrupted`` on Ctrl-C."""
 
     async def saved_run() -> A2ROutput:
-        async with sqlite_checkpointer(args.db or default_db_path()) as checkpointer:
+        async with checkpointer_for(args.db or default_db_path()) as checkpointer:
             durable = build_graph(checkpointer=checkpointer)
             async with asyncio.timeout(args.run_timeout):
                 if args.command == "resume":
@@ -365,11 +376,11 @@ def _saved_run_note(args: argparse.Namespace, thread_id: str) -> str:
     """How to finish the run, when the run database holds it unfinished; else nothing
     (``--db :memory:``, a question rejected before anything was written, a bad database)."""
     db = args.db or default_db_path()
-    if str(db) == ":memory:" or not Path(db).is_file():
+    if str(db) == ":memory:" or not (is_postgres(db) or Path(db).is_file()):
         return ""
 
     async def resumable() -> bool:
-        async with sqlite_checkpointer(db) as checkpointer:
+        async with checkpointer_for(db) as checkpointer:
             graph = build_graph(checkpointer=checkpointer)
             return await threads.holds_unfinished_run(graph, thread_id)
 
@@ -391,7 +402,7 @@ def _db_problem(args: argparse.Namespace, error: CheckpointDatabaseError) -> str
         source = "A2R_CHECKPOINT_DB" if os.environ.get("A2R_CHECKPOINT_DB") else "the default --db"
     return (
         f"a2r: cannot use {source} {error.path}: {error.reason}; pass another path with "
-        "--db PATH, or --db :memory: to keep nothing"
+        "--db PATH (or a postgresql:// DSN), or --db :memory: to keep nothing"
     )
 
 

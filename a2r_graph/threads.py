@@ -20,33 +20,36 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from a2r_graph.context import A2RContext
+from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import ConfigurationError, UnknownThreadError
 from a2r_graph.state import A2ROutput, validated_question
 
 OUTPUT_KEYS = tuple(A2ROutput.__annotations__)
 
 
-def default_db_path() -> Path:
-    """``$A2R_CHECKPOINT_DB``, else ``$XDG_STATE_HOME/a2r-graph/threads.sqlite``."""
+def default_db_path() -> Path | str:
+    """``$A2R_CHECKPOINT_DB`` (a SQLite path or a PostgreSQL DSN), else
+    ``$XDG_STATE_HOME/a2r-graph/threads.sqlite``."""
     if path := os.environ.get("A2R_CHECKPOINT_DB"):
-        return Path(path)
+        return path if is_postgres(path) else Path(path)
     state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state_home) / "a2r-graph" / "threads.sqlite"
 
 
 class CheckpointDatabaseError(ConfigurationError):
-    """The SQLite file of saved runs cannot be created, read or written (a directory, not a
-    SQLite file, read-only, a folder that cannot be made). Raised before any model call."""
+    """The database of saved runs cannot be used: a SQLite file that cannot be created, read
+    or written (a directory, not a SQLite file, read-only, a folder that cannot be made), or
+    a PostgreSQL server that refuses the DSN. Raised before any model call."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str):
         self.path, self.reason = str(path), reason
@@ -141,6 +144,41 @@ async def sqlite_checkpointer(path: str | os.PathLike[str]) -> AsyncIterator[Asy
             yield saver
         finally:
             await saver.drain()
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(db: str | os.PathLike[str]) -> bool:
+    """Whether ``db`` is a PostgreSQL DSN (``postgresql://user@host:port/dbname``)."""
+    return str(db).startswith(POSTGRES_SCHEMES)
+
+
+@asynccontextmanager
+async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseCheckpointSaver]:
+    """The saved runs' checkpointer: LangGraph's ``AsyncPostgresSaver`` for a PostgreSQL DSN
+    (its tables are created on first use), else ``sqlite_checkpointer(db)``. Raises
+    ``CheckpointDatabaseError`` (the DSN's password hidden) when the database cannot be used."""
+    if not is_postgres(db):
+        async with sqlite_checkpointer(db) as saver:
+            yield saver
+        return
+    shown = redact_url(str(db))
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg import OperationalError
+    except ImportError:
+        raise CheckpointDatabaseError(
+            shown, "PostgreSQL needs the postgres extra: pip install 'a2r-graph[postgres]'"
+        ) from None
+    async with AsyncExitStack() as stack:
+        try:
+            saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(str(db)))
+            await saver.setup()
+        except OperationalError as error:  # before any run: the database is unusable
+            reason = (str(error).replace(str(db), shown).splitlines() or ["unreachable"])[0]
+            raise CheckpointDatabaseError(shown, reason) from None
+        yield saver
 
 
 async def holds_unfinished_run(graph: CompiledStateGraph, thread_id: str) -> bool:

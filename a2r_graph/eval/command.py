@@ -23,7 +23,7 @@ from a2r_graph.eval.runner import (
 )
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
-from a2r_graph.threads import sqlite_checkpointer
+from a2r_graph.threads import checkpointer_for
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -165,7 +165,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
             bar.set_postfix(postfix)
             bar.update(1)
 
-        async with sqlite_checkpointer(args.db or args.out / "threads.sqlite") as checkpointer:
+        async with checkpointer_for(args.db or args.out / "threads.sqlite") as checkpointer:
             with Verifier() as verifier:
                 await run_eval(
                     build_graph(checkpointer=checkpointer),

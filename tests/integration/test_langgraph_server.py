@@ -44,7 +44,7 @@ async def test_stream_updates_come_stage_by_stage(langgraph_server):
             nodes.extend(part.data)
         elif part.event == "custom":
             progress.append(part.data)
-    assert nodes == ["dispatch", "explore", "explore", "reduce", "synthesize"]
+    assert nodes == ["dispatch", "explore", "explore", "decide", "reduce", "synthesize"]
     assert sorted(event["index"] for event in progress) == [0, 1]
     assert all(event["event"] == "explorer_done" and event["n"] == 2 for event in progress)
 
