@@ -25,9 +25,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # Servers the integration tests start that come from Debian, not PyPI (installed as root).
-SYSTEM_PACKAGES ?= prometheus
+SYSTEM_PACKAGES ?= prometheus postgresql
 system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || printf ' %s' $$p; done); \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf ' %s' $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "make test needs:$$missing (as root: apt-get install$$missing)"; exit 1; fi; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing

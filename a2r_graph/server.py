@@ -10,16 +10,36 @@ only with the deployment's key, ``A2R_SERVER_API_KEY``, in ``x-api-key`` (what
 from __future__ import annotations
 
 import hmac
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph_sdk import Auth
 
+from a2r_graph.errors import ConfigurationError
 from a2r_graph.graph import build_graph
 from a2r_graph.run_options import RunOptions, ServerSettings
+from a2r_graph.threads import checkpointer_for, is_postgres
 
 graph = build_graph(context_schema=RunOptions)
 """The A2R graph as LangGraph Server runs it: a run's context is ``RunOptions``."""
 
 auth = Auth()
+
+
+@asynccontextmanager
+async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
+    """LangGraph Server's checkpointer in PostgreSQL (``langgraph.postgres.json``): the
+    threads' runs survive a restart of the server, on the DSN in ``A2R_CHECKPOINT_DB``."""
+    db = os.environ.get("A2R_CHECKPOINT_DB", "")
+    if not is_postgres(db):
+        raise ConfigurationError(
+            "langgraph.postgres.json keeps runs in PostgreSQL: set A2R_CHECKPOINT_DB to a "
+            "postgresql://user:password@host:port/dbname DSN (or serve langgraph.json)"
+        )
+    async with checkpointer_for(db) as saver:
+        yield saver
 
 
 @auth.authenticate

@@ -234,22 +234,24 @@ async def evaluate_problem(
         policies = await replay(
             paths, by_n, top, problem.answer, correct, context.confidence, synthesize_top
         )
-        for variant in variants:  # the synthesis options, over the same first N paths
+
+        async def variant_cell(variant: str) -> dict[str, Any]:
             v_context = seeded.model_copy(update={"n": top, **VARIANTS[variant][1]})
+            thread = f"{thread_id}/N{top}/{variant}"
             synthesis = await synthesize_over(
-                graph,
-                f"{thread_id}/N{top}/{variant}",
-                problem.problem,
-                full["paths"][:top],
-                v_context,
+                graph, thread, problem.problem, full["paths"][:top], v_context
             )
-            policies[variant] = {
+            return {
                 "boxed": synthesis["boxed_answer"],
                 "correct": await correct(problem.answer, synthesis["boxed_answer"]),
                 "usage": _sum_usage(
                     [*(p["usage"] for p in paths[:top]), synthesis["synthesis"]["usage"]]
                 ),
             }
+
+        # the synthesis options over the same first N paths, at once (the server batches them)
+        cells = await asyncio.gather(*(variant_cell(v) for v in variants))
+        policies |= dict(zip(variants, cells, strict=True))
     except A2RError as error:
         return failed(f"policies: {type(error).__name__}: {error}")
     return {

@@ -7,6 +7,7 @@ serving SmolLM2-135M-Instruct on a free loopback port). Set ``A2R_TEST_BASE_URL`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -170,17 +171,21 @@ def server_process(
                 time.sleep(0.2)
         yield url, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @contextmanager
-def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real ``langgraph dev`` serving langgraph.json, offline, on a free loopback port,
-    with ``env`` over this process's environment; yields its URL and the process."""
+def langgraph_dev(
+    env: dict[str, str], log_path: Path, config: str = "langgraph.json"
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``langgraph dev`` serving ``config`` (of the repository), offline, on a free
+    loopback port, with ``env`` over this process's environment; yields its URL and the
+    process."""
     root = Path(__file__).resolve().parents[2]
     port = free_port()
     offline = {
@@ -198,7 +203,7 @@ def langgraph_dev(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, su
         "--port",
         str(port),
         "--config",
-        str(root / "langgraph.json"),
+        str(root / config),
     ]
     # `langgraph dev` keeps its in-memory state in ./.langgraph_api: one folder per server,
     # so servers of one session (and earlier sessions) never share state.
