@@ -102,9 +102,11 @@ async def complete(
     seed: int | None = None,
     path_index: int | None = None,
     confidence: ConfidenceConfig | None = None,
+    session: str | None = None,
 ) -> Completion:
     """Send ``prompt`` as one user message and parse the reply (with ``confidence``: ask
-    for top-k logprobs and measure the reply's confidence from them).
+    for top-k logprobs and measure the reply's confidence from them; with ``session``: send
+    it in ``context.session_header``, for a router's consistent hashing).
 
     Raises ``ModelRequestError`` at once on a 4xx, ``EndpointUnavailableError`` once
     transient errors (malformed replies included) outlast ``context.max_attempts``, and
@@ -138,6 +140,11 @@ async def complete(
                         **(
                             {"logprobs": True, "top_logprobs": confidence.top_logprobs}
                             if confidence
+                            else {}
+                        ),
+                        **(
+                            {"extra_headers": {context.session_header: session}}
+                            if session and context.session_header
                             else {}
                         ),
                     )

@@ -279,6 +279,14 @@ class A2RContext(BaseSettings):
         "(needs confidence).",
     )
     budget: Budget | None = Field(None, description="Cap on the explorers' spend per run.")
+    session_header: str | None = Field(
+        "X-Session-ID",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="HTTP header carrying the run's session id (its thread id, else a "
+        "per-run id) on every model call, so that a router with consistent hashing "
+        "(vllm-router --policy consistent_hash) keeps a run's explorers on one replica and "
+        "its prefix cache; None: no header.",
+    )
     references: ReferenceOptions = Field(
         default_factory=ReferenceOptions,
         description="Order, deduplication and an answer tally of the synthesizer's references.",

@@ -62,6 +62,8 @@ class ExplorerTask(TypedDict):
 
     question: str
     index: int
+    session: NotRequired[str]
+    """The run's session id (``A2RContext.session_header``)."""
 
 
 def merge_paths(left: list[ExplorerPath], right: list[ExplorerPath]) -> list[ExplorerPath]:
@@ -150,6 +152,8 @@ class A2RState(A2RInput, A2ROutput):
     """The exact prompt sent to the synthesizer: instruction, question, references."""
     reference_paths: list[int]
     """The path index of each reference in ``synthesizer_prompt``, in order."""
+    session: str
+    """The run's session id: its thread id, else a per-run id (``A2RContext.session_header``)."""
     explored_question: str
     """The question the ``paths`` answer: rerunning it on a thread whose run did not finish
     keeps the answered paths (see ``nodes.dispatch``)."""

@@ -28,12 +28,17 @@ async def decide(
     if missing and agreed is None:
         if not budget_reached(context.budget, paths):
             wave = missing[: wave_size(context, len(explored))]
+            session = state.get("session", "")
             decisions["waves"] = [*decisions.get("waves", []), wave]
             await announce(runtime, "wave_started", paths=wave, explored=len(explored))
             return Command(
                 update={"decisions": decisions},
                 goto=[
-                    Send("explore", ExplorerTask(question=state["question"], index=i)) for i in wave
+                    Send(
+                        "explore",
+                        ExplorerTask(question=state["question"], index=i, session=session),
+                    )
+                    for i in wave
                 ],
             )
         decisions["budget_reached"] = {"spent": spent(paths), "skipped": missing}

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Overwrite, Send
 
@@ -34,14 +36,19 @@ def dispatch(
     kept = reusable_paths(state, question, n, context.min_paths)
     missing = sorted(set(range(n)) - {path["index"] for path in kept})
     wave = missing[: wave_size(context, len(kept))]
+    session = str(get_config().get("configurable", {}).get("thread_id") or uuid.uuid4())
     return Command(
         update={
             "question": question,
             "explored_question": question,
+            "session": session,
             "paths": Overwrite(kept),
             "usage": Overwrite({}),
             "synthesis": None,
             "decisions": {"waves": [wave]} if context.waves and wave else {},
         },
-        goto=[Send("explore", ExplorerTask(question=question, index=i)) for i in wave] or "decide",
+        goto=[
+            Send("explore", ExplorerTask(question=question, index=i, session=session)) for i in wave
+        ]
+        or "decide",
     )

@@ -28,6 +28,7 @@ async def explore(
             seed=None if stage.seed is None else stage.seed + index,
             path_index=index,
             confidence=context.confidence,
+            session=task.get("session"),
         )
     except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
         path = failed_path(index, stage.model, str(error))

@@ -25,6 +25,7 @@ async def synthesize(
         stage,
         context,
         seed=stage.seed,
+        session=state.get("session"),
     )
     synthesize_usage = stage_usage([synthesis])
     answer, boxed, decisions = synthesis["answer"], synthesis["boxed"], state.get("decisions", {})
