@@ -163,14 +163,20 @@ def _context_options() -> argparse.ArgumentParser:
         help="the synthesizer picks the best reference instead of writing an answer (GenSelect)",
     )
     options.add_argument(
-        "--run-timeout", type=positive_float, help="seconds for the whole run (default: no limit)"
-    )
-    options.add_argument(
         "--db",
         type=_database,
         default=None,
         help="SQLite file or postgresql:// DSN of saved runs (A2R_CHECKPOINT_DB, default "
         f"{redact_url(str(default_db_path()))}; ':memory:' keeps nothing)",
+    )
+    return options
+
+
+def _run_options() -> argparse.ArgumentParser:
+    """What only ``ask`` and ``resume`` take: one run's time limit and how it is printed."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--run-timeout", type=positive_float, help="seconds for the whole run (default: no limit)"
     )
     options.add_argument("--json", action="store_true", help="print the whole result as JSON")
     options.add_argument("--show-traces", action="store_true", help="print explorer traces")
@@ -186,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     options = _context_options()
-    ask = commands.add_parser("ask", parents=[options], help="answer one question")
+    one_run = [options, _run_options()]
+    ask = commands.add_parser("ask", parents=one_run, help="answer one question")
     ask.add_argument("question")
     ask.add_argument(
         "--thread",
@@ -194,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         "unfinished question again resumes it",
     )
     resume = commands.add_parser(
-        "resume", parents=[options], help="finish a saved run that failed or was stopped"
+        "resume", parents=one_run, help="finish a saved run that failed or was stopped"
     )
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
@@ -216,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
 def resume_command(args: argparse.Namespace, thread_id: str) -> str:
     """The ``a2r resume`` command line that finishes this run with the same options."""
     command, redacted = ["a2r", "resume", thread_id], False
-    for action in _context_options()._actions:
+    for action in [*_context_options()._actions, *_run_options()._actions]:
         value = getattr(args, action.dest, None)
         if not action.option_strings or value is None:
             continue

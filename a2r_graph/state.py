@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -181,21 +182,21 @@ def is_finished(state: A2RState) -> bool:
     return state.get("synthesis") is not None or bool(state.get("decisions", {}).get("shortcut"))
 
 
+def sum_usage(usages: Iterable[Mapping[str, Any]]) -> TokenUsage:
+    """The token and cost sums of some calls' (or stages') usage: the one place they add up."""
+    usages = list(usages)
+    return TokenUsage(
+        input_tokens=sum(u["input_tokens"] for u in usages),
+        output_tokens=sum(u["output_tokens"] for u in usages),
+        cost=sum(u["cost"] for u in usages),
+    )
+
+
 def stage_usage(completions: list[Completion] | list[ExplorerPath]) -> StageUsage:
     """Sum the server-reported usage, and cost, of one stage's calls."""
-    return StageUsage(
-        calls=len(completions),
-        input_tokens=sum(c["usage"]["input_tokens"] for c in completions),
-        output_tokens=sum(c["usage"]["output_tokens"] for c in completions),
-        cost=sum(c["usage"]["cost"] for c in completions),
-    )
+    return StageUsage(calls=len(completions), **sum_usage(c["usage"] for c in completions))
 
 
 def total_usage(*stages: StageUsage) -> StageUsage:
     """Cost = Cost_E + Cost_S (and the same sums for calls and tokens)."""
-    return StageUsage(
-        calls=sum(s["calls"] for s in stages),
-        input_tokens=sum(s["input_tokens"] for s in stages),
-        output_tokens=sum(s["output_tokens"] for s in stages),
-        cost=sum(s["cost"] for s in stages),
-    )
+    return StageUsage(calls=sum(s["calls"] for s in stages), **sum_usage(stages))

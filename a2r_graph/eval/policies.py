@@ -24,6 +24,7 @@ from typing import Any
 from a2r_graph.context import Agreement, ConfidenceConfig, ReferenceOptions
 from a2r_graph.eval.metrics import majority_vote
 from a2r_graph.policies import agreement, confidence_of, most_confident
+from a2r_graph.state import sum_usage
 
 POLICIES = {
     "shortcut": "shortcut (all agree)",
@@ -53,10 +54,6 @@ Equivalent = Callable[[str, str | None], Awaitable[bool]]
 Synthesize = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
 
 
-def _usage(*usages: dict[str, Any]) -> dict[str, float]:
-    return {key: sum(u[key] for u in usages) for key in ("input_tokens", "output_tokens", "cost")}
-
-
 async def replay(
     paths: list[dict[str, Any]],
     by_n: dict[str, dict[str, Any]],
@@ -68,11 +65,11 @@ async def replay(
 ) -> dict[str, dict[str, Any]]:
     """Each policy's answer, correctness and usage on this problem (see the module's doc)."""
     first = paths[:n]
-    explored = _usage(*(p["usage"] for p in first))
+    explored = sum_usage(p["usage"] for p in first)
     full = by_n[str(n)]
     synthesized_at_n = {
         "boxed": full["a2r_boxed"],
-        "usage": _usage(explored, full["synthesize_usage"]),
+        "usage": sum_usage([explored, full["synthesize_usage"]]),
     }
     cells: dict[str, dict[str, Any]] = {}
 
@@ -94,7 +91,7 @@ async def replay(
     if half >= 1 and str(half) in by_n:
         wave = first[:half]
         answer = agreed(wave, Agreement())
-        wave_usage = _usage(*(p["usage"] for p in wave))
+        wave_usage = sum_usage(p["usage"] for p in wave)
         if answer is None:
             cells["waves"] = synthesized_at_n
             cells["waves_shortcut"] = cells["shortcut"]
@@ -102,7 +99,7 @@ async def replay(
             cell = by_n[str(half)]
             cells["waves"] = {
                 "boxed": cell["a2r_boxed"],
-                "usage": _usage(wave_usage, cell["synthesize_usage"]),
+                "usage": sum_usage([wave_usage, cell["synthesize_usage"]]),
             }
             cells["waves_shortcut"] = {"boxed": answer, "usage": wave_usage, "shortcut": True}
     if confidence is not None and half >= 1:
@@ -112,7 +109,7 @@ async def replay(
             synthesis = await synthesize(top)
             cells["top_references"] = {
                 "boxed": synthesis["boxed_answer"],
-                "usage": _usage(explored, synthesis["synthesis"]["usage"]),
+                "usage": sum_usage([explored, synthesis["synthesis"]["usage"]]),
                 "references": [p["index"] for p in top],
             }
         weights = [confidence_of(p, measure) or 0.0 for p in first]

@@ -34,6 +34,7 @@ from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
 from a2r_graph.eval.policies import VARIANTS, replay
 from a2r_graph.eval.verify import Verifier
+from a2r_graph.state import sum_usage
 
 RESULTS_FILE = "results.jsonl"
 NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
@@ -212,13 +213,13 @@ async def evaluate_problem(
             "cons_answer": consensus,
             "cons_correct": await correct(problem.answer, consensus),
             "pass_at_n": pass_at_n([p["correct"] for p in paths], n),
-            "explore_usage": _sum_usage(p["usage"] for p in first),
+            "explore_usage": sum_usage(p["usage"] for p in first),
             "synthesize_usage": synthesis["synthesis"]["usage"],
         }
         if n <= len(alone_paths):
             alone_vote = await majority_vote([p["boxed"] for p in alone_paths[:n]], correct)
             by_n[str(n)]["alone_cons_correct"] = await correct(problem.answer, alone_vote)
-            by_n[str(n)]["alone_usage"] = _sum_usage(p["usage"] for p in alone_paths[:n])
+            by_n[str(n)]["alone_usage"] = sum_usage(p["usage"] for p in alone_paths[:n])
     top = max(ns)
 
     async def synthesize_top(chosen: list[dict]) -> dict:
@@ -244,7 +245,7 @@ async def evaluate_problem(
             return {
                 "boxed": synthesis["boxed_answer"],
                 "correct": await correct(problem.answer, synthesis["boxed_answer"]),
-                "usage": _sum_usage(
+                "usage": sum_usage(
                     [*(p["usage"] for p in paths[:top]), synthesis["synthesis"]["usage"]]
                 ),
             }
@@ -299,14 +300,6 @@ async def reopen(graph: CompiledStateGraph, thread_id: str) -> None:
     ``dispatch`` keeps the answered paths, sampling only the unanswered ones."""
     config = threads.thread_config(thread_id)
     await graph.aupdate_state(config, {"synthesis": None}, as_node="explore")
-
-
-def _sum_usage(usages) -> dict[str, float]:
-    total = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0}
-    for usage in usages:
-        for key in total:
-            total[key] += usage[key]
-    return total
 
 
 async def run_eval(

@@ -255,7 +255,7 @@ def test_the_cli_process_reports_a_directory_db_without_a_traceback(tmp_path):
     assert shown.returncode == 2
     assert shown.stderr == (
         f"a2r: cannot use --db {tmp_path}: it is a directory; pass another path with "
-        "--db PATH, or --db :memory: to keep nothing\n"
+        "--db PATH (or a postgresql:// DSN), or --db :memory: to keep nothing\n"
     )
 
 

@@ -19,11 +19,11 @@ EVAL = ["eval", "no-such-file.jsonl"]  # were a value let through, this would sa
         ([*EVAL, "--ns", "1", "0"], "argument --ns: must be a positive integer, got 0"),
         ([*EVAL, "--runs", "two"], "argument --runs: must be a positive integer, got 'two'"),
         (
-            [*EVAL, "--run-timeout", "0"],
+            ["ask", "q", "--run-timeout", "0"],
             "argument --run-timeout: must be a positive finite number, got 0",
         ),
         (
-            [*EVAL, "--run-timeout", "-5"],
+            ["ask", "q", "--run-timeout", "-5"],
             "argument --run-timeout: must be a positive finite number, got -5",
         ),
         (
@@ -31,6 +31,7 @@ EVAL = ["eval", "no-such-file.jsonl"]  # were a value let through, this would sa
             "argument --run-timeout: must be a positive finite number, got nan",
         ),
         (["ask", "q", "--timeout", "inf"], "argument --timeout: must be a positive finite number"),
+        ([*EVAL, "--json"], "unrecognized arguments: --json"),  # a run's options, not eval's
         (
             [*EVAL, "--explorer-input-price", "inf"],
             "argument --explorer-input-price: must be a non-negative finite number, got inf",
