@@ -75,11 +75,12 @@ train: setup
 
 # Performance figures (docs/benchmarks.md): graph overhead and memory on the loopback server,
 # explorer batching on the embedded vLLM server.
-bench: setup
+bench: setup system-packages
 	$(BIN)/python -m benchmarks.overhead
 	$(BIN)/python -m benchmarks.memory
 	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
 	$(BIN)/python -m benchmarks.batching --model $(TEST_MODEL)
+	$(BIN)/python -m benchmarks.scale
 
 serve: setup
 	$(BIN)/python -m servers.embedded serve --model $(DEMO_MODEL)

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def median_ms(seconds: Sequence[float]) -> float:
@@ -47,3 +48,17 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in the group (langgraph dev and its workers), MB."""
+    total_kb = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of /proc/PID/stat: the process group
+                status = (stat.parent / "status").read_text()
+                total_kb += int(status.split("VmRSS:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total_kb / 1024

@@ -14,31 +14,17 @@ import os
 import statistics
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_client
 
+from benchmarks.common import group_rss_mb
 from servers.loopback import LoopbackServer
 from tests.integration.conftest import langgraph_dev
 
 pytestmark = pytest.mark.integration
 RUNS_PER_WAVE = 50
 KEY_ENV = "A2R_TEST_LOOPBACK_KEY"
-
-
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in the group (langgraph dev and its workers), MB."""
-    total_kb = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # field 5 of /proc/PID/stat: the process group
-                status = (stat.parent / "status").read_text()
-                total_kb += int(status.split("VmRSS:")[1].split()[0])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total_kb / 1024
 
 
 @pytest.fixture(scope="module")
