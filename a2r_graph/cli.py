@@ -97,7 +97,8 @@ def _context_options() -> argparse.ArgumentParser:
             options.add_argument(
                 f"--{stage}-{kind}-price",
                 type=non_negative_float,
-                help=f"{stage} price per 1M {kind} tokens (A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
+                help=f"{stage} price per 1M {kind} tokens "
+                f"(A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
             )
     policies = options.add_argument_group("spend only what a question needs (README: Policies)")
     policies.add_argument(

@@ -250,7 +250,8 @@ class A2RContext(BaseSettings):
     )
     prompts_dir: Path | None = Field(
         None,
-        description="Directory with explorer.txt / synthesizer.txt overriding the packaged prompts.",
+        description="Directory with explorer.txt / synthesizer.txt / selector.txt overriding "
+        "the packaged prompts.",
     )
 
     confidence: ConfidenceConfig | None = Field(
@@ -341,7 +342,7 @@ class A2RContext(BaseSettings):
             raise ValueError(
                 f"min_paths ({self.min_paths}) must be <= n ({self.n}): lower min_paths or raise n"
             )
-        if any(b <= a for a, b in zip(self.waves, self.waves[1:])) or any(
+        if any(b <= a for a, b in zip(self.waves, self.waves[1:], strict=False)) or any(
             not 1 <= wave < self.n for wave in self.waves
         ):
             raise ValueError(

@@ -7,17 +7,16 @@ one from the standard variables: ``OTEL_METRICS_EXPORTER`` (``otlp``, ``promethe
 comma-separated, or ``none``; default ``otlp`` when an OTLP endpoint is set), with
 ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT`` (default localhost:9464) for the scrape endpoint.
 
-| instrument | kind, unit | attributes |
-|---|---|---|
-| ``gen_ai.client.token.usage`` | histogram, {token} | gen_ai.token.type (input/output), gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model, a2r.stage |
-| ``gen_ai.client.operation.duration`` | histogram, s | as above without the token type; error.type on failures |
-| ``a2r.runs`` | counter, {run} | a2r.outcome: answered, shortcut, error |
-| ``a2r.run.duration`` | histogram, s | a2r.outcome |
-| ``a2r.explorer.failures`` | counter, {path} | paths recorded unusable in finished runs |
-| ``a2r.cost`` | counter, your currency | a2r.stage (explorer, synthesizer) |
+- ``gen_ai.client.token.usage`` (histogram, tokens): gen_ai.token.type (input/output),
+  gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model, a2r.stage;
+- ``gen_ai.client.operation.duration`` (histogram, s): the same but the token type, and
+  error.type on failed calls;
+- ``a2r.runs`` (counter) and ``a2r.run.duration`` (histogram, s): a2r.outcome (answered,
+  shortcut, error);
+- ``a2r.explorer.failures`` (counter): unusable paths of finished runs;
+- ``a2r.cost`` (counter, the stages' currency): a2r.stage (explorer, synthesizer).
 
-Prometheus names them ``gen_ai_client_token_usage_*``, ``gen_ai_client_operation_duration_seconds_*``,
-``a2r_runs_total``, ``a2r_run_duration_seconds_*``, ``a2r_explorer_failures_total``, ``a2r_cost_total``.
+docs/tracing.md lists their Prometheus names and a dashboard's queries.
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ def main() -> None:
         rss_start = group_rss_mb(process.pid)
         latencies, wall, wrong = asyncio.run(drive(url, args.runs))
         rss = group_rss_mb(process.pid)
-        spread = [r.stats()["completed"].get("explore", 0) - b for r, b in zip(replicas, before)]
+        spread = [
+            r.stats()["completed"].get("explore", 0) - b
+            for r, b in zip(replicas, before, strict=True)
+        ]
     lost = args.runs - len(latencies)
     print(f"machine: {machine()}")
     print(

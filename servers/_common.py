@@ -371,7 +371,7 @@ class ManagedServer(abc.ABC):
         if self.port is None:
             self.port = free_port(self.host)
 
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
+    def _setup_tmp_dir(self, tmp_dir: Path) -> None:  # noqa: B027 - optional hook
         """Prepare the fresh private temp dir (nothing by default)."""
 
     def _server_cwd(self) -> Path:

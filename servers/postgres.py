@@ -18,7 +18,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers._common import ManagedServer, ServerError
+from servers._common import (
+    ManagedServer,
+    ServerError,
+    cli_errors,
+    run_with_server,
+    serve_foreground,
+)
 
 INSTALL_HINT = "apt-get install postgresql (Debian), or put PostgreSQL's bin/ on PATH"
 
@@ -126,13 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run until Ctrl-C, then delete the data")
     serve.add_argument("--port", type=int, help="listen port (default: a free one)")
     args = parser.parse_args(argv)
-    with PostgresServer(args.port) as server:
-        print(f"export A2R_CHECKPOINT_DB={server.dsn}  # Ctrl-C stops it", flush=True)
-        try:
-            server.process.wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
+    server = PostgresServer(args.port)
+    body = lambda: serve_foreground(server, [f"export A2R_CHECKPOINT_DB={server.dsn}"])  # noqa: E731
+    return cli_errors(
+        lambda: run_with_server(server, body, serving=True, stopping="stopping PostgreSQL")
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers._common import NO_PROXY_OPENER, ManagedServer, ServerError
+from servers._common import (
+    NO_PROXY_OPENER,
+    ManagedServer,
+    ServerError,
+    cli_errors,
+    run_with_server,
+    serve_foreground,
+)
 
 INSTALL_HINT = "apt-get install prometheus (Debian), or put a prometheus 2.x binary on PATH"
 
@@ -106,13 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("targets", nargs="+", help="host:port or a /metrics URL")
     serve.add_argument("--port", type=int, help="listen port (default: a free one)")
     args = parser.parse_args(argv)
-    with PrometheusServer(args.targets, port=args.port) as server:
-        print(f"Prometheus on {server.url}; Ctrl-C to stop", flush=True)
-        try:
-            server.process.wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
+    server = PrometheusServer(args.targets, port=args.port)
+    body = lambda: serve_foreground(server, [f"# Prometheus on {server.url}"])  # noqa: E731
+    return cli_errors(
+        lambda: run_with_server(server, body, serving=True, stopping="stopping Prometheus")
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,15 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers._common import CacheVenv, ManagedServer, ServerError, cache_dir
+from servers._common import (
+    CacheVenv,
+    ManagedServer,
+    ServerError,
+    cache_dir,
+    cli_errors,
+    run_with_server,
+    serve_foreground,
+)
 
 ROUTER_VERSION = "0.1.17"
 REQUIREMENTS_FILE = Path(__file__).with_name("requirements-router.txt")
@@ -103,13 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="listen port (default: a free one)")
     serve.add_argument("--policy", default="consistent_hash", help="vllm-router --policy")
     args = parser.parse_args(argv)
-    with VllmRouter(args.workers, policy=args.policy, port=args.port) as router:
-        print(f"export A2R_EXPLORER__BASE_URL={router.base_url}  # Ctrl-C stops", flush=True)
-        try:
-            router.process.wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
+    server = VllmRouter(args.workers, policy=args.policy, port=args.port)
+    body = lambda: serve_foreground(server, [f"export A2R_EXPLORER__BASE_URL={server.base_url}"])  # noqa: E731
+    return cli_errors(
+        lambda: run_with_server(server, body, serving=True, stopping="stopping vllm-router")
+    )
 
 
 if __name__ == "__main__":

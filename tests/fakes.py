@@ -153,7 +153,8 @@ RUN_OUTPUT: dict[str, Any] = {
 
 
 class ScriptedRunner:
-    """A runner (``a2r_graph.runners``) over ``presets`` whose runs end with ``RUN_OUTPUT`` (streaming ``tokens``) or ``failure``."""
+    """A runner (``a2r_graph.runners``) over ``presets`` whose runs end with ``RUN_OUTPUT``
+    (streaming ``tokens``) or ``failure``."""
 
     def __init__(
         self,

@@ -9,14 +9,12 @@ from typing import Any
 
 from a2r_graph.eval.metrics import mean_of, pass_at_1
 from a2r_graph.eval.policies import POLICIES, VARIANTS
+from a2r_graph.eval.runner import is_failed
 
 
 def policy_label(name: str) -> str:
     """A replayed policy's or synthesis option's label in the table and the plot."""
     return POLICIES[name] if name in POLICIES else VARIANTS[name][0]
-
-
-from a2r_graph.eval.runner import is_failed
 
 
 def summarize(
@@ -151,7 +149,8 @@ def policy_table(summary: dict[str, Any]) -> str:
         for name, p in policies.items()
     ]
     lines = [
-        f"| Policy (N={n}) | Accuracy | Tokens per query | vs full A2R | Cost per query | No synthesis |",
+        f"| Policy (N={n}) | Accuracy | Tokens per query | vs full A2R | Cost per query "
+        "| No synthesis |",
         "|---|--:|--:|--:|--:|--:|",
     ]
     for label, accuracy, tokens, cost, skipped in rows:

@@ -152,9 +152,7 @@ async def test_a_malformed_reply_then_a_good_one_loses_nothing(server, caplog, c
     assert_no_traceback(caplog, capfd)
 
 
-async def test_malformed_synthesizer_reply_fails_the_run_naming_the_endpoint(
-    server, caplog, capfd
-):
+async def test_malformed_synthesizer_reply_fails_the_run_naming_the_endpoint(server, caplog, capfd):
     server.inject_fault(model="synth", reply="not-json")
     counts = Counts(server)
     with caplog.at_level(logging.DEBUG), pytest.raises(EndpointUnavailableError) as raised:

@@ -172,9 +172,7 @@ def start_run_with_hung_explorers(server: LoopbackServer, db: Path, thread_id: s
     server.inject_fault(model="explore", hang=True, after=2)
     run = start_a2r("ask", QUESTION, "--n", "4", "--db", str(db), "--thread", thread_id, env=env)
     deadline = time.monotonic() + 120
-    while (
-        server.stats()["requests"].get("explore", 0) < 4 or saved_explorers(db, thread_id) < 2
-    ):
+    while server.stats()["requests"].get("explore", 0) < 4 or saved_explorers(db, thread_id) < 2:
         assert run.poll() is None, run.communicate()
         assert time.monotonic() < deadline, "the run never got its 4 explorers in flight"
         time.sleep(0.1)

@@ -49,18 +49,24 @@ class RecordingServer:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                recorder.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                recorder.requests.append(
+                    (self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
                 self._send(json.dumps({"data": [{"id": "m", "max_model_len": 4096}]}).encode())
 
             def do_POST(self) -> None:
-                recorder.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                recorder.requests.append(
+                    (self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
                 request = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
                 message = {"role": "assistant", "content": "\\boxed{5}"}
                 if not request.get("stream"):
                     choice = {"index": 0, "message": message, "finish_reason": "stop"}
                     body = {"id": "r", "object": "chat.completion", "created": 0, "model": "m"}
-                    return self._send(json.dumps({**body, "choices": [choice], "usage": usage}).encode())
+                    return self._send(
+                        json.dumps({**body, "choices": [choice], "usage": usage}).encode()
+                    )
                 chunk = {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": "m"}
                 events = [
                     {**chunk, "choices": [{"index": 0, "delta": message, "finish_reason": "stop"}]},
@@ -86,7 +92,9 @@ def deployment(tmp_path_factory, monkeypatch_module) -> Iterator[dict]:
     monkeypatch_module.setenv("A2R_TEST_DB_PASSWORD", db_password)
     attacker, allowed = RecordingServer(), RecordingServer()
     try:
-        with LoopbackServer(models=("explore", "synth"), api_key_env="A2R_TEST_OPERATOR_KEY") as loop:
+        with LoopbackServer(
+            models=("explore", "synth"), api_key_env="A2R_TEST_OPERATOR_KEY"
+        ) as loop:
             env = {
                 "A2R_EXPLORER__BASE_URL": loop.base_url,
                 "A2R_EXPLORER__MODEL": "explore",
@@ -227,7 +235,9 @@ def _rpc(method: str, params: dict) -> dict:
 # server expects objects, strings and numbers, and the context's own field names.
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 _stage = st.dictionaries(st.sampled_from([*StageConfig.model_fields, "url"]), _json, max_size=3)

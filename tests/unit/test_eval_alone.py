@@ -25,15 +25,26 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
         reply("\\boxed{1}"),  # A2R over the first 2 paths
     )
     context = make_context(
-        n=4, synthesizer={"model": "synthesizer-model", "context_window": 32768,
-                          "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+        n=4,
+        synthesizer={
+            "model": "synthesizer-model",
+            "context_window": 32768,
+            "input_price_per_mtok": 1.0,
+            "output_price_per_mtok": 2.0,
+        },
     )
     async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
         graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
         with Verifier(timeout_s=60) as verifier:
             path = await run_eval(
-                graph, problems, ns=(2, 4), context=context, out_dir=tmp_path,
-                concurrency=1, verifier=verifier, alone=4,
+                graph,
+                problems,
+                ns=(2, 4),
+                context=context,
+                out_dir=tmp_path,
+                concurrency=1,
+                verifier=verifier,
+                alone=4,
             )
             assert len(synthesizer.calls) == 6
             # the baseline answered the explorer's prompt, not the synthesizer's
@@ -48,8 +59,14 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
 
             # a rerun keeps every finished sample: nothing is asked again
             again = await run_eval(
-                graph, problems, ns=(2, 4), context=context, out_dir=tmp_path,
-                concurrency=1, verifier=verifier, alone=4,
+                graph,
+                problems,
+                ns=(2, 4),
+                context=context,
+                out_dir=tmp_path,
+                concurrency=1,
+                verifier=verifier,
+                alone=4,
             )
             assert len(synthesizer.calls) == 6 and len(read_results(again)) == 1
 

@@ -190,8 +190,8 @@ async def test_failed_paths_below_min_paths_stop_the_run_with_every_reason():
     assert (error.succeeded, error.min_paths) == (1, 2)
     assert len(error.failures) == 1
     assert (
-        "explorer endpoint http://127.0.0.1:8000/v1 (model 'explorer-model') failed after 1 attempt(s)"
-        in str(error)
+        "explorer endpoint http://127.0.0.1:8000/v1 (model 'explorer-model') "
+        "failed after 1 attempt(s)" in str(error)
     )
     assert synthesizer.calls == []
 

@@ -80,7 +80,8 @@ async def test_traces_come_only_when_asked_for():
     [
         (
             {"question": "   "},
-            "arguments.question: required: pass the complete, self-contained problem statement (it was blank)",
+            "arguments.question: required: pass the complete, self-contained problem "
+            "statement (it was blank)",
         ),
         ({}, "arguments.question: required"),
         (

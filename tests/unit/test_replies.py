@@ -130,10 +130,12 @@ MALFORMED = {
         "MalformedReplyError: the reply is not a JSON object: <html>502 Bad Gateway</html>",
     ),
     "invalid JSON": (
-        answer(text='{"choices": ['), "MalformedReplyError: the reply is not valid JSON"
+        answer(text='{"choices": ['),
+        "MalformedReplyError: the reply is not valid JSON",
     ),
     "empty choices": (
-        answer(body=completion(choices=[])), "MalformedReplyError: the reply has no `choices`: []"
+        answer(body=completion(choices=[])),
+        "MalformedReplyError: the reply has no `choices`: []",
     ),
     "null message": (
         answer(body=completion(choices=[{"index": 0, "message": None}])),
@@ -216,8 +218,9 @@ async def test_malformed_explorer_reply_fails_only_its_path():
     )
     failed = [p for p in result["paths"] if p["error"]]
     assert len(failed) == 1 and len(result["paths"]) == 3
-    assert "failed after 2 attempt(s): MalformedReplyError: the reply has no `choices`" in (
-        failed[0]["error"]
+    assert (
+        "failed after 2 attempt(s): MalformedReplyError: the reply has no `choices`"
+        in (failed[0]["error"])
     )
     assert result["boxed_answer"] == "42"
 
