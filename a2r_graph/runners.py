@@ -126,8 +126,20 @@ def request_problem(question: Any, context: dict[str, Any]) -> str | None:
     return None
 
 
-def token_of(content: Any, additional_kwargs: Mapping[str, Any] | None) -> list[Token]:
-    """The tokens one streamed message chunk carries (reasoning first)."""
+def selects(preset: Preset, context: Mapping[str, Any]) -> bool:
+    """Whether runs of ``preset`` with ``context`` use the select mode, whose synthesizer
+    text is deliberation (streamed as reasoning): its answer is the chosen reference's."""
+    try:
+        return run_context({**preset.context, **context}).synthesis_mode == "select"
+    except A2RError:
+        return False  # the run itself reports the bad context
+
+
+def token_of(
+    content: Any, additional_kwargs: Mapping[str, Any] | None, *, all_reasoning: bool = False
+) -> list[Token]:
+    """The tokens one streamed message chunk carries (reasoning first; all of them with
+    ``all_reasoning``)."""
     tokens = []
     reasoning = (additional_kwargs or {}).get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -137,7 +149,7 @@ def token_of(content: Any, additional_kwargs: Mapping[str, Any] | None) -> list[
             block.get("text", "") if isinstance(block, Mapping) else str(block) for block in content
         )
     if isinstance(content, str) and content:
-        tokens.append(Token(content))
+        tokens.append(Token(content, reasoning=all_reasoning))
     return tokens
 
 
@@ -166,6 +178,7 @@ class LocalRunner:
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
         final: dict[str, Any] = {}
+        selecting = selects(preset, context)
         try:
             async for mode, data in self.graph.astream(
                 {"question": question}, context=context, stream_mode=["messages", "values"]
@@ -175,7 +188,9 @@ class LocalRunner:
                     continue
                 chunk, metadata = data
                 if metadata.get("langgraph_node") == "synthesize":
-                    for token in token_of(chunk.content, chunk.additional_kwargs):
+                    for token in token_of(
+                        chunk.content, chunk.additional_kwargs, all_reasoning=selecting
+                    ):
                         yield token
         except A2RError as error:
             raise RunFailure(type(error).__name__, str(error)) from error
@@ -256,6 +271,7 @@ class ServerRunner:
         import httpx
 
         final: dict[str, Any] = {}
+        selecting = selects(preset, context)
         try:
             async for part in self.client.runs.stream(
                 None,
@@ -273,7 +289,11 @@ class ServerRunner:
                 elif part.event == "messages":
                     chunk, metadata = part.data
                     if (metadata or {}).get("langgraph_node") == "synthesize":
-                        for token in token_of(chunk.get("content"), chunk.get("additional_kwargs")):
+                        for token in token_of(
+                            chunk.get("content"),
+                            chunk.get("additional_kwargs"),
+                            all_reasoning=selecting,
+                        ):
                             yield token
         except httpx.HTTPStatusError as error:
             raise _refused(error) from error
