@@ -353,19 +353,19 @@ class ManagedServer(abc.ABC):
     def _ready_url(self) -> str:
         """URL that answers 200 once the server is ready."""
 
-    @abc.abstractmethod
     def _default_log_name(self) -> str:
         """File name of the auto-named log in ``<cache>/logs`` (matches ``log_glob``)."""
+        return f"{self.tmp_prefix}{self._started_port()}.log"
 
-    @abc.abstractmethod
-    def _starting_message(self) -> str: ...
+    def _starting_message(self) -> str:
+        return f"starting {self.display_name} on {self.host}:{self._started_port()}"
 
-    @abc.abstractmethod
-    def _ready_message(self, seconds: float) -> str: ...
+    def _ready_message(self, seconds: float) -> str:
+        return f"{self.display_name} ready in {seconds:.1f}s"
 
-    @abc.abstractmethod
-    def stop(self, grace: float = ...) -> None:
-        """Stop the server: ``self._shutdown(grace)``, with the subclass's default grace."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the server: ``self._shutdown(grace)`` (subclasses set their own grace)."""
+        self._shutdown(grace)
 
     def _choose_ports(self) -> None:
         if self.port is None:

@@ -110,15 +110,6 @@ class PostgresServer(ManagedServer):
     def _ready_url(self) -> str:
         return self.dsn
 
-    def _default_log_name(self) -> str:
-        return f"postgres-{self._started_port()}.log"
-
-    def _starting_message(self) -> str:
-        return f"starting PostgreSQL on {self.host}:{self.port}"
-
-    def _ready_message(self, seconds: float) -> str:
-        return f"PostgreSQL ready in {seconds:.1f}s: {self.dsn}"
-
     def stop(self, grace: float = 10.0) -> None:
         self._shutdown(grace)
         if self._data is not None:

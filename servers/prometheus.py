@@ -93,18 +93,6 @@ class PrometheusServer(ManagedServer):
     def _ready_url(self) -> str:
         return f"{self.url}/-/ready"
 
-    def _default_log_name(self) -> str:
-        return f"prometheus-{self._started_port()}.log"
-
-    def _starting_message(self) -> str:
-        return f"starting Prometheus on {self.url}, scraping {', '.join(self.targets)}"
-
-    def _ready_message(self, seconds: float) -> str:
-        return f"Prometheus ready in {seconds:.0f}s"
-
-    def stop(self, grace: float = 10.0) -> None:
-        self._shutdown(grace)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m servers.prometheus", description=__doc__)

@@ -90,18 +90,6 @@ class VllmRouter(ManagedServer):
     def _ready_url(self) -> str:
         return f"http://{self.host}:{self._started_port()}/health"
 
-    def _default_log_name(self) -> str:
-        return f"router-{self._started_port()}.log"
-
-    def _starting_message(self) -> str:
-        return f"starting vllm-router ({self.policy}) over {', '.join(self.workers)}"
-
-    def _ready_message(self, seconds: float) -> str:
-        return f"vllm-router ready in {seconds:.1f}s: {self.base_url}"
-
-    def stop(self, grace: float = 10.0) -> None:
-        self._shutdown(grace)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m servers.router", description=__doc__)
