@@ -64,7 +64,11 @@ eval: setup
 # on 2 cores; rerun to resume. Writes eval-small-to-big/.
 SYNTH_MODEL ?= qwen2.5-coder-1.5b
 CPU_ENGINE ?= llamacpp
-SMALL_TO_BIG_ARGS ?= --size 100 --n 4 --ns 1 2 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 --out eval-small-to-big
+# Prices per 1M tokens proportional to parameter count (0.5B : 1.5B = 1 : 3), so that cost per
+# query compares configurations the way a GPU bill would; see docs/evaluate.md.
+SMALL_TO_BIG_PRICES ?= --explorer-input-price 0.01 --explorer-output-price 0.04 \
+	--synthesizer-input-price 0.03 --synthesizer-output-price 0.12
+SMALL_TO_BIG_ARGS ?= --size 100 --n 4 --ns 1 2 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 $(SMALL_TO_BIG_PRICES) --out eval-small-to-big
 .PHONY: eval-small-to-big
 eval-small-to-big: setup
 	$(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) --synthesizer $(SYNTH_MODEL) \
