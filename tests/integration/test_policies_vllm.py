@@ -81,3 +81,22 @@ async def test_the_shortcut_and_waves_really_skip_calls(vllm_server, context_for
     assert short["boxed_answer"] == "4" and short["usage"]["total"]["calls"] == 3
     assert after_waves - after_short == 2  # one wave of two agreeing paths, nothing more
     assert waves["decisions"]["waves"] == [[0, 1]] and waves["boxed_answer"] == "4"
+
+
+async def test_select_mode_answers_with_the_reference_the_real_selector_names(
+    vllm_server, context_for
+):
+    """GenSelect on the real server: structured output makes the selector name reference 2;
+    the run's answer is that reference's, in one synthesizer request."""
+    context = context_for(n=2, synthesis_mode="select", references={"dedupe": False})
+    explorer = context.explorer.model_copy(update={"extra_body": AGREEING})
+    selector = context.synthesizer.model_copy(
+        update={"extra_body": {"structured_outputs": {"regex": r"Candidate 2: \\boxed\{2\}"}}}
+    )
+    context = context.model_copy(update={"explorer": explorer, "synthesizer": selector})
+    before = vllm_server.requests_served()
+    result = await graph.ainvoke({"question": QUESTION}, context=context)
+    assert vllm_server.requests_served() - before == 3
+    assert result["synthesis"]["answer"] == "Candidate 2: \\boxed{2}"
+    assert result["decisions"]["selected"] == 1  # the second reference is path 1
+    assert result["answer"] == result["paths"][1]["answer"] and result["boxed_answer"] == "4"
