@@ -68,11 +68,16 @@ CPU_ENGINE ?= llamacpp
 # query compares configurations the way a GPU bill would; see docs/evaluate.md.
 SMALL_TO_BIG_PRICES ?= --explorer-input-price 0.01 --explorer-output-price 0.04 \
 	--synthesizer-input-price 0.03 --synthesizer-output-price 0.12
-SMALL_TO_BIG_ARGS ?= --size 100 --n 4 --ns 1 2 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 $(SMALL_TO_BIG_PRICES) --out eval-small-to-big
+# Held-out data (seed 2; seed 1 is the development split): 50 GSM-symbolic and 50 number-sequence
+# problems, in turn; two synthesis options beside plain A2R; and A2R with the 1.5B in both stages.
+SMALL_TO_BIG_SOURCE ?= builtin:gsm_symbolic,number_sequence
+SMALL_TO_BIG_ARGS ?= --size 50 --data-seed 2 --n 4 --ns 2 4 --alone 4 --variants tally select \
+	--max-tokens 384 --temperature 0.7 --seed 7 --concurrency 3 $(SMALL_TO_BIG_PRICES) \
+	--out eval-small-to-big
 .PHONY: eval-small-to-big
 eval-small-to-big: setup
 	$(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) --synthesizer $(SYNTH_MODEL) \
-		--engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(EVAL_SOURCE) $(SMALL_TO_BIG_ARGS)
+		--engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(SMALL_TO_BIG_SOURCE) $(SMALL_TO_BIG_ARGS)
 
 # A tiny RL run on CPU from `make eval`'s samples: curate, 2 GRPO steps, then vLLM serves the
 # checkpoint and `a2r ask` answers with it (as explorer and synthesizer: one embedded server).

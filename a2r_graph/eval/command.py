@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,16 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     async def evaluate() -> None:
         await interruptible(_evaluate(args, context, problems, ns))
 
-    asyncio.run(evaluate())
+    started = time.monotonic()
+    try:
+        asyncio.run(evaluate())
+    finally:
+        wall = _add_wall_time(args.out, time.monotonic() - started)
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
     expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
     unfinished = expected - {row["key"] for row in rows}
-    summary = summarize(rows, ns, failed=len(unfinished))
+    summary = summarize(rows, ns, failed=len(unfinished)) | wall
     benchmark = args.name or args.source
     model = f"{context.explorer.model} -> {context.synthesizer.model}"
     table = markdown_table(summary, benchmark, model)
@@ -135,6 +140,20 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
         )
         return 1
     return 0
+
+
+def _add_wall_time(out: Path, seconds: float) -> dict[str, Any]:
+    """This invocation's wall time added to the output directory's total (``wall.json``): an
+    eval resumed over several invocations reports what it took in all."""
+    path = out / "wall.json"
+    total = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    total = {
+        "wall_s": total.get("wall_s", 0.0) + seconds,
+        "invocations": total.get("invocations", 0) + 1,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(total) + "\n", encoding="utf-8")
+    return total
 
 
 async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:

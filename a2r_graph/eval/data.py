@@ -6,6 +6,8 @@ Sources:
   ``id``, ``problem``, ``answer``; a missing id field numbers the rows);
 - ``builtin:NAME`` with a size and seed: a seeded reasoning-gym generator (``gsm_symbolic``,
   ``basic_arithmetic``, ``chain_sum``...), offline, the same problems for the same seed;
+  ``builtin:NAME,NAME2`` mixes generators: ``size`` problems of each, taken in turn (so a run
+  cut short has as many of each), each problem's ``group`` naming its generator;
 - ``hf:DATASET[:SPLIT]``: a Hugging Face dataset (needs ``pip install datasets`` and a network),
   e.g. the paper's ``hf:HuggingFaceH4/aime_2024:train`` (fields ``id``/``problem``/``answer``),
   ``hf:opencompass/AIME2025`` or ``hf:ByteDance-Seed/BeyondAIME``; their field names vary: set
@@ -26,6 +28,8 @@ class Problem:
     id: str
     problem: str
     answer: str
+    group: str = ""
+    """The generator a built-in problem comes from (the report gives each group its rows)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ def load_problems(
     if source.startswith("builtin:"):
         rows = _builtin(source.removeprefix("builtin:"), size or 10, seed)
         fields = Fields(id="id", problem="question", answer="answer")
+        size = None  # per generator, already applied
     elif source.startswith("hf:"):
         rows = _hub(source.removeprefix("hf:"))
     else:
@@ -72,6 +77,7 @@ def _problem(row: dict[str, Any], index: int, fields: Fields, source: str) -> Pr
         id=str(row.get(fields.id, index)),
         problem=str(row[fields.problem]),
         answer=str(row[fields.answer]).strip(),
+        group=str(row.get("group", "")),
     )
 
 
@@ -95,17 +101,30 @@ def _file(path: Path) -> list[dict[str, Any]]:
     raise DataError(f"{path}: unknown format {suffix!r}; use .jsonl, .csv or .parquet")
 
 
-def _builtin(name: str, size: int, seed: int) -> list[dict[str, Any]]:
+def _builtin(names: str, size: int, seed: int) -> list[dict[str, Any]]:
     import reasoning_gym
 
-    try:
-        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
-    except (KeyError, ValueError) as error:
-        raise DataError(f"builtin:{name}: not a reasoning-gym generator ({error})") from error
-    return [
-        {"id": f"{name}-{seed}-{i}", "question": row["question"], "answer": row["answer"]}
-        for i, row in enumerate(dataset)
-    ]
+    generated = []
+    for name in names.split(","):
+        try:
+            dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
+        except (KeyError, ValueError) as error:
+            raise DataError(
+                f"builtin:{name}: not a reasoning-gym generator ({error}); name one or more, "
+                "comma-separated, e.g. builtin:gsm_symbolic,number_sequence"
+            ) from error
+        generated.append(
+            [
+                {
+                    "id": f"{name}-{seed}-{i}",
+                    "question": row["question"],
+                    "answer": row["answer"],
+                    "group": name,
+                }
+                for i, row in enumerate(dataset)
+            ]
+        )
+    return [row for turn in zip(*generated, strict=True) for row in turn]
 
 
 def _hub(name: str) -> list[dict[str, Any]]:

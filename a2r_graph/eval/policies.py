@@ -34,8 +34,10 @@ POLICIES = {
     "top_references": "top N/2 references",
     "cons_weighted": "Cons@N, confidence-weighted",
     "cons_top50": "Cons@N, top 50% confident",
+    "alone_a2r": "synthesizer's model in both stages (A2R over its --alone samples)",
 }
-"""Replayed policies: key -> label in the table and the plot."""
+"""Replayed policies: key -> label in the table and the plot (``alone_a2r``: with ``--alone K``,
+one more synthesis, over the synthesizer's own K samples)."""
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tally": ("references + answer tally", {"references": ReferenceOptions(tally=True)}),

@@ -207,6 +207,11 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             )
         lines.append(line)
     footer = f"\n{summary['queries']} queries finished"
+    if wall_s := summary.get("wall_s"):
+        footer += (
+            f" in {wall_s / 3600:.2f} h of wall time over {summary['invocations']} "
+            "invocation(s)"
+        )
     if summary["failed"]:
         footer += (
             f"; {summary['failed']} failed and are left out (accuracy is over the finished "

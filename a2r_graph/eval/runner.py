@@ -133,6 +133,7 @@ async def evaluate_problem(
         "repetition": repetition,
         "problem": problem.problem,
         "gold": problem.answer,
+        **({"group": problem.group} if problem.group else {}),
         "k": k,
         "thread_id": thread_id,
     }
@@ -193,6 +194,20 @@ async def evaluate_problem(
             }
             for p in sampled
         ]
+        try:  # the synthesizer's model in both stages: A2R over its own K samples
+            own_context = context.model_copy(
+                update={"n": len(sampled), "min_paths": min(context.min_paths, len(sampled))}
+            )
+            own = await synthesize_over(
+                graph, f"{thread_id}/alone/A2R", problem.problem, sampled, own_context
+            )
+        except A2RError as error:
+            return failed(f"synthesizer alone, A2R: {type(error).__name__}: {error}")
+        alone_a2r = {
+            "boxed": own["boxed_answer"],
+            "correct": await correct(problem.answer, own["boxed_answer"]),
+            "usage": sum_usage([*(p["usage"] for p in sampled), own["synthesis"]["usage"]]),
+        }
     by_n: dict[str, Any] = {}
     for n in ns:
         synthesis = full
@@ -253,6 +268,8 @@ async def evaluate_problem(
         # the synthesis options over the same first N paths, at once (the server batches them)
         cells = await asyncio.gather(*(variant_cell(v) for v in variants))
         policies |= dict(zip(variants, cells, strict=True))
+        if alone:
+            policies["alone_a2r"] = alone_a2r
     except A2RError as error:
         return failed(f"policies: {type(error).__name__}: {error}")
     return {

@@ -94,6 +94,16 @@ def test_builtin_generators_are_seeded_and_offline():
         load_problems("builtin:nope", size=1)
 
 
+def test_builtin_generators_mix_in_turn_with_size_problems_each():
+    needs("reasoning_gym")
+    mixed = load_problems("builtin:gsm_symbolic,number_sequence", size=3, seed=2)
+    assert [p.group for p in mixed] == ["gsm_symbolic", "number_sequence"] * 3
+    alone = load_problems("builtin:number_sequence", size=3, seed=2)
+    assert [p for p in mixed if p.group == "number_sequence"] == alone
+    with pytest.raises(DataError, match="builtin:nope: not a reasoning-gym .* comma-separated"):
+        load_problems("builtin:gsm_symbolic,nope", size=1)
+
+
 def explorer_script(k, answers):
     return [reply(f"<think>t</think>so \\boxed{{{a}}}", output_tokens=10) for a in answers[:k]]
 

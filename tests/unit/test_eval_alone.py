@@ -22,6 +22,7 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
     synthesizer = scripted(
         reply("\\boxed{2}"),  # A2R over 4 paths
         *explorer_script(4, ["2", "3", "2", "2"]),  # the synthesizer's model alone, K=4
+        reply("\\boxed{3}"),  # A2R over its own 4 samples (the model in both stages)
         reply("\\boxed{1}"),  # A2R over the first 2 paths
     )
     context = make_context(
@@ -46,10 +47,15 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
                 verifier=verifier,
                 alone=4,
             )
-            assert len(synthesizer.calls) == 6
+            assert len(synthesizer.calls) == 7
             # the baseline answered the explorer's prompt, not the synthesizer's
             assert all("<reference" not in prompt for prompt, _ in synthesizer.calls[1:5])
+            # then synthesized over its own samples' answers
+            assert "<reference4>" in synthesizer.calls[5][0]
             [line] = read_results(path)
+            own = line["policies"]["alone_a2r"]
+            assert own["boxed"] == "3" and own["correct"] is False
+            assert own["usage"]["output_tokens"] == 4 * 10 + 20
             assert [p["correct"] for p in line["alone"]] == [True, False, True, True]
             assert line["by_n"]["2"]["alone_cons_correct"] is True  # tie: the first group
             usage = line["by_n"]["4"]["alone_usage"]
@@ -68,12 +74,13 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
                 verifier=verifier,
                 alone=4,
             )
-            assert len(synthesizer.calls) == 6 and len(read_results(again)) == 1
+            assert len(synthesizer.calls) == 7 and len(read_results(again)) == 1
 
     summary = summarize(read_results(path), [2, 4])
     assert summary["alone"]["pass_at_1"] == 75
     assert summary["by_n"]["4"]["alone_cons_at_n"] == 100
     assert summary["by_n"]["4"]["cons_at_n"] == 0  # the explorers' majority said 1
+    assert summary["policies"]["alone_a2r"]["accuracy"] == 0
     table = markdown_table(summary, "toy", "small -> big")
     assert "Synthesizer alone: Pass@1 | Cons@N |" in table
     assert "| toy | small -> big | 4 | 25.0 | 0.0 | 100.0 | 100.0 | 75.0 | 100.0 |" in table
