@@ -209,8 +209,7 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
     footer = f"\n{summary['queries']} queries finished"
     if wall_s := summary.get("wall_s"):
         footer += (
-            f" in {wall_s / 3600:.2f} h of wall time over {summary['invocations']} "
-            "invocation(s)"
+            f" in {wall_s / 3600:.2f} h of wall time over {summary['invocations']} invocation(s)"
         )
     if summary["failed"]:
         footer += (
