@@ -96,6 +96,12 @@ def summarize(
                 ),
             }
     summary["policies"] = _policies(rows)
+    groups = sorted({row["group"] for row in rows if row.get("group")})
+    if len(groups) > 1:  # mixed generators: each one's figures too
+        summary["groups"] = {
+            group: summarize([row for row in rows if row.get("group") == group], ns, failed=0)
+            for group in groups
+        }
     return summary
 
 
@@ -148,16 +154,26 @@ def policy_table(summary: dict[str, Any]) -> str:
         )
         for name, p in policies.items()
     ]
+    groups = summary.get("groups", {})
+    by_group = [  # each row's accuracy in each group, in the order of ``rows``
+        [
+            g["by_n"][n]["a2r"],
+            g["by_n"][n]["cons_at_n"],
+            *(g["policies"].get(name, {}).get("accuracy") for name in policies),
+        ]
+        for g in groups.values()
+    ]
     lines = [
         f"| Policy (N={n}) | Accuracy | Tokens per query | vs full A2R | Cost per query "
-        "| No synthesis |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| No synthesis |" + "".join(f" {name} |" for name in groups),
+        "|---|--:|--:|--:|--:|--:|" + "--:|" * len(groups),
     ]
-    for label, accuracy, tokens, cost, skipped in rows:
+    for i, (label, accuracy, tokens, cost, skipped) in enumerate(rows):
         change = f"{100 * (tokens / full_tokens - 1):+.1f}%" if full_tokens else "–"
         lines.append(
             f"| {label} | {accuracy:.1f} | {tokens:.0f} | {change} | {cost:.6f} | "
             f"{_maybe(skipped, '.0f')}{'%' if skipped is not None else ''} |"
+            + "".join(f" {_maybe(g[i], '.1f')} |" for g in by_group)
         )
     return "\n".join(lines)
 
@@ -176,14 +192,19 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
         + (" Synthesizer alone: Pass@1 | Cons@N |" if alone else ""),
         "|---|---|--:|--:|--:|--:|--:|" + ("--:|--:|" if alone else ""),
     ]
-    for n, cell in summary["by_n"].items():
-        line = (
-            f"| {benchmark} | {model} | {n} | {summary['pass_at_1']:.1f} | "
-            f"{cell['cons_at_n']:.1f} | {cell['pass_at_n']:.1f} | {cell['a2r']:.1f} |"
-        )
-        if alone:
-            line += f" {alone['pass_at_1']:.1f} | {_maybe(cell.get('alone_cons_at_n'), '.1f')} |"
-        lines.append(line)
+    parts = [*summary.get("groups", {}).items(), (benchmark, summary)]
+    for name, part in parts:
+        for n, cell in part["by_n"].items():
+            line = (
+                f"| {name} | {model} | {n} | {part['pass_at_1']:.1f} | "
+                f"{cell['cons_at_n']:.1f} | {cell['pass_at_n']:.1f} | {cell['a2r']:.1f} |"
+            )
+            if alone:
+                line += (
+                    f" {_maybe(part.get('alone', {}).get('pass_at_1'), '.1f')} | "
+                    f"{_maybe(cell.get('alone_cons_at_n'), '.1f')} |"
+                )
+            lines.append(line)
     lines += [
         "",
         (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from a2r_graph import build_graph, threads
-from a2r_graph.eval.data import DataError, Fields, load_problems
+from a2r_graph.eval.data import DataError, Fields, Problem, load_problems
 from a2r_graph.eval.metrics import majority_vote, pass_at_1, pass_at_n
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
 from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
@@ -141,6 +141,28 @@ async def test_metrics_per_n_reuse_the_same_explorer_samples(tmp_path):
     assert [by_n[n]["a2r_correct"] for n in ("4", "1", "2")] == [True, False, True]
     assert by_n["2"]["explore_usage"]["output_tokens"] == 20
     assert synthesizer.calls[1][0].count("</reference") == 1  # the N=1 synthesis saw path 0
+
+
+async def test_mixed_generators_get_rows_of_their_own(tmp_path):
+    problems = [Problem("g1", "q1", "1", "easy"), Problem("h1", "q2", "2", "hard")]
+    explorer = scripted(*explorer_script(4, "1111"), *explorer_script(4, "2333"))
+    synthesizer = scripted(reply("\\boxed{1}"), reply("\\boxed{2}"))
+    path = await evaluate(tmp_path, problems, explorer, synthesizer, ns=(4,))
+    lines = read_results(path)
+    assert {line["id"]: line["group"] for line in lines} == {"g1": "easy", "h1": "hard"}
+    summary = summarize(lines, [4])
+    assert summary["groups"]["easy"]["by_n"]["4"]["cons_at_n"] == 100
+    assert summary["groups"]["hard"]["by_n"]["4"]["cons_at_n"] == 0
+    assert summary["groups"]["hard"]["pass_at_1"] == 25
+    table = markdown_table(summary, "mix", "m")
+    assert "| easy | m | 4 | 100.0 | 100.0 | 100.0 | 100.0 |" in table
+    assert "| hard | m | 4 | 25.0 | 0.0 | 100.0 | 100.0 |" in table
+    assert "| mix | m | 4 | 62.5 | 50.0 | 100.0 | 100.0 |" in table
+    # the policy block: a column per group (A2R row: 100 in both; Cons@N: 100 and 0)
+    assert "| Cons@N | 50.0 | 80 | -27.3% | 0.000000 | – | 100.0 | 0.0 |" in table
+    assert (
+        "| shortcut (>= 75% agree) | 50.0 | 80 | -27.3% | 0.000000 | 100% | 100.0 | 0.0 |" in table
+    )
 
 
 def write_jsonl(tmp_path, rows):
