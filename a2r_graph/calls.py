@@ -7,6 +7,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 import openai
@@ -125,6 +126,19 @@ async def complete(
         retry=retry_if_exception(is_transient),
         before_sleep=lambda state: _log_retry(state, stage_name, stage, path_index),
     )
+    request: dict[str, Any] = {
+        "temperature": stage.temperature,
+        "top_p": stage.top_p,
+        "max_tokens": stage.max_tokens,
+        "seed": seed,
+        **({"extra_body": stage.extra_body} if stage.extra_body else {}),
+        **({"logprobs": True, "top_logprobs": confidence.top_logprobs} if confidence else {}),
+        **(
+            {"extra_headers": {context.session_header: session}}
+            if session and context.session_header
+            else {}
+        ),
+    }
     try:
         async for attempt in retrying:
             with attempt:
@@ -132,21 +146,7 @@ async def complete(
                     message = await model.ainvoke(
                         [HumanMessage(prompt)],
                         {"metadata": call_metadata(stage_name, stage, path_index, confidence)},
-                        temperature=stage.temperature,
-                        top_p=stage.top_p,
-                        max_tokens=stage.max_tokens,
-                        seed=seed,
-                        **({"extra_body": stage.extra_body} if stage.extra_body else {}),
-                        **(
-                            {"logprobs": True, "top_logprobs": confidence.top_logprobs}
-                            if confidence
-                            else {}
-                        ),
-                        **(
-                            {"extra_headers": {context.session_header: session}}
-                            if session and context.session_header
-                            else {}
-                        ),
+                        **request,
                     )
                 # a reply it cannot read is a failed attempt, retried like a 5xx
                 completion = parse_completion(message, stage, stage_name)
@@ -211,20 +211,25 @@ def call_metadata(
     return metadata
 
 
+def _token_count(tokens: object, name: str, stage_name: str) -> int:
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise MalformedReplyError(
+            f"the {stage_name} server's reply has usage {name}={repr(tokens)[:80]}, "
+            "not a token count"
+        )
+    return tokens
+
+
 def parse_completion(message: AIMessage, stage: StageConfig, stage_name: str) -> Completion:
     if message.usage_metadata is None:
         raise MissingUsageError(
             f"the {stage_name} server's reply carried no token usage; A2R accounts only "
             "server-reported tokens: use an OpenAI-compatible server that returns `usage`"
         )
-    tokens_in = message.usage_metadata.get("input_tokens")
-    tokens_out = message.usage_metadata.get("output_tokens")
-    for name, tokens in (("input_tokens", tokens_in), ("output_tokens", tokens_out)):
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-            raise MalformedReplyError(
-                f"the {stage_name} server's reply has usage {name}={repr(tokens)[:80]}, "
-                "not a token count"
-            )
+    tokens_in, tokens_out = (
+        _token_count(message.usage_metadata.get(name), name, stage_name)
+        for name in ("input_tokens", "output_tokens")
+    )
     reasoning = message.additional_kwargs.get("reasoning_content")
     trace, answer = split_reasoning(message.text, reasoning if isinstance(reasoning, str) else None)
     served = message.response_metadata.get("model_name")

@@ -117,9 +117,8 @@ class ChatVLLM(ChatOpenAI):
 
     def _secret(self) -> str | None:
         """The API key, to keep it out of reply previews in error messages."""
-        key = self.openai_api_key
-        if isinstance(key, SecretStr):
-            key = key.get_secret_value()
+        secret = self.openai_api_key
+        key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         return key if isinstance(key, str) and key not in ("", "EMPTY") else None
 
 

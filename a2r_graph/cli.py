@@ -299,7 +299,7 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
             f"References: the most confident paths {[i + 1 for i in decisions['references']]}"
         )
     if decisions.get("shortcut"):
-        agreed = decisions["agreed"]
+        agreed = decisions.get("agreed") or {"paths": []}
         out += ["", f"Shortcut: paths {[i + 1 for i in agreed['paths']]} agree; no synthesis"]
     else:
         out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
@@ -340,6 +340,7 @@ async def interruptible(awaitable: Awaitable[T]) -> T:
     """
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
+    assert main_task is not None, "interruptible() runs inside a task"
     interrupts = 0
 
     def on_sigint() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from typing_extensions import TypedDict
 
@@ -42,10 +42,10 @@ def token_confidences(logprobs: Any) -> list[float]:
         if not isinstance(entry, dict):
             continue
         top = entry.get("top_logprobs")
-        values = (
+        candidates = (
             [c.get("logprob") for c in top if isinstance(c, dict)] if isinstance(top, list) else []
         )
-        values = [v for v in values if _is_logprob(v)] or (
+        values: list[float] = [v for v in candidates if _is_logprob(v)] or (
             [entry["logprob"]] if _is_logprob(entry.get("logprob")) else []
         )
         if values:
@@ -72,7 +72,7 @@ def path_confidence(
     )
 
 
-def _is_logprob(value: Any) -> bool:
+def _is_logprob(value: Any) -> TypeGuard[float]:
     # vLLM sends -9999.0 for -inf (a candidate that structured output or a logits processor
     # masked): not the model's doubt, so it is left out, like anything not a float <= 0
     return isinstance(value, int | float) and not isinstance(value, bool) and -9999 < value <= 0

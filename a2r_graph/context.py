@@ -325,7 +325,8 @@ class A2RContext(BaseSettings):
         def environment() -> dict[str, Any]:
             return keys_follow_endpoints(given, env_settings())
 
-        return (init_settings, environment, dotenv_settings, file_secret_settings)
+        # pydantic-settings takes a callable returning the values as a source too
+        return (init_settings, environment, dotenv_settings, file_secret_settings)  # type: ignore[return-value]
 
     @field_validator("prompts_dir")
     @classmethod

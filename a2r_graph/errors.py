@@ -37,9 +37,11 @@ class ModelRequestError(A2RError):
 class EndpointUnavailableError(A2RError):
     """A transient failure (connection, timeout, 429, 5xx) persisted through every retry."""
 
-    def __init__(self, stage: str, url: str, model: str, attempts: int, cause: BaseException):
+    def __init__(
+        self, stage: str, url: str, model: str, attempts: int, cause: BaseException | None
+    ):
         self.stage, self.url, self.model, self.attempts = stage, url, model, attempts
-        detail = str(cause) or type(cause).__name__
+        detail = str(cause or "") or type(cause).__name__
         super().__init__(
             f"{stage} endpoint {url} (model {model!r}) failed after {attempts} attempt(s): "
             f"{type(cause).__name__}: {detail}"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -21,6 +22,9 @@ from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
 from a2r_graph.tracing import A2RTracer, configure_from_env
 
+A2RGraph = CompiledStateGraph[A2RState, Any, A2RInput, A2ROutput]
+"""A compiled A2R graph (its context: ``A2RContext``, or ``RunOptions`` on a server)."""
+
 
 def build_graph(
     chat_model: ChatModelFactory = vllm_chat_model,
@@ -28,7 +32,7 @@ def build_graph(
     tracer_provider: TracerProvider | None = None,
     context_schema: type[BaseModel] = A2RContext,
     meter_provider: MeterProvider | None = None,
-) -> CompiledStateGraph[A2RState, A2RContext, A2RInput, A2ROutput]:
+) -> A2RGraph:
     """Compile the A2R graph.
 
     ``chat_model`` maps a stage's endpoint to a chat model; spans go to ``tracer_provider``
@@ -37,7 +41,7 @@ def build_graph(
     the whole ``A2RContext`` (trusted code), or ``RunOptions`` (a server's untrusted runs,
     over the deployment's ``A2R_*`` configuration: see ``a2r_graph.server``).
     """
-    builder = StateGraph(
+    builder: StateGraph[A2RState, Any, A2RInput, A2ROutput] = StateGraph(
         A2RState, context_schema=context_schema, input_schema=A2RInput, output_schema=A2ROutput
     )
     builder.add_node("dispatch", dispatch, destinations=("explore", "decide"))

@@ -492,7 +492,8 @@ async def stream_completion(
         return {"reasoning_content": token.text} if token.reasoning else {"content": token.text}
 
     yield chunk({"role": "assistant", "content": ""})
-    splitter, answered, output = ThinkSplitter(), False, {}
+    splitter, answered = ThinkSplitter(), False
+    output: Mapping[str, Any] = {}
     try:
         async for event in _with_keepalive(
             runner.stream(preset, request.question, context), KEEPALIVE_S

@@ -6,13 +6,16 @@ and the eval's replay of saved samples (``a2r_graph.eval.policies``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from typing_extensions import TypedDict
 
 from a2r_graph.answers import canonical_answer, last_boxed
 from a2r_graph.context import A2RContext, Agreement, Budget, ConfidenceConfig, ReferenceOptions
+
+Path = TypeVar("Path", bound=Mapping[str, Any])
+"""An explorer path (``state.ExplorerPath``), or the eval's saved copy of one."""
 
 
 class Agreed(TypedDict):
@@ -23,16 +26,16 @@ class Agreed(TypedDict):
     share: float
 
 
-def confidence_of(path: dict[str, Any], measure: str) -> float | None:
+def confidence_of(path: Mapping[str, Any], measure: str) -> float | None:
     confidence = path.get("confidence")
     return confidence.get(measure) if isinstance(confidence, dict) else None
 
 
 def agreement(
-    usable: Sequence[dict[str, Any]], rule: Agreement, confidence: ConfidenceConfig | None
+    usable: Sequence[Path], rule: Agreement, confidence: ConfidenceConfig | None
 ) -> Agreed | None:
     """Whether the usable paths agree under ``rule`` (see ``context.Agreement``)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Path]] = {}
     for path in usable:
         if (key := canonical_answer(path.get("boxed"))) is not None:
             groups.setdefault(key, []).append(path)
@@ -49,20 +52,20 @@ def agreement(
     return Agreed(boxed=group[0]["boxed"], paths=[p["index"] for p in group], share=share)
 
 
-def most_confident(usable: Sequence[dict[str, Any]], k: int, measure: str) -> list[dict[str, Any]]:
+def most_confident(usable: Sequence[Path], k: int, measure: str) -> list[Path]:
     """The ``k`` most confident paths (a path without a measure ranks last), in index order."""
     ranked = sorted(usable, key=lambda p: -(confidence_of(p, measure) or float("-inf")))
     return sorted(ranked[:k], key=lambda p: p["index"])
 
 
-def spent(paths: Sequence[dict[str, Any]]) -> dict[str, float]:
+def spent(paths: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {
         "output_tokens": sum(p["usage"]["output_tokens"] for p in paths),
         "cost": sum(p["usage"]["cost"] for p in paths),
     }
 
 
-def budget_reached(budget: Budget | None, paths: Sequence[dict[str, Any]]) -> bool:
+def budget_reached(budget: Budget | None, paths: Sequence[Mapping[str, Any]]) -> bool:
     if budget is None:
         return False
     used = spent(paths)
@@ -77,17 +80,17 @@ def wave_size(context: A2RContext, explored: int) -> int:
     return max(target - explored, 0)
 
 
-def _groups(paths: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def _groups(paths: Sequence[Path]) -> list[list[Path]]:
     """Paths grouped by equivalent final answer, in order of first appearance; a path
     without a final answer is a group of its own."""
-    groups: dict[Any, list[dict[str, Any]]] = {}
+    groups: dict[Any, list[Path]] = {}
     for path in paths:
         key = canonical_answer(path.get("boxed"))
         groups.setdefault(key if key is not None else ("none", path["index"]), []).append(path)
     return list(groups.values())
 
 
-def arrange(usable: Sequence[dict[str, Any]], options: ReferenceOptions) -> list[dict[str, Any]]:
+def arrange(usable: Sequence[Path], options: ReferenceOptions) -> list[Path]:
     """The synthesizer's references: ``grouped`` puts paths with the same final answer
     together, the largest group first (ties: first seen); ``dedupe`` keeps one per answer."""
     groups = _groups(usable)

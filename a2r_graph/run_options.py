@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
     BaseModel,
@@ -54,7 +54,7 @@ def _optional(model: type[BaseModel], names: tuple[str, ...]) -> dict[str, Any]:
     for name in names:
         info = model.model_fields[name]
         fields[name] = (
-            info.annotation | None,
+            Optional[info.annotation],  # noqa: UP045 (a type built at run time)
             FieldInfo.merge_field_infos(info, default=None, default_factory=None),
         )
     return fields
@@ -67,12 +67,13 @@ StageOptions = create_model(
     __doc__="What a run may set of one stage: the model on it and how to sample.",
     **_optional(StageConfig, RUN_STAGE_FIELDS),
 )
+_STAGE_FIELDS: dict[str, Any] = {stage: (StageOptions | None, Field(None)) for stage in STAGES}
 RunOptions = create_model(
     "RunOptions",
     __config__=_FORBID,
     __doc__="The context a run on LangGraph Server may pass; the rest is the deployment's.",
     **_optional(A2RContext, RUN_FIELDS),
-    **{stage: (StageOptions | None, Field(None)) for stage in STAGES},
+    **_STAGE_FIELDS,
 )
 
 

@@ -63,7 +63,7 @@ class Token:
 class Finished:
     """The run's result (``A2ROutput``)."""
 
-    output: dict[str, Any]
+    output: Mapping[str, Any]
 
 
 class Runner(Protocol):
@@ -71,7 +71,7 @@ class Runner(Protocol):
         """The presets a request may name; the default ``a2r`` first."""
         ...
 
-    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+    async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
         """Run A2R to the end; ``RunFailure`` if the run fails."""
         ...
 
@@ -168,7 +168,7 @@ class LocalRunner:
 
         return [Preset(DEFAULT_PRESET, DEFAULT_PRESET, {}, DESCRIPTION)]
 
-    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+    async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
         try:
             return output_of(await self.graph.ainvoke({"question": question}, context=context))
         except A2RError as error:
@@ -246,7 +246,7 @@ class ServerRunner:
             )
         return presets
 
-    async def invoke(self, preset: Preset, question: str, context: dict) -> dict[str, Any]:
+    async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
         import httpx
 
         try:

@@ -95,7 +95,7 @@ class Decisions(TypedDict, total=False):
 
     waves: list[list[int]]
     """The path indices each wave explored, in order (with ``waves`` set)."""
-    agreed: dict[str, Any] | None
+    agreed: Mapping[str, Any] | None
     """The explored paths' agreement (``policies.Agreed``: boxed, paths, share), or None."""
     shortcut: bool
     """The synthesizer was skipped: the answer is the agreeing paths'."""
@@ -146,9 +146,9 @@ class A2ROutput(TypedDict):
     Per-path figures are in ``paths[i]["usage"]``, the synthesizer's in ``synthesis``."""
 
 
-class A2RState(A2RInput, A2ROutput):
-    paths: Annotated[list[ExplorerPath], merge_paths]
-    usage: Annotated[dict[str, StageUsage], operator.or_]
+class A2RState(A2RInput, A2ROutput):  # type: ignore[misc]  # adds reducers to paths, usage
+    paths: Annotated[list[ExplorerPath], merge_paths]  # type: ignore[misc]
+    usage: Annotated[dict[str, StageUsage], operator.or_]  # type: ignore[misc]
     synthesizer_prompt: str
     """The exact prompt sent to the synthesizer: instruction, question, references."""
     reference_paths: list[int]

@@ -22,17 +22,19 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph.state import CompiledStateGraph
 
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import ConfigurationError, UnknownThreadError
 from a2r_graph.state import A2ROutput, validated_question
+
+if TYPE_CHECKING:
+    from a2r_graph.graph import A2RGraph
 
 OUTPUT_KEYS = tuple(A2ROutput.__annotations__)
 
@@ -173,15 +175,15 @@ async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseChec
         ) from None
     async with AsyncExitStack() as stack:
         try:
-            saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(str(db)))
-            await saver.setup()
+            postgres = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(str(db)))
+            await postgres.setup()
         except OperationalError as error:  # before any run: the database is unusable
             reason = (str(error).replace(str(db), shown).splitlines() or ["unreachable"])[0]
             raise CheckpointDatabaseError(shown, reason) from None
-        yield saver
+        yield postgres
 
 
-async def holds_unfinished_run(graph: CompiledStateGraph, thread_id: str) -> bool:
+async def holds_unfinished_run(graph: A2RGraph, thread_id: str) -> bool:
     """Whether the graph's checkpointer holds a run on the thread that ``resume`` can finish."""
     snapshot = await graph.aget_state(thread_config(thread_id))
     return bool(snapshot.values) and bool(snapshot.next)
@@ -191,23 +193,23 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def output_of(values: dict) -> A2ROutput:
-    return A2ROutput(**{key: values[key] for key in OUTPUT_KEYS if key in values})
+def output_of(values: dict[str, Any]) -> A2ROutput:
+    return cast(A2ROutput, {key: values[key] for key in OUTPUT_KEYS if key in values})
 
 
-async def ask(
-    graph: CompiledStateGraph, question: str, thread_id: str, context: A2RContext
-) -> A2ROutput:
+async def ask(graph: A2RGraph, question: str, thread_id: str, context: A2RContext) -> A2ROutput:
     """Answer ``question`` on the thread; if the thread holds an unfinished run of the same
     question, finish that one instead (asking again after a failure resumes it)."""
     question = validated_question(question)  # before anything is written
     snapshot = await graph.aget_state(thread_config(thread_id))
     if snapshot.next and snapshot.values.get("question") == question:
         return await resume(graph, thread_id, context)
-    return await graph.ainvoke({"question": question}, thread_config(thread_id), context=context)
+    return output_of(
+        await graph.ainvoke({"question": question}, thread_config(thread_id), context=context)
+    )
 
 
-async def resume(graph: CompiledStateGraph, thread_id: str, context: A2RContext) -> A2ROutput:
+async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROutput:
     """Finish the thread's run, re-running only what did not finish; a finished run's result
     is returned as saved."""
     config = thread_config(thread_id)
@@ -219,7 +221,6 @@ async def resume(graph: CompiledStateGraph, thread_id: str, context: A2RContext)
     if {"decide", "reduce"} & set(snapshot.next):
         # the explorers are done (too few usable, or some unanswered): ask again, so that
         # dispatch keeps the answered paths and samples the others
-        return await graph.ainvoke(
-            {"question": snapshot.values["question"]}, config, context=context
-        )
-    return await graph.ainvoke(None, config, context=context)
+        question = snapshot.values["question"]
+        return output_of(await graph.ainvoke({"question": question}, config, context=context))
+    return output_of(await graph.ainvoke(None, config, context=context))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import Runnable
@@ -55,6 +56,6 @@ def as_tool(
     )
 
 
-def tool_content(result: A2ROutput) -> str:
+def tool_content(result: Mapping[str, Any]) -> str:
     final = result["boxed_answer"] or "(no boxed answer)"
     return f"Final answer: {final}\n\nReasoning:\n{result['answer']}"

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -229,12 +230,15 @@ class A2RTracer(BaseCallbackHandler):
             kind=SpanKind.CLIENT,
             attributes={k: v for k, v in attributes.items() if v is not None},
         )
-        windows = (meta.get("a2r.confidence.group_size"), meta.get("a2r.confidence.tail_tokens"))
+        group_size, tail = (
+            meta.get("a2r.confidence.group_size"),
+            meta.get("a2r.confidence.tail_tokens"),
+        )
         self._calls[run_id] = _Call(
             span,
             meta.get("a2r.input_price_per_mtok", 0.0),
             meta.get("a2r.output_price_per_mtok", 0.0),
-            windows if None not in windows else None,
+            (group_size, tail) if group_size is not None and tail is not None else None,
             {
                 key: attributes[key]
                 for key in (
@@ -295,7 +299,7 @@ class A2RTracer(BaseCallbackHandler):
             )
         ):
             for measure, value in measures.items():
-                span.set_attribute(f"a2r.confidence.{measure}", value)
+                span.set_attribute(f"a2r.confidence.{measure}", cast(float, value))
         if capture_content() and isinstance(message, BaseMessage):
             output = [_message_json(message)]
             span.set_attribute("gen_ai.output.messages", json.dumps(output, ensure_ascii=False))
@@ -390,11 +394,11 @@ def _attribute(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def _is_count(tokens: Any) -> bool:
+def _is_count(tokens: Any) -> TypeGuard[int]:
     return isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0
 
 
-def _set_usage(span: Span, usage: dict[str, Any]) -> None:
+def _set_usage(span: Span, usage: Mapping[str, Any]) -> None:
     span.set_attribute("a2r.usage.calls", usage["calls"])
     span.set_attribute("a2r.usage.input_tokens", usage["input_tokens"])
     span.set_attribute("a2r.usage.output_tokens", usage["output_tokens"])

@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from langgraph.graph.state import CompiledStateGraph
+from typing import TYPE_CHECKING, Any, cast
 
 from a2r_graph import threads
 from a2r_graph.context import A2RContext
@@ -34,7 +32,10 @@ from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
 from a2r_graph.eval.policies import VARIANTS, replay
 from a2r_graph.eval.verify import Verifier
-from a2r_graph.state import sum_usage
+from a2r_graph.state import A2ROutput, sum_usage
+
+if TYPE_CHECKING:
+    from a2r_graph.graph import A2RGraph
 
 RESULTS_FILE = "results.jsonl"
 NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
@@ -85,12 +86,12 @@ def _end_torn_line(results_path: Path) -> None:
 
 
 async def synthesize_over(
-    graph: CompiledStateGraph,
+    graph: A2RGraph,
     thread_id: str,
     question: str,
-    paths: list[dict],
+    paths: Sequence[Mapping[str, Any]],
     context: A2RContext,
-) -> dict:
+) -> dict[str, Any]:
     """The synthesizer over ``paths`` on a new thread (no explorer call): the graph resumed
     after an ``explore`` step whose output is these paths."""
     config = threads.thread_config(thread_id)
@@ -98,11 +99,16 @@ async def synthesize_over(
     if not snapshot.values:
         update = {"question": question, "explored_question": question, "paths": paths}
         await graph.aupdate_state(config, update, as_node="explore")
-    return await threads.resume(graph, thread_id, context)
+    return _plain(await threads.resume(graph, thread_id, context))
+
+
+def _plain(output: A2ROutput) -> dict[str, Any]:
+    """A run's output as the plain dict the eval reads and writes."""
+    return cast(dict[str, Any], output)
 
 
 async def evaluate_problem(
-    graph: CompiledStateGraph,
+    graph: A2RGraph,
     problem: Problem,
     repetition: int,
     ns: Sequence[int],
@@ -141,7 +147,7 @@ async def evaluate_problem(
     def failed(error: str) -> dict[str, Any]:
         return {**line, "failed": True, "error": error, "paths": [], "by_n": {}}
 
-    timed_out: set[tuple[str, str]] = set()
+    timed_out: set[tuple[str, str | None]] = set()
 
     async def correct(gold: str, prediction: str | None) -> bool:
         result = await verifier.correct(gold, prediction)
@@ -151,12 +157,12 @@ async def evaluate_problem(
 
     try:
         try:  # a thread from an earlier eval: finish it, or take its saved result
-            full = await threads.resume(graph, thread_id, seeded)
+            full = _plain(await threads.resume(graph, thread_id, seeded))
             if _unanswered(full):  # retry the explorers the server failed, keep the others
                 await reopen(graph, thread_id)
-                full = await threads.resume(graph, thread_id, seeded)
+                full = _plain(await threads.resume(graph, thread_id, seeded))
         except UnknownThreadError:
-            full = await threads.ask(graph, problem.problem, thread_id, seeded)
+            full = _plain(await threads.ask(graph, problem.problem, thread_id, seeded))
     except A2RError as error:
         return failed(f"{type(error).__name__}: {error}")
     if unanswered := _unanswered(full):
@@ -164,7 +170,7 @@ async def evaluate_problem(
             f"the explorer server did not answer path(s) {[p['index'] for p in unanswered]}: "
             f"{unanswered[0]['error']}"
         )
-    paths = [
+    paths: list[dict[str, Any]] = [
         {
             "index": p["index"],
             "boxed": p["boxed"],
@@ -237,7 +243,7 @@ async def evaluate_problem(
             by_n[str(n)]["alone_usage"] = sum_usage(p["usage"] for p in alone_paths[:n])
     top = max(ns)
 
-    async def synthesize_top(chosen: list[dict]) -> dict:
+    async def synthesize_top(chosen: list[dict[str, Any]]) -> dict[str, Any]:
         subset = [  # renumbered: a run's paths are 0..n-1
             {**full["paths"][p["index"]], "index": i} for i, p in enumerate(chosen)
         ]
@@ -293,8 +299,8 @@ def alone_context(context: A2RContext, k: int, repetition: int = 0) -> A2RContex
 
 
 async def sample_alone(
-    graph: CompiledStateGraph, thread_id: str, question: str, context: A2RContext
-) -> list[dict]:
+    graph: A2RGraph, thread_id: str, question: str, context: A2RContext
+) -> list[dict[str, Any]]:
     """``context.n`` samples of ``context.explorer`` answering alone: the graph's run stopped
     before its synthesis, on a thread of its own (so a rerun samples only what is missing)."""
     config = threads.thread_config(thread_id)
@@ -307,12 +313,12 @@ async def sample_alone(
     return snapshot.values["paths"]
 
 
-def _unanswered(output: dict) -> list[dict]:
+def _unanswered(output: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The explorer paths the server never answered (a failure, not a wrong sample)."""
     return [p for p in output["paths"] if not p.get("answered", True)]
 
 
-async def reopen(graph: CompiledStateGraph, thread_id: str) -> None:
+async def reopen(graph: A2RGraph, thread_id: str) -> None:
     """Make a finished run unfinished again, so that resuming it asks the question anew and
     ``dispatch`` keeps the answered paths, sampling only the unanswered ones."""
     config = threads.thread_config(thread_id)
@@ -320,7 +326,7 @@ async def reopen(graph: CompiledStateGraph, thread_id: str) -> None:
 
 
 async def run_eval(
-    graph: CompiledStateGraph,
+    graph: A2RGraph,
     problems: Sequence[Problem],
     *,
     ns: Sequence[int],

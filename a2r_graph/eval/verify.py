@@ -130,8 +130,8 @@ class Verifier:
 
     async def correct(self, gold: str, prediction: str | None) -> bool:
         known = self._known(gold, prediction)
-        if known is not None:
-            return known
+        if known is not None or prediction is None:
+            return bool(known)
         with self._lock:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="verify")
@@ -143,8 +143,8 @@ class Verifier:
     def correct_sync(self, gold: str, prediction: str | None) -> bool:
         """``correct`` for synchronous callers (a trainer's reward function)."""
         known = self._known(gold, prediction)
-        if known is not None:
-            return known
+        if known is not None or prediction is None:
+            return bool(known)
         return self._check(gold, prediction)
 
     def _known(self, gold: str, prediction: str | None) -> bool | None:

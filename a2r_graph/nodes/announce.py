@@ -8,7 +8,7 @@ from langchain_core.callbacks import adispatch_custom_event
 from langgraph.runtime import Runtime
 
 
-async def announce(runtime: Runtime, event: str, **data: Any) -> None:
+async def announce(runtime: Runtime[Any], event: str, **data: Any) -> None:
     """``event`` as a ``custom`` stream event (``{"event": event, **data}``) and as a LangChain
     custom event, which ``a2r_graph.tracing`` records on the run's span."""
     runtime.stream_writer({"event": event, **data})

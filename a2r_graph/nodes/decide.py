@@ -12,7 +12,7 @@ from a2r_graph.context import A2RContext
 from a2r_graph.nodes.announce import announce
 from a2r_graph.policies import agreement, budget_reached, spent, wave_size
 from a2r_graph.runtime import context_of
-from a2r_graph.state import A2RState, ExplorerTask, StageUsage, stage_usage
+from a2r_graph.state import A2RState, Decisions, ExplorerTask, StageUsage, stage_usage
 
 
 async def decide(
@@ -22,7 +22,7 @@ async def decide(
     paths = state["paths"]
     usable = [path for path in paths if path["error"] is None]
     agreed = agreement(usable, context.agreement, context.confidence) if usable else None
-    decisions = {**state.get("decisions", {}), "agreed": agreed}
+    decisions: Decisions = {**state.get("decisions", {}), "agreed": agreed}
     explored = {path["index"] for path in paths}
     missing = [i for i in range(context.n) if i not in explored]
     if missing and agreed is None:
@@ -41,8 +41,9 @@ async def decide(
                     for i in wave
                 ],
             )
-        decisions["budget_reached"] = {"spent": spent(paths), "skipped": missing}
-        await announce(runtime, "budget_reached", **decisions["budget_reached"])
+        reached = {"spent": spent(paths), "skipped": missing}
+        decisions["budget_reached"] = reached
+        await announce(runtime, "budget_reached", **reached)
     if not (context.shortcut and agreed and len(usable) >= context.min_paths):
         return Command(update={"decisions": decisions}, goto="reduce")
     decisions["shortcut"] = True
@@ -61,5 +62,5 @@ async def decide(
                 "total": explore_usage,
             },
         },
-        goto=END,
+        goto=END,  # type: ignore[arg-type]  # END is "__end__", typed str
     )

@@ -30,12 +30,14 @@ async def explore(
             confidence=context.confidence,
             session=task.get("session"),
         )
-    except EndpointUnavailableError as error:  # a 4xx is not caught: it would fail every path
-        path = failed_path(index, stage.model, str(error))
+    except EndpointUnavailableError as failure:  # a 4xx is not caught: it would fail every path
+        path = failed_path(index, stage.model, str(failure))
     else:
-        error = None
-        if not completion["answer"]:
-            error = f"no answer component (finish_reason={completion['finish_reason']})"
+        error = (
+            None
+            if completion["answer"]
+            else f"no answer component (finish_reason={completion['finish_reason']})"
+        )
         path = ExplorerPath(**completion, index=index, error=error, answered=True)
     runtime.stream_writer(explorer_progress(path, context.n))
     return {"paths": [path]}

@@ -39,7 +39,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -415,7 +415,7 @@ def fill_with_informative_groups(
     empty = [(p, g) for p, (_, s) in enumerate(parts) for g in (~s).nonzero().flatten().tolist()]
     chosen = [(p, g, False) for p, g in informative[:target]]
     chosen += [(p, g, True) for p, g in empty[: target - len(chosen)]]
-    pieces = []
+    pieces: list[tuple[int, list[int], bool]] = []
     for p, g, masked in chosen:  # runs of groups of one part share a piece
         if pieces and pieces[-1][0] == p and pieces[-1][2] == masked:
             pieces[-1][1].append(g)
@@ -500,9 +500,10 @@ def trainer_class():
                 self._refill_rng = random.Random(
                     self.args.seed * 1_000_003 + self.accelerator.process_index
                 )
-            dataset = self.train_dataset
+            dataset: Any = self.train_dataset  # a map-style Dataset: the trainer's own
             picks = [self._refill_rng.randrange(len(dataset)) for _ in range(count)]
-            return [dict(dataset[i]) for i in picks for _ in range(self.num_generations)]
+            repeats = cast(int, self.num_generations)
+            return [dict(dataset[i]) for i in picks for _ in range(repeats)]
 
     return DynamicSamplingGRPOTrainer
 

@@ -39,6 +39,9 @@ CHAT_TEMPLATE = (
 )
 
 
+CHECKPOINTING: dict[str, str | bool] = {"auto": "auto", "on": True, "off": False}
+
+
 def build_tokenizer(directory: Path, corpus: list[str], vocab_size: int = 512):
     """A byte-level BPE tokenizer trained on ``corpus`` with a ChatML chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -84,7 +87,8 @@ def build_model(directory: Path, tokenizer: Any, hidden_size: int, layers: int, 
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    # transformers types PreTrainedModel.to for models only; torch's Module.to takes a dtype
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
@@ -231,9 +235,10 @@ def run(
         reloaded = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype="auto")
     reloaded = reloaded.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    prompt = tokenizer.apply_chat_template(
+    prompt: Any = tokenizer.apply_chat_template(  # a BatchEncoding, with return_dict
         examples[0]["prompt"], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    ).to(device)
+    )
+    prompt = prompt.to(device)
     with torch.no_grad():
         generated = reloaded.generate(
             **prompt, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto"
     )
-    parser.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--gradient-checkpointing", choices=CHECKPOINTING, default="auto")
     args = parser.parse_args(argv)
     figures = run(
         device=args.device,
@@ -302,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         completion_length=args.completion_length,
         lora=args.lora,
         dtype=args.dtype,
-        gradient_checkpointing={"auto": "auto", "on": True, "off": False}[
-            args.gradient_checkpointing
-        ],
+        gradient_checkpointing=CHECKPOINTING[args.gradient_checkpointing],
     )
     print(json.dumps(figures, indent=2))
     memory = figures["peak_gpu_memory_gib"]
