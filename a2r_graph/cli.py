@@ -30,6 +30,7 @@ from a2r_graph.errors import (
 )
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
+from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
 from a2r_graph.state import A2ROutput
 from a2r_graph.threads import (
     CheckpointDatabaseError,
@@ -79,7 +80,7 @@ def _context_options() -> argparse.ArgumentParser:
     # bad value (naming its range and variable). The rest are checked by their type= here.
     options.add_argument("--n", type=int, help="explorer paths (A2R_N, default 4)")
     options.add_argument("--min-paths", type=int, help="paths that must succeed (A2R_MIN_PATHS)")
-    for stage in ("explorer", "synthesizer"):
+    for stage in ENDPOINTS:
         env = f"A2R_{stage.upper()}__"
         options.add_argument(f"--{stage}-url", help=f"OpenAI-compatible base URL ({env}BASE_URL)")
         options.add_argument(f"--{stage}-model", help=f"served model name ({env}MODEL)")
@@ -92,7 +93,7 @@ def _context_options() -> argparse.ArgumentParser:
         choices=("truncate", "drop", "error"),
         help="references too long for the synthesizer's window (A2R_OVERFLOW, truncate)",
     )
-    for stage in ("explorer", "synthesizer"):
+    for stage in ENDPOINTS:
         for kind in ("input", "output"):
             options.add_argument(
                 f"--{stage}-{kind}-price",
@@ -264,7 +265,7 @@ def context_from_args(args: argparse.Namespace) -> A2RContext:
     if any(v is not None for v in budget.values()):
         fields["budget"] = {k: v for k, v in budget.items() if v is not None}
     shared = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
-    for stage in ("explorer", "synthesizer"):
+    for stage in ENDPOINTS:
         stage_fields = {
             "base_url": getattr(args, f"{stage}_url"),
             "model": getattr(args, f"{stage}_model"),
@@ -306,7 +307,7 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
     final = result["boxed_answer"] or r"(no \boxed{} in the synthesizer's answer)"
     out += ["", f"Final answer: {final}", ""]
     out.append(f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}")
-    for stage in ("explore", "synthesize", "total"):
+    for stage in (*USAGE_KEYS, "total"):
         usage = result["usage"][stage]
         out.append(
             f"{stage:<12}{usage['calls']:>6}{usage['input_tokens']:>15}"

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from a2r_graph.confidence import Measure
+from a2r_graph.stages import ENDPOINTS
 
 
 def token_cost(
@@ -187,7 +188,6 @@ class ReferenceOptions(BaseModel):
     )
 
 
-STAGES = ("explorer", "synthesizer")
 _SETTINGS_KWARGS = frozenset({"_case_sensitive", "_env_prefix", "_env_nested_delimiter"})
 
 
@@ -205,7 +205,7 @@ def keys_follow_endpoints(given: dict[str, Any], environment: dict[str, Any]) ->
     endpoint it was configured with. (pydantic-settings would otherwise merge the
     environment's key variable into a caller's ``{"base_url": ...}``.)"""
     default_url = StageConfig.model_fields["base_url"].default
-    for stage in STAGES:
+    for stage in ENDPOINTS:
         caller, configured = given.get(stage), environment.get(stage)
         if (
             isinstance(caller, dict)

@@ -27,8 +27,9 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
-from a2r_graph.context import STAGES, A2RContext, StageConfig, same_endpoint
+from a2r_graph.context import A2RContext, StageConfig, same_endpoint
 from a2r_graph.errors import ConfigurationError
+from a2r_graph.stages import ENDPOINTS
 
 RUN_FIELDS = (
     "n",
@@ -67,7 +68,7 @@ StageOptions = create_model(
     __doc__="What a run may set of one stage: the model on it and how to sample.",
     **_optional(StageConfig, RUN_STAGE_FIELDS),
 )
-_STAGE_FIELDS: dict[str, Any] = {stage: (StageOptions | None, Field(None)) for stage in STAGES}
+_STAGE_FIELDS: dict[str, Any] = {stage: (StageOptions | None, Field(None)) for stage in ENDPOINTS}
 RunOptions = create_model(
     "RunOptions",
     __config__=_FORBID,
@@ -139,14 +140,14 @@ def _is_run_field(loc: list[str]) -> bool:
     if loc[0] in RUN_FIELDS:
         return True
     if len(loc) == 1:
-        return loc[0] in STAGES
-    return loc[0] in STAGES and loc[1] in RUN_STAGE_FIELDS
+        return loc[0] in ENDPOINTS
+    return loc[0] in ENDPOINTS and loc[1] in RUN_STAGE_FIELDS
 
 
 def _is_deployment_field(loc: list[str]) -> bool:
     if len(loc) == 1:
         return loc[0] in A2RContext.model_fields
-    return len(loc) == 2 and loc[0] in STAGES and loc[1] in StageConfig.model_fields
+    return len(loc) == 2 and loc[0] in ENDPOINTS and loc[1] in StageConfig.model_fields
 
 
 def run_context(options: BaseModel | dict | None) -> A2RContext:
@@ -171,7 +172,7 @@ def _run_context(options: BaseModel, environment: tuple[tuple[str, str], ...]) -
     configured = EnvSettingsSource(A2RContext)()
     allowed = ServerSettings().allowed_base_urls
     default_url = StageConfig.model_fields["base_url"].default
-    for stage in STAGES:
+    for stage in ENDPOINTS:
         url = values.get(stage, {}).get("base_url")
         if url is None or same_endpoint(
             url, configured.get(stage, {}).get("base_url", default_url)

@@ -37,10 +37,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from a2r_graph.confidence import path_confidence, token_confidences
 from a2r_graph.context import token_cost
 from a2r_graph.metrics import RunMetrics
+from a2r_graph.stages import EXPLORE, STAGES, USAGE_KEYS
 from a2r_graph.state import stage_usage
 
 GRAPH_NAME = "a2r"
-STAGES = ("explore", "reduce", "synthesize")
+NODES = frozenset(stage.node for stage in STAGES)
 PROVIDER = "vllm"
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # OpenInference's kind (Phoenix and other OpenInference backends show spans by it; they
@@ -157,7 +158,7 @@ class A2RTracer(BaseCallbackHandler):
             return
         self._run_of[run_id] = graph_run
         is_node_task = parent_run_id == graph_run and (metadata or {}).get("langgraph_node") == name
-        if is_node_task and name in STAGES:
+        if is_node_task and name in NODES:
             self._span_of[run_id] = self._start_stage(self._runs[graph_run], name)
             self._stage_of[run_id] = name
             return
@@ -182,12 +183,12 @@ class A2RTracer(BaseCallbackHandler):
         if error is not None:
             _record_error(span, error)
         run = self._runs[graph_run]
-        if stage == "explore":  # N tasks share the stage span: it ends when reduce starts
+        if stage == EXPLORE.node:  # N tasks share the stage span: it ends when reduce starts
             run.explore_paths.extend((outputs or {}).get("paths", []))
             run.explore_end_ns = time.time_ns()
             return
-        if stage == "synthesize" and "synthesize" in (outputs or {}).get("usage", {}):
-            _set_usage(span, outputs["usage"]["synthesize"])
+        if stage in USAGE_KEYS and stage in (outputs or {}).get("usage", {}):
+            _set_usage(span, outputs["usage"][stage])
         span.end()
 
     # -- model calls --------------------------------------------------------------------
@@ -341,8 +342,8 @@ class A2RTracer(BaseCallbackHandler):
         self._span_of[run_id] = span
 
     def _start_stage(self, run: _Run, stage: str) -> Span:
-        if stage == "explore" and "explore" in run.stages:
-            return run.stages["explore"]  # the N explore tasks share one stage span
+        if stage == EXPLORE.node and stage in run.stages:
+            return run.stages[stage]  # the N explore tasks share one stage span
         self._end_explore(run)
         span = self._tracer.start_span(
             stage,
@@ -353,7 +354,7 @@ class A2RTracer(BaseCallbackHandler):
         return span
 
     def _end_explore(self, run: _Run) -> None:
-        span = run.stages.get("explore")
+        span = run.stages.get(EXPLORE.node)
         if span is not None and span.is_recording():
             _set_usage(span, stage_usage(run.explore_paths))
             span.end(end_time=run.explore_end_ns)

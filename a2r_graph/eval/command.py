@@ -24,6 +24,7 @@ from a2r_graph.eval.runner import (
 )
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
+from a2r_graph.stages import USAGE_KEYS
 from a2r_graph.threads import checkpointer_for
 
 
@@ -173,9 +174,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
                 cell = line["by_n"].get(top, {})
                 seen["runs"] += 1
                 seen["correct"] += bool(cell.get("a2r_correct"))
-                seen["cost"] += sum(
-                    cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in ("explore", "synthesize")
-                )
+                seen["cost"] += sum(cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in USAGE_KEYS)
             postfix = {"cost": f"{seen['cost']:.4f}"}
             if seen["runs"]:
                 postfix = {f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%", **postfix}

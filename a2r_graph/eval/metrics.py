@@ -14,8 +14,32 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from statistics import mean
+from typing import NamedTuple
 
 Equivalent = Callable[[str, str], Awaitable[bool]]
+
+
+class Metric(NamedTuple):
+    """A per-N accuracy of the report (Pass@1, over all samples, is apart)."""
+
+    key: str
+    """Its accuracy's key in ``results.json`` (``by_n``)."""
+    label: str
+    """Its column in the table and its line on the plot."""
+    cell: str
+    """The problem's true/false in ``results.jsonl`` (``by_n``), which the runner writes."""
+    cost: str | None = None
+    """Its cost's prefix in ``results.json`` (``{cost}_cost_per_query``), for the plot;
+    None: not a method one runs (an oracle), no line on the plot."""
+    marker: str = "o"
+
+
+METRICS = (
+    Metric("cons_at_n", "Cons@N", "cons_correct", cost="cons", marker="s"),
+    Metric("pass_at_n", "Pass@N", "pass_at_n"),
+    Metric("a2r", "A2R", "a2r_correct", cost="a2r"),
+)
+"""The table's columns after Pass@1, in order."""
 
 
 async def majority_vote(

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from a2r_graph.eval.metrics import mean_of, pass_at_1
+from a2r_graph.eval.metrics import METRICS, mean_of, pass_at_1
 from a2r_graph.eval.policies import POLICIES, VARIANTS
 from a2r_graph.eval.runner import is_failed
+from a2r_graph.stages import USAGE_KEYS
 
 
 def policy_label(name: str) -> str:
@@ -65,9 +66,7 @@ def summarize(
         explore_cost = mean_usage("explore", "cost")
         synth_cost = mean_usage("synthesize", "cost")
         summary["by_n"][str(n)] = {
-            "cons_at_n": accuracy([bool(c.get("cons_correct")) for c in cells]),
-            "pass_at_n": accuracy([bool(c.get("pass_at_n")) for c in cells]),
-            "a2r": accuracy([bool(c.get("a2r_correct")) for c in cells]),
+            **{m.key: accuracy([bool(c.get(m.cell)) for c in cells]) for m in METRICS},
             "explore_input_tokens": mean_usage("explore", "input_tokens"),
             "explore_output_tokens": mean_usage("explore", "output_tokens"),
             "synthesize_input_tokens": mean_usage("synthesize", "input_tokens"),
@@ -79,7 +78,7 @@ def summarize(
             + mean_usage("explore", "output_tokens"),
             "a2r_tokens_per_query": sum(
                 mean_usage(stage, key)
-                for stage in ("explore", "synthesize")
+                for stage in USAGE_KEYS
                 for key in ("input_tokens", "output_tokens")
             ),
         }
@@ -188,16 +187,16 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
         )
     alone = summary.get("alone")
     lines = [
-        "| Benchmark | Model | N | Pass@1 | Cons@N | Pass@N | A2R |"
+        "| Benchmark | Model | N | Pass@1 |"
+        + "".join(f" {m.label} |" for m in METRICS)
         + (" Synthesizer alone: Pass@1 | Cons@N |" if alone else ""),
-        "|---|---|--:|--:|--:|--:|--:|" + ("--:|--:|" if alone else ""),
+        "|---|---|--:|--:|" + "--:|" * len(METRICS) + ("--:|--:|" if alone else ""),
     ]
     parts = [*summary.get("groups", {}).items(), (benchmark, summary)]
     for name, part in parts:
         for n, cell in part["by_n"].items():
-            line = (
-                f"| {name} | {model} | {n} | {part['pass_at_1']:.1f} | "
-                f"{cell['cons_at_n']:.1f} | {cell['pass_at_n']:.1f} | {cell['a2r']:.1f} |"
+            line = f"| {name} | {model} | {n} | {part['pass_at_1']:.1f} |" + "".join(
+                f" {cell[m.key]:.1f} |" for m in METRICS
             )
             if alone:
                 line += (
@@ -264,7 +263,7 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
     unit = "cost" if priced else "tokens"
     cells = summary["by_n"]
     fig, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    lines = [("a2r", "a2r", "A2R", "o"), ("cons", "cons_at_n", "Cons@N", "s")]
+    lines = [(m.cost, m.key, m.label, m.marker) for m in METRICS if m.cost]
     lines.append(("alone_cons", "alone_cons_at_n", "synthesizer alone, Cons@N", "D"))
     for prefix, accuracy, label, marker in lines:
         points = [
