@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from a2r_graph.errors import A2RError, ConfigurationError, describe_validation_error
 from a2r_graph.run_options import RunOptions, describe_run_error, run_context
+from a2r_graph.stages import SYNTHESIZE
 from a2r_graph.state import A2RInputModel
 from a2r_graph.threads import output_of
 
@@ -135,6 +136,19 @@ def selects(preset: Preset, context: Mapping[str, Any]) -> bool:
         return False  # the run itself reports the bad context
 
 
+def synthesizer_tokens(
+    metadata: Mapping[str, Any] | None,
+    content: Any,
+    additional_kwargs: Mapping[str, Any] | None,
+    *,
+    all_reasoning: bool = False,
+) -> list[Token]:
+    """The tokens of a ``messages`` stream chunk if the synthesizer wrote it, else none."""
+    if (metadata or {}).get("langgraph_node") != SYNTHESIZE.node:
+        return []
+    return token_of(content, additional_kwargs, all_reasoning=all_reasoning)
+
+
 def token_of(
     content: Any, additional_kwargs: Mapping[str, Any] | None, *, all_reasoning: bool = False
 ) -> list[Token]:
@@ -187,11 +201,10 @@ class LocalRunner:
                     final = data
                     continue
                 chunk, metadata = data
-                if metadata.get("langgraph_node") == "synthesize":
-                    for token in token_of(
-                        chunk.content, chunk.additional_kwargs, all_reasoning=selecting
-                    ):
-                        yield token
+                for token in synthesizer_tokens(
+                    metadata, chunk.content, chunk.additional_kwargs, all_reasoning=selecting
+                ):
+                    yield token
         except A2RError as error:
             raise RunFailure(type(error).__name__, str(error)) from error
         yield Finished(output_of(final))
@@ -288,13 +301,13 @@ class ServerRunner:
                     raise RunFailure(str(data.get("error")), str(data.get("message", part.data)))
                 elif part.event == "messages":
                     chunk, metadata = part.data
-                    if (metadata or {}).get("langgraph_node") == "synthesize":
-                        for token in token_of(
-                            chunk.get("content"),
-                            chunk.get("additional_kwargs"),
-                            all_reasoning=selecting,
-                        ):
-                            yield token
+                    for token in synthesizer_tokens(
+                        metadata,
+                        chunk.get("content"),
+                        chunk.get("additional_kwargs"),
+                        all_reasoning=selecting,
+                    ):
+                        yield token
         except httpx.HTTPStatusError as error:
             raise _refused(error) from error
         yield Finished(output_of(final))
