@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.request
@@ -463,6 +465,9 @@ class LoopbackServer(ManagedServer):
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would (no graceful shutdown)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self._shutdown(0)
 
     # -- test hooks -------------------------------------------------------------------------

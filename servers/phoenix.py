@@ -15,35 +15,30 @@ From Python::
         phoenix.otlp_traces_endpoint     # "http://127.0.0.1:PORT/v1/traces"
         env = phoenix.otel_env("a2r-graph")   # OTEL_* variables for an OTLP HTTP/protobuf client
         ...                              # export spans
-        spans = phoenix.wait_for_spans(lambda spans: len(spans) >= 2)
+        # tests/phoenix_spans.py reads the spans back
 
 Project mapping (Phoenix 20.x, ``phoenix/server/api/routers/v1/traces.py``): an OTLP export
 lands in the project named by the ``x-project-name`` HTTP header, else by the
 ``openinference.project.name`` resource attribute, else in ``"default"``. ``service.name`` plays
 no part. ``otel_env`` sets both the header and the resource attribute (project ``"default"``
-unless told otherwise), which is where ``spans()`` reads by default.
+unless told otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shlex
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from servers import _common
-from servers._common import DEFAULT_HOST, NO_PROXY_OPENER, CacheVenv, ManagedServer
-from servers.embedded import EmbeddedServerError
+from servers._common import DEFAULT_HOST, CacheVenv, ManagedServer
 
 __all__ = [
     "DEFAULT_PROJECT",
@@ -51,7 +46,6 @@ __all__ = [
     "PhoenixServer",
     "PhoenixServerError",
     "ensure_phoenix",
-    "flatten_attributes",
     "main",
 ]
 
@@ -64,9 +58,7 @@ DEFAULT_PROJECT = "default"
 DEFAULT_SERVICE_NAME = "a2r-graph"
 DEFAULT_STARTUP_TIMEOUT = 120.0
 STOP_GRACE_SECONDS = 10.0
-MAX_PAGE_SIZE = 1000
 """Largest ``limit`` the spans REST route accepts."""
-LOG_TAIL_LINES = _common.LOG_TAIL_LINES
 _VERSION_CHECK = f"assert v.__version__ == {PHOENIX_VERSION!r}, v.__version__"
 _LOG_PREFIX = "[a2r-phoenix]"
 
@@ -84,7 +76,7 @@ SERVER_ENV_DEFAULTS: dict[str, str] = {
 }
 
 
-class PhoenixServerError(EmbeddedServerError):
+class PhoenixServerError(_common.ServerError):
     """The Phoenix venv or server could not be prepared, started or queried."""
 
 
@@ -127,41 +119,6 @@ def ensure_phoenix() -> Path:
     ``requirements-phoenix.txt`` also triggers a reinstall.
     """
     return _PhoenixVenv().ensure()
-
-
-# --------------------------------------------------------------------------------------------
-# attributes
-
-
-def flatten_attributes(attributes: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested attribute dicts -> one flat dict with dotted OTel names.
-
-    ``{"gen_ai": {"usage": {"input_tokens": 12}}}`` -> ``{"gen_ai.usage.input_tokens": 12}``.
-    Lists of dicts become ``key.0.sub`` entries (Phoenix's own convention, e.g.
-    ``llm.input_messages.0.message.role``); lists of plain values stay lists.
-    """
-    flat: dict[str, Any] = {}
-    for key, value in attributes.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_attributes(value, name + "."))
-        elif isinstance(value, list) and any(isinstance(v, Mapping) for v in value):
-            for i, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    flat.update(flatten_attributes(item, f"{name}.{i}."))
-                else:
-                    flat[f"{name}.{i}"] = item
-        else:
-            flat[name] = value
-    return flat
-
-
-def _start_time(span: Mapping[str, Any]) -> datetime:
-    # ISO 8601 with a UTC offset; not compared as strings since fractions of a second vary.
-    try:
-        return datetime.fromisoformat(str(span.get("start_time")))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,93 +271,6 @@ class PhoenixServer(ManagedServer):
         return f"Phoenix ready in {seconds:.1f}s: {self.url}"
 
     # -- reading spans back -----------------------------------------------------------------
-    def _get_json(self, path: str, params: Mapping[str, str | int]) -> tuple[int, Any]:
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        try:
-            with NO_PROXY_OPENER.open(request, timeout=30) as resp:
-                return resp.status, json.load(resp)
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode("utf-8", errors="replace")
-            return exc.code, body
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            raise PhoenixServerError(f"GET {url} failed: {exc}") from exc
-
-    def spans(self, project: str = DEFAULT_PROJECT, limit: int = 1000) -> list[dict[str, Any]]:
-        """Up to ``limit`` newest spans of ``project``, oldest first (by start time).
-
-        Reads ``GET /v1/projects/{project}/spans`` page by page (cursor). Each dict is Phoenix's
-        span as returned by that route, with ``attributes`` flattened to dotted OTel names::
-
-            {"id": "U3BhbjoyNQ==", "name": "chat", "span_kind": "LLM",
-             "context": {"trace_id": "<32 hex>", "span_id": "<16 hex>"},
-             "parent_id": "<16 hex>" | None,
-             "start_time": "2026-...T...+00:00", "end_time": "...",
-             "status_code": "OK" | "ERROR" | "UNSET", "status_message": "",
-             "attributes": {"gen_ai.usage.input_tokens": 12, ...}, "events": [...]}
-
-        ``span_kind`` is the OpenInference kind (LLM, CHAIN, TOOL, ..., UNKNOWN), taken from the
-        ``openinference.span.kind`` attribute or inferred from ``gen_ai.*`` attributes (a
-        ``gen_ai.operation.name=chat`` span is ``LLM``); Phoenix does not keep the OTel
-        SpanKind (CLIENT, INTERNAL, ...). A project that has no spans yet does not exist in
-        Phoenix: that gives ``[]``.
-        """
-        if limit <= 0:
-            return []
-        if not project or any(c in project for c in "/?#"):
-            raise ValueError(
-                f"Phoenix project names used in URLs cannot contain / ? #: {project!r}"
-            )
-        path = f"/v1/projects/{urllib.parse.quote(project, safe='')}/spans"
-        out: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while len(out) < limit:
-            params: dict[str, str | int] = {"limit": min(limit - len(out), MAX_PAGE_SIZE)}
-            if cursor:
-                params["cursor"] = cursor
-            status, body = self._get_json(path, params)
-            if status == 404 and not out:
-                return []  # project not created yet (no span received for it)
-            if status != 200 or not isinstance(body, dict):
-                raise PhoenixServerError(f"GET {self.url}{path} answered {status}: {body!r:.500}")
-            for span in body.get("data") or []:
-                span["attributes"] = flatten_attributes(span.get("attributes") or {})
-                out.append(span)
-            cursor = body.get("next_cursor")
-            if not cursor:
-                break
-        out.sort(key=_start_time)  # stable: ties keep Phoenix's order
-        return out
-
-    def wait_for_spans(
-        self,
-        predicate: Callable[[list[dict[str, Any]]], bool],
-        timeout: float = 30.0,
-        *,
-        project: str = DEFAULT_PROJECT,
-        limit: int = 1000,
-        interval: float = 0.5,
-    ) -> list[dict[str, Any]]:
-        """Poll ``spans(project, limit)`` until ``predicate(spans)`` is true; return the spans.
-
-        Raises TimeoutError after ``timeout`` seconds. Export is asynchronous on both sides
-        (the client's BatchSpanProcessor, then Phoenix's bulk inserter): call the client's
-        ``force_flush()`` first, and still expect up to a second or so of delay.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.is_running():
-                raise PhoenixServerError("Phoenix is not running.\n" + self._log_tail_block())
-            spans = self.spans(project, limit)
-            if predicate(spans):
-                return spans
-            if time.monotonic() > deadline:
-                names = sorted({str(s.get("name")) for s in spans})
-                raise TimeoutError(
-                    f"no span set in Phoenix project {project!r} matched within {timeout:.0f}s; "
-                    f"it has {len(spans)} span(s) named {names[:20]}"
-                )
-            time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from servers.loopback import LoopbackServer
 from tests.integration.conftest import a2r
 from tests.integration.test_reliability import stage_env
+from tests.phoenix_spans import wait_for_spans
 
 pytestmark = pytest.mark.integration
 KEY_ENV = "A2R_TEST_SECRET_KEY"
@@ -61,8 +62,8 @@ def test_the_key_reaches_the_server_and_nothing_else(keyed_server, phoenix, tmp_
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["boxed_answer"] == "5"
 
-    spans = phoenix.wait_for_spans(
-        lambda s: sum(x["name"].startswith("chat ") for x in s) >= 3, project="a2r-secrets"
+    spans = wait_for_spans(
+        phoenix, lambda s: sum(x["name"].startswith("chat ") for x in s) >= 3, project="a2r-secrets"
     )
     traced = json.dumps(spans)
     assert "What is 2 + 3?" in traced  # content was captured, so the check means something

@@ -11,6 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from tests.integration.conftest import LANGGRAPH_SERVER_PROJECT
+from tests.phoenix_spans import wait_for_spans
 
 pytestmark = pytest.mark.integration
 QUESTION = "A shelf has 4 rows of 7 books. How many books are on the shelf?"
@@ -110,7 +111,7 @@ def test_cli_run_is_traced_into_phoenix_with_the_servers_tokens(vllm_server, pho
     assert shown.returncode == 0, shown.stderr
     result = json.loads(shown.stdout)
 
-    spans = phoenix.wait_for_spans(lambda s: run_spans(s, 4), project=project, timeout=60)
+    spans = wait_for_spans(phoenix, lambda s: run_spans(s, 4), project=project, timeout=60)
     run, trace = run_spans(spans, 4)
     assert_a2r_trace(run, trace, 3, result)
     # the traced tokens are the server's own counts
@@ -127,8 +128,8 @@ async def test_langgraph_server_run_is_traced_into_phoenix(langgraph_server, pho
         thread["thread_id"], "a2r", input={"question": QUESTION}, context={"n": 2}
     )
     match = {"a2r.thread_id": thread["thread_id"]}
-    spans = phoenix.wait_for_spans(
-        lambda s: run_spans(s, 3, **match), project=LANGGRAPH_SERVER_PROJECT, timeout=60
+    spans = wait_for_spans(
+        phoenix, lambda s: run_spans(s, 3, **match), project=LANGGRAPH_SERVER_PROJECT, timeout=60
     )
     run, trace = run_spans(spans, 3, **match)
     assert_a2r_trace(run, trace, 2, result)
