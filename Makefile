@@ -71,10 +71,11 @@ CPU_ENGINE ?= llamacpp
 SMALL_TO_BIG_PRICES ?= --explorer-input-price 0.01 --explorer-output-price 0.04 \
 	--synthesizer-input-price 0.03 --synthesizer-output-price 0.12
 # Held-out data (seed 2; seed 1 is the development split): 50 GSM-symbolic and 50 number-sequence
-# problems, in turn; two synthesis options beside plain A2R; and A2R with the 1.5B in both stages.
+# problems, in turn. Per problem: 4 explorer paths (0.5B); on the 1.5B, A2R over them, 4 samples
+# alone and A2R over those (6 calls, ~4 min on 2 cores). Add --variants ... or --ns 2 4 for more.
 SMALL_TO_BIG_SOURCE ?= builtin:gsm_symbolic,number_sequence
-SMALL_TO_BIG_ARGS ?= --size 50 --data-seed 2 --n 4 --ns 2 4 --alone 4 --variants tally select \
-	--max-tokens 384 --temperature 0.7 --seed 7 --concurrency 3 $(SMALL_TO_BIG_PRICES) \
+SMALL_TO_BIG_ARGS ?= --size 50 --data-seed 2 --n 4 --ns 4 --alone 4 \
+	--max-tokens 384 --temperature 0.7 --seed 7 --concurrency 4 $(SMALL_TO_BIG_PRICES) \
 	--out eval-small-to-big
 .PHONY: eval-small-to-big
 eval-small-to-big: setup
