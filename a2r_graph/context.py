@@ -24,7 +24,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from a2r_graph.confidence import Measure
+from a2r_graph.prompts import PLACEHOLDERS, checked_template
 from a2r_graph.stages import ENDPOINTS
+
+MAX_PROMPT_CHARS = 20_000
 
 
 def token_cost(
@@ -169,6 +172,24 @@ class Budget(BaseModel):
         return self
 
 
+class PromptTexts(BaseModel):
+    """Prompt templates given as text instead of files (``a2r_graph/prompts``): an assistant's
+    or a run's own. Each needs the placeholders of its packaged file: ``{question}``, and
+    ``{references}`` for the synthesizer and the selector."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    explorer: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    synthesizer: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    selector: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> PromptTexts:
+        for name in PLACEHOLDERS:
+            if (text := getattr(self, name)) is not None:
+                checked_template(name, f"prompts.{name}", text)
+        return self
+
+
 class ReferenceOptions(BaseModel):
     """How the answer components are laid out for the synthesizer (``policies.arrange``)."""
 
@@ -252,6 +273,11 @@ class A2RContext(BaseSettings):
         None,
         description="Directory with explorer.txt / synthesizer.txt / selector.txt overriding "
         "the packaged prompts.",
+    )
+    prompts: PromptTexts = Field(
+        default_factory=lambda: PromptTexts(),
+        description="Prompt templates as text, e.g. an assistant's own synthesizer prompt; "
+        "each wins over prompts_dir and the packaged file.",
     )
 
     confidence: ConfidenceConfig | None = Field(

@@ -52,7 +52,12 @@ async def fit_references(
         answers = [a for _, a in refs]
         note = tally_note(answers) if context.references.tally else ""
         return render_synthesizer_prompt(
-            question, answers, context.prompts_dir, template=template, note=note
+            question,
+            answers,
+            context.prompts_dir,
+            template=template,
+            note=note,
+            text=getattr(context.prompts, template),
         )
 
     prompt = render(references)

@@ -43,6 +43,7 @@ RUN_FIELDS = (
     "budget",
     "references",
     "synthesis_mode",
+    "prompts",
 )
 """Top-level context fields a run may set."""
 RUN_STAGE_FIELDS = ("model", "base_url", "temperature", "top_p", "max_tokens", "seed")

@@ -21,7 +21,7 @@ async def explore(
     try:
         completion = await complete(
             chat_model(stage, context.request_timeout_s),
-            render_explorer_prompt(task["question"], context.prompts_dir),
+            render_explorer_prompt(task["question"], context.prompts_dir, context.prompts.explorer),
             "explorer",
             stage,
             context,

@@ -3,7 +3,8 @@
 ``explorer.txt``, ``synthesizer.txt`` and ``selector.txt`` (the select mode's) are plain text
 with ``{question}`` and ``{references}`` placeholders; anything else (LaTeX braces included)
 is literal.
-Point ``A2RContext.prompts_dir`` at a directory holding edited copies to override them.
+Point ``A2RContext.prompts_dir`` at a directory holding edited copies to override them, or
+give one as text (``A2RContext.prompts``: a run's or an assistant's own, which wins).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ PLACEHOLDERS = {
 _PLACEHOLDER = re.compile(r"\{(question|references)\}")
 
 
-def load_prompt(name: str, prompts_dir: Path | None = None) -> str:
-    """Read prompt ``name`` from ``prompts_dir`` if it has one, else the packaged file.
+def load_prompt(name: str, prompts_dir: Path | None = None, text: str | None = None) -> str:
+    """Prompt ``name``: ``text`` if given, else from ``prompts_dir`` if it has the file, else
+    the packaged file.
 
     ``ValueError`` saying what to fix when ``prompts_dir`` is not a directory, or its file
     cannot be read as UTF-8 text or lacks one of the prompt's placeholders. A file is read
     again once it changed (a long-lived server sees the edit; checks see the file as is)."""
+    if text is not None:
+        return checked_template(name, f"prompts.{name}", text)
     if prompts_dir is None:
         return _template(name, None, None)
     if not prompts_dir.is_dir():
@@ -58,11 +62,17 @@ def _template(name: str, override: Path | None, version: tuple[int, ...] | None)
     else:
         source = f"a2r_graph/prompts/{name}.txt"
         template = resources.files(__package__).joinpath(f"{name}.txt").read_text("utf-8")
+    return checked_template(name, f"prompt file {source}", template)
+
+
+def checked_template(name: str, source: str, template: str) -> str:
+    """``template`` (trailing space stripped) once it has prompt ``name``'s placeholders;
+    else ``ValueError`` naming ``source`` and what to add."""
     template = template.rstrip()
     missing = [p for p in PLACEHOLDERS[name] if "{" + p + "}" not in template]
     if missing:
         raise ValueError(
-            f"prompt file {source} lacks the placeholder(s) "
+            f"{source} lacks the placeholder(s) "
             + ", ".join("{" + p + "}" for p in missing)
             + ": add them where the text should go"
         )
@@ -89,8 +99,10 @@ def format_references(answers: Sequence[str]) -> str:
     )
 
 
-def render_explorer_prompt(question: str, prompts_dir: Path | None = None) -> str:
-    return _fill(load_prompt("explorer", prompts_dir), question=question)
+def render_explorer_prompt(
+    question: str, prompts_dir: Path | None = None, text: str | None = None
+) -> str:
+    return _fill(load_prompt("explorer", prompts_dir, text), question=question)
 
 
 def render_synthesizer_prompt(
@@ -100,8 +112,11 @@ def render_synthesizer_prompt(
     *,
     template: str = "synthesizer",
     note: str = "",
+    text: str | None = None,
 ) -> str:
     """The synthesizer's prompt Q' = instruction + Q + references (shared with RL curation);
-    ``template`` "selector" for the select mode, ``note`` a line after the references."""
+    ``template`` "selector" for the select mode, ``note`` a line after the references,
+    ``text`` the template's text (else read as ``load_prompt`` does)."""
     references = format_references(answers) + (f"\n\n{note}" if note else "")
-    return _fill(load_prompt(template, prompts_dir), question=question, references=references)
+    template_text = load_prompt(template, prompts_dir, text)
+    return _fill(template_text, question=question, references=references)

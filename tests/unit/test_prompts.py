@@ -10,7 +10,8 @@ from a2r_graph.prompts import (
     render_explorer_prompt,
     render_synthesizer_prompt,
 )
-from tests.fakes import factory, make_context, scripted
+from a2r_graph.run_options import RunOptions
+from tests.fakes import factory, make_context, reply, scripted
 from tests.unit.test_graph import explorer_replies
 
 
@@ -93,3 +94,32 @@ async def test_the_graph_fails_on_broken_prompts_before_any_explorer_call(tmp_pa
     with pytest.raises(ConfigurationError, match="does not exist"):
         await graph.ainvoke({"question": "Q"}, context=gone)
     assert explorer.calls == []
+
+
+async def test_prompts_given_as_text_win_and_a_server_run_may_set_them(tmp_path):
+    (tmp_path / "synthesizer.txt").write_text("From the directory: {question}\n{references}")
+    texts = {
+        "explorer": "Work it out: {question}",
+        "synthesizer": "Check these for {question}:\n{references}\nBox the answer.",
+    }
+    explorer = scripted(*explorer_replies(2))
+    synthesizer = scripted(reply("\\boxed{1}"))
+    graph = build_graph(factory(explorer, synthesizer))
+    context = make_context(n=2, prompts_dir=tmp_path, prompts=texts)
+    await graph.ainvoke({"question": "What is 1?"}, context=context)
+    assert [prompt for prompt, _ in explorer.calls] == ["Work it out: What is 1?"] * 2
+    [(prompt, _)] = synthesizer.calls
+    assert prompt.startswith("Check these for What is 1?:\n<reference1>")
+    assert prompt.endswith("</reference2>\nBox the answer.")
+    # an assistant's or a run's options carry them (LangGraph Server)
+    options = RunOptions.model_validate({"prompts": {"explorer": "Solve: {question}"}})
+    assert options.prompts.explorer == "Solve: {question}"
+
+
+def test_a_prompt_text_without_its_placeholders_is_refused_with_the_fix():
+    with pytest.raises(ValidationError, match=r"prompts.selector lacks .*\{references\}: add"):
+        make_context(prompts={"selector": "Pick one for {question}"})
+    with pytest.raises(ValidationError, match="at most 20000 characters"):
+        make_context(prompts={"explorer": "{question}" + "x" * 20_000})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        make_context(prompts={"verifier": "{question}"})
