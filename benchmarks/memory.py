@@ -18,7 +18,7 @@ from pathlib import Path
 from a2r_graph import build_graph
 from benchmarks.common import machine, table
 from benchmarks.overhead import QUESTION, context_for
-from servers.loopback import LoopbackServer
+from tests.loopback import LoopbackServer
 
 
 def rss_mb() -> float:

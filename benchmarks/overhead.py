@@ -2,7 +2,7 @@
 
 The limit is what A2R cannot go below: the same N explorer calls at once with a bare
 ``openai`` client (``asyncio.gather``), then the same synthesizer call. Both go to the loopback
-OpenAI-compatible server (``servers/loopback.py``, its own process) which answers every request
+OpenAI-compatible server (``tests/loopback.py``, its own process) which answers every request
 after a fixed latency, so any difference is the graph's own cost: LangGraph, LangChain's chat
 model, retries, parsing, usage and cost accounting, the tracer callback.
 
@@ -25,7 +25,7 @@ from a2r_graph import A2RContext, build_graph
 from a2r_graph.answers import last_boxed, split_reasoning
 from a2r_graph.prompts import render_explorer_prompt, render_synthesizer_prompt
 from benchmarks.common import machine, median_ms, table
-from servers.loopback import LoopbackServer
+from tests.loopback import LoopbackServer
 
 QUESTION = "A crate holds 1234 apples and 4321 more arrive. What is 1234 + 4321?"
 MAX_TOKENS = 256

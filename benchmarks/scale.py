@@ -18,10 +18,10 @@ from contextlib import ExitStack
 from langgraph_sdk import get_client
 
 from benchmarks.common import group_rss_mb, machine, percentile, table
-from servers.loopback import LoopbackServer
 from servers.postgres import PostgresServer
 from servers.router import VllmRouter
 from tests.integration.conftest import langgraph_dev
+from tests.loopback import LoopbackServer
 
 
 def question(i: int) -> tuple[str, str]:

@@ -227,10 +227,6 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             )
         lines.append(line)
     footer = f"\n{summary['queries']} queries finished"
-    if wall_s := summary.get("wall_s"):
-        footer += (
-            f" in {wall_s / 3600:.2f} h of wall time over {summary['invocations']} invocation(s)"
-        )
     if summary["failed"]:
         footer += (
             f"; {summary['failed']} failed and are left out (accuracy is over the finished "
@@ -242,6 +238,11 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             "(counted not equivalent)"
         )
     lines.append(footer + ".")
+    if wall_s := summary.get("wall_s"):
+        lines.append(
+            f"Wall time: {wall_s / 60:.1f} min over {summary['invocations']} invocation(s) "
+            "of this eval."
+        )
     if policies := policy_table(summary):
         lines += ["", policies]
     return "\n".join(lines)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import A2R, free_port, server_process
+from tests.loopback import LoopbackServer
 
 PRICES = {
     "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",

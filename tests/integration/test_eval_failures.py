@@ -8,9 +8,9 @@ import json
 import pytest
 
 from a2r_graph.eval.runner import read_results
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import a2r
 from tests.integration.test_reliability import stage_env
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +48,6 @@ def test_problems_failed_by_the_server_are_retried_by_the_same_command(tmp_path)
     summary = json.loads((out / "results.json").read_text())
     assert (summary["queries"], summary["failed"], summary["by_n"]["2"]["a2r"]) == (3, 0, 100)
     assert "3 queries finished." in again.stdout
+    # the wall time of both invocations, in all
+    assert summary["invocations"] == 2 and summary["wall_s"] > 0
+    assert "over 2 invocation(s) of this eval." in again.stdout

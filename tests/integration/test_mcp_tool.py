@@ -19,10 +19,10 @@ from mcp.shared.exceptions import McpError
 
 from a2r_graph.tool import DESCRIPTION
 from examples.agent import build_agent
-from servers.loopback import LoopbackServer
 from tests.fakes import ToolCallingFake
 from tests.integration.a2r_serve import a2r_serve, loopback_env
 from tests.integration.conftest import AUTH, SERVER_KEY, langgraph_dev
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"

@@ -18,9 +18,9 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from examples.agent import build_agent
-from servers.loopback import LoopbackServer
 from tests.integration.a2r_serve import a2r_serve, loopback_env
 from tests.integration.conftest import SERVER_KEY, langgraph_dev
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from servers.loopback import LoopbackServer
 from servers.postgres import PostgresServer
 from tests.integration.conftest import A2R, langgraph_dev
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"

@@ -1,7 +1,7 @@
 """Faults survived with nothing lost: real servers stopped, killed, failing or hung, and the
 CLI's printed ``a2r resume`` command finishing the run without paying again for what finished.
 
-The explorers run on the real vLLM server or on the loopback server (``servers/loopback.py``:
+The explorers run on the real vLLM server or on the loopback server (``tests/loopback.py``:
 real HTTP, deterministic replies, request counters, fault injection); every run is the ``a2r``
 command a user types, saving to SQLite.
 """
@@ -25,8 +25,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from a2r_graph import build_graph
 from a2r_graph.threads import thread_config
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import A2R, a2r, free_port
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"

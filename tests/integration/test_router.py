@@ -12,9 +12,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from a2r_graph import A2RContext, build_graph
 from servers.embedded import EmbeddedVLLM, allowed_cpus
-from servers.loopback import LoopbackServer
 from servers.router import VllmRouter
 from tests.integration.conftest import Server
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 RUNS = 16  # all on one replica by chance: 2 * 0.5**16

@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import a2r
 from tests.integration.test_reliability import stage_env
+from tests.loopback import LoopbackServer
 from tests.phoenix_spans import wait_for_spans
 
 pytestmark = pytest.mark.integration

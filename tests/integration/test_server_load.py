@@ -19,8 +19,8 @@ import pytest
 from langgraph_sdk import get_client
 
 from benchmarks.common import group_rss_mb
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import langgraph_dev
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 RUNS_PER_WAVE = 50

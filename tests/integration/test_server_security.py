@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from a2r_graph.context import A2RContext, StageConfig
-from servers.loopback import LoopbackServer
 from tests.integration.conftest import AUTH, SERVER_KEY, langgraph_dev
+from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 2 + 3?"

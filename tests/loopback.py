@@ -15,7 +15,7 @@ status, optionally with ``Retry-After``, hang them, or answer 200 with a malform
 ``MALFORMED_REPLIES``; per model, after letting some through), ``DELETE /admin/faults``,
 ``GET /admin/stats`` (requests, completions and tokens per model; a fault counts as failed).
 
-    python -m servers.loopback serve [--port P] [--model NAME ...] [--latency-ms MS]
+    python -m tests.loopback serve [--port P] [--model NAME ...] [--latency-ms MS]
 
 From Python (standard library only; the server process needs starlette and uvicorn)::
 
@@ -516,7 +516,7 @@ class LoopbackServer(ManagedServer):
         return Path(sys.executable)
 
     def _server_command(self, python: Path) -> list[str]:
-        command = [str(python), "-m", "servers.loopback", "_run", "--host", self.host]
+        command = [str(python), "-m", "tests.loopback", "_run", "--host", self.host]
         command += ["--port", str(self.port)]
         for model in self.models:
             command += ["--model", model]
@@ -563,7 +563,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.loopback", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.loopback", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run in the foreground on a free port")
     serve.add_argument("--port", type=int, default=None)
