@@ -136,17 +136,26 @@ def selects(preset: Preset, context: Mapping[str, Any]) -> bool:
         return False  # the run itself reports the bad context
 
 
-def synthesizer_tokens(
-    metadata: Mapping[str, Any] | None,
-    content: Any,
-    additional_kwargs: Mapping[str, Any] | None,
-    *,
-    all_reasoning: bool = False,
-) -> list[Token]:
-    """The tokens of a ``messages`` stream chunk if the synthesizer wrote it, else none."""
-    if (metadata or {}).get("langgraph_node") != SYNTHESIZE.node:
-        return []
-    return token_of(content, additional_kwargs, all_reasoning=all_reasoning)
+Part = tuple[str, Any]
+"""A run's stream, as both runners read it: ``("values", state)`` or ``("message", (metadata,
+content, additional_kwargs))`` for each streamed message chunk."""
+
+
+async def tokens_then_output(
+    parts: AsyncIterator[Part], selecting: bool
+) -> AsyncIterator[Token | Finished]:
+    """The synthesizer's tokens as they come (chunks of other nodes are skipped), then
+    ``Finished`` with the run's last state."""
+    final: Mapping[str, Any] = {}
+    async for kind, data in parts:
+        if kind == "values":
+            final = data
+            continue
+        metadata, content, additional_kwargs = data
+        if (metadata or {}).get("langgraph_node") == SYNTHESIZE.node:
+            for token in token_of(content, additional_kwargs, all_reasoning=selecting):
+                yield token
+    yield Finished(output_of(final))
 
 
 def token_of(
@@ -188,26 +197,23 @@ class LocalRunner:
         except A2RError as error:
             raise RunFailure(type(error).__name__, str(error)) from error
 
-    async def stream(
+    def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
-        final: dict[str, Any] = {}
-        selecting = selects(preset, context)
+        return tokens_then_output(self._parts(question, context), selects(preset, context))
+
+    async def _parts(self, question: str, context: dict) -> AsyncIterator[Part]:
         try:
             async for mode, data in self.graph.astream(
                 {"question": question}, context=context, stream_mode=["messages", "values"]
             ):
                 if mode == "values":
-                    final = data
-                    continue
-                chunk, metadata = data
-                for token in synthesizer_tokens(
-                    metadata, chunk.content, chunk.additional_kwargs, all_reasoning=selecting
-                ):
-                    yield token
+                    yield "values", data
+                else:
+                    chunk, metadata = data
+                    yield "message", (metadata, chunk.content, chunk.additional_kwargs)
         except A2RError as error:
             raise RunFailure(type(error).__name__, str(error)) from error
-        yield Finished(output_of(final))
 
 
 class ServerRunner:
@@ -278,13 +284,14 @@ class ServerRunner:
             )
         return output_of(result)
 
-    async def stream(
+    def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
+        return tokens_then_output(self._parts(preset, question, context), selects(preset, context))
+
+    async def _parts(self, preset: Preset, question: str, context: dict) -> AsyncIterator[Part]:
         import httpx
 
-        final: dict[str, Any] = {}
-        selecting = selects(preset, context)
         try:
             async for part in self.client.runs.stream(
                 None,
@@ -295,22 +302,22 @@ class ServerRunner:
                 on_disconnect="cancel",
             ):
                 if part.event == "values":
-                    final = part.data
+                    yield "values", part.data
                 elif part.event == "error":
                     data = part.data if isinstance(part.data, dict) else {}
                     raise RunFailure(str(data.get("error")), str(data.get("message", part.data)))
                 elif part.event == "messages":
                     chunk, metadata = part.data
-                    for token in synthesizer_tokens(
-                        metadata,
-                        chunk.get("content"),
-                        chunk.get("additional_kwargs"),
-                        all_reasoning=selecting,
-                    ):
-                        yield token
+                    yield (
+                        "message",
+                        (
+                            metadata,
+                            chunk.get("content"),
+                            chunk.get("additional_kwargs"),
+                        ),
+                    )
         except httpx.HTTPStatusError as error:
             raise _refused(error) from error
-        yield Finished(output_of(final))
 
 
 def _refused(error: Any) -> RunFailure:

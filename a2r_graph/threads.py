@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -193,7 +193,7 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
-def output_of(values: dict[str, Any]) -> A2ROutput:
+def output_of(values: Mapping[str, Any]) -> A2ROutput:
     return cast(A2ROutput, {key: values[key] for key in OUTPUT_KEYS if key in values})
 
 
