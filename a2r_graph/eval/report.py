@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from a2r_graph.eval.metrics import METRICS, mean_of, pass_at_1
+from a2r_graph.eval.outcomes import outcomes_table, synthesis_outcomes
 from a2r_graph.eval.policies import POLICIES, VARIANTS
 from a2r_graph.eval.runner import is_failed
 from a2r_graph.stages import USAGE_KEYS
@@ -95,6 +96,8 @@ def summarize(
                 ),
             }
     summary["policies"] = _policies(rows)
+    if ns:
+        summary["synthesis"] = synthesis_outcomes(rows, max(ns))
     groups = sorted({row["group"] for row in rows if row.get("group")})
     if len(groups) > 1:  # mixed generators: each one's figures too
         summary["groups"] = {
@@ -245,6 +248,8 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
         )
     if policies := policy_table(summary):
         lines += ["", policies]
+    if outcomes := outcomes_table(summary.get("synthesis") or {"outcomes": {}}):
+        lines += ["", outcomes]
     return "\n".join(lines)
 
 

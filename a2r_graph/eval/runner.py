@@ -230,6 +230,7 @@ async def evaluate_problem(
         consensus = await majority_vote([p["boxed"] for p in first], correct)
         by_n[str(n)] = {
             "a2r_boxed": synthesis["boxed_answer"],
+            "a2r_finish_reason": synthesis["synthesis"]["finish_reason"],
             "a2r_correct": await correct(problem.answer, synthesis["boxed_answer"]),
             "cons_answer": consensus,
             "cons_correct": await correct(problem.answer, consensus),
