@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from a2r_graph.context import Agreement, ConfidenceConfig, ReferenceOptions
+from a2r_graph.context import Agreement, ConfidenceConfig, PromptTexts, ReferenceOptions
 from a2r_graph.eval.metrics import majority_vote
 from a2r_graph.policies import agreement, confidence_of, most_confident
+from a2r_graph.prompts import packaged_prompt
 from a2r_graph.state import sum_usage
 
 POLICIES = {
@@ -48,6 +49,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {"references": ReferenceOptions(order="grouped", tally=True)},
     ),
     "select": ("select mode (GenSelect)", {"synthesis_mode": "select"}),
+    "solve_first": (
+        "solve first, then check the references",
+        {"prompts": PromptTexts(synthesizer=packaged_prompt("synthesizer_solve_first"))},
+    ),
 }
 """Synthesis options ``a2r eval --variants`` judges: one more synthesis each, over the same
 first N paths. Key -> (label, the ``A2RContext`` fields it sets)."""

@@ -79,6 +79,12 @@ def checked_template(name: str, source: str, template: str) -> str:
     return template
 
 
+def packaged_prompt(filename: str) -> str:
+    """The text of a packaged prompt file (``a2r_graph/prompts/FILENAME.txt``), e.g. the
+    ``synthesizer_solve_first`` variant, to set as ``A2RContext.prompts.synthesizer``."""
+    return resources.files(__package__).joinpath(f"{filename}.txt").read_text("utf-8").rstrip()
+
+
 def check_prompts_dir(prompts_dir: Path) -> Path:
     """``prompts_dir``, once every prompt loads from it (its own files, the packaged ones for
     the rest) with its placeholders; else the ``ValueError`` of ``load_prompt``."""

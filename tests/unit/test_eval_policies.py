@@ -83,11 +83,14 @@ async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_path
         reply("\\boxed{8}"),  # N=2, plain
         reply("\\boxed{7}", output_tokens=30),  # tally
         reply("the second: \\boxed{2}", output_tokens=40),  # select
+        reply("mine is 7: \\boxed{7}"),  # solve_first
     )
-    [line] = await evaluate(
-        tmp_path, todo, explorer, synthesizer, n=2, ns=(2,), variants=("tally", "select")
-    )
-    assert len(explorer.calls) == 2 and len(synthesizer.calls) == 3
+    variants = ("tally", "select", "solve_first")
+    [line] = await evaluate(tmp_path, todo, explorer, synthesizer, n=2, ns=(2,), variants=variants)
+    assert len(explorer.calls) == 2 and len(synthesizer.calls) == 4
+    assert synthesizer.calls[3][0].startswith("Solve the problem below yourself first")
+    assert "<reference2>" in synthesizer.calls[3][0]
+    assert line["policies"]["solve_first"]["correct"] is True
     assert "Final answers of the references: 8 (1 of 2), 7 (1 of 2)." in synthesizer.calls[1][0]
     assert "Candidate solutions:" in synthesizer.calls[2][0]
     assert line["by_n"]["2"]["a2r_correct"] is False
