@@ -99,6 +99,18 @@ class _Run:
 
 
 @dataclass
+class _Chain:
+    """A graph run or one of its descendant chains (node tasks and what runs inside them)."""
+
+    run: UUID
+    """The graph run it belongs to."""
+    span: Span | None
+    """The span its children nest under (none: outside every stage)."""
+    stage: str | None = None
+    """The stage a node task opened (its span is the stage's)."""
+
+
+@dataclass
 class _Call:
     span: Span
     input_price_per_mtok: float
@@ -116,8 +128,9 @@ class _Call:
 class A2RTracer(BaseCallbackHandler):
     """LangChain callback handler that turns A2R runs into OpenTelemetry spans.
 
-    It keeps, per callback run id: which graph run it belongs to, the span its children
-    nest under, and (for node tasks and model calls) the span it owns.
+    It keeps, per callback run id of a graph run and its descendants, a ``_Chain``: which
+    graph run it belongs to and the span its children nest under; and per model call its
+    ``_Call``.
     """
 
     run_inline = True  # called in the caller's task: no thread hop, ordered with the run
@@ -130,9 +143,7 @@ class A2RTracer(BaseCallbackHandler):
         self._tracer_provider = tracer_provider
         self._metrics = RunMetrics(meter_provider)
         self._runs: dict[UUID, _Run] = {}  # graph run id -> its spans
-        self._run_of: dict[UUID, UUID] = {}  # descendant run id -> graph run id
-        self._span_of: dict[UUID, Span] = {}  # run id -> the span its children nest under
-        self._stage_of: dict[UUID, str] = {}  # node task run id -> its stage
+        self._chains: dict[UUID, _Chain] = {}  # graph run or descendant id -> where it nests
         self._calls: dict[UUID, _Call] = {}  # model call run id -> its span
 
     @property
@@ -151,19 +162,18 @@ class A2RTracer(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = kwargs.get("name")
-        graph_run = self._run_of.get(parent_run_id) if parent_run_id else None
-        if graph_run is None:
+        parent = self._chains.get(parent_run_id) if parent_run_id else None
+        if parent is None:
             if name == GRAPH_NAME:
                 self._start_run(run_id, metadata or {})
             return
-        self._run_of[run_id] = graph_run
+        graph_run = parent.run
         is_node_task = parent_run_id == graph_run and (metadata or {}).get("langgraph_node") == name
         if is_node_task and name in NODES:
-            self._span_of[run_id] = self._start_stage(self._runs[graph_run], name)
-            self._stage_of[run_id] = name
-            return
-        if parent_run_id in self._span_of:
-            self._span_of[run_id] = self._span_of[parent_run_id]
+            span = self._start_stage(self._runs[graph_run], name)
+            self._chains[run_id] = _Chain(graph_run, span, stage=name)
+        else:
+            self._chains[run_id] = _Chain(graph_run, parent.span)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._chain_done(run_id, outputs, None)
@@ -175,14 +185,13 @@ class A2RTracer(BaseCallbackHandler):
         if run_id in self._runs:
             self._end_run(run_id, outputs, error)
             return
-        graph_run = self._run_of.pop(run_id, None)
-        span = self._span_of.pop(run_id, None)
-        stage = self._stage_of.pop(run_id, None)
-        if graph_run is None or span is None or stage is None:
+        chain = self._chains.pop(run_id, None)
+        if chain is None or chain.span is None or chain.stage is None:
             return
+        span, stage = chain.span, chain.stage
         if error is not None:
             _record_error(span, error)
-        run = self._runs[graph_run]
+        run = self._runs[chain.run]
         if stage == EXPLORE.node:  # N tasks share the stage span: it ends when reduce starts
             run.explore_paths.extend((outputs or {}).get("paths", []))
             run.explore_end_ns = time.time_ns()
@@ -203,7 +212,8 @@ class A2RTracer(BaseCallbackHandler):
         invocation_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        parent = self._span_of.get(parent_run_id) if parent_run_id else None
+        chain = self._chains.get(parent_run_id) if parent_run_id else None
+        parent = chain.span if chain else None
         if parent is None:
             return
         meta, params = metadata or {}, invocation_params or {}
@@ -316,7 +326,8 @@ class A2RTracer(BaseCallbackHandler):
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """A policy decision (``nodes.announce``): an event on the run's span."""
-        run = self._runs.get(self._run_of.get(run_id))  # type: ignore[arg-type]
+        chain = self._chains.get(run_id)
+        run = self._runs.get(chain.run) if chain else None
         if run is None or not name.startswith("a2r."):
             return
         run.span.add_event(name, {k: _attribute(v) for k, v in (data or {}).items()})
@@ -338,8 +349,7 @@ class A2RTracer(BaseCallbackHandler):
         if thread_id := metadata.get("thread_id"):
             span.set_attribute("a2r.thread_id", str(thread_id))
         self._runs[run_id] = _Run(span)
-        self._run_of[run_id] = run_id
-        self._span_of[run_id] = span
+        self._chains[run_id] = _Chain(run_id, span)
 
     def _start_stage(self, run: _Run, stage: str) -> Span:
         if stage == EXPLORE.node and stage in run.stages:
@@ -361,8 +371,7 @@ class A2RTracer(BaseCallbackHandler):
 
     def _end_run(self, run_id: UUID, outputs: Any, error: BaseException | None) -> None:
         run = self._runs.pop(run_id)
-        self._run_of.pop(run_id, None)
-        self._span_of.pop(run_id, None)
+        self._chains.pop(run_id, None)
         self._end_explore(run)
         for span in run.stages.values():
             if span.is_recording():
