@@ -71,6 +71,13 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="also judge these synthesis options at the largest N, over the same paths "
         "(one more synthesis each): " + "; ".join(f"{k}: {v[0]}" for k, v in VARIANTS.items()),
     )
+    evaluate.add_argument(
+        "--report",
+        action="store_true",
+        help="only write the table, results.json and plot from OUT's results so far (no model "
+        "call): e.g. while a long eval runs elsewhere; problems without a line count as not "
+        "run yet",
+    )
     for field in Fields.__dataclass_fields__:
         evaluate.add_argument(f"--{field}-field", default=getattr(Fields(), field))
 
@@ -101,15 +108,22 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
         await interruptible(_evaluate(args, context, problems, ns))
 
     started = time.monotonic()
-    try:
-        asyncio.run(evaluate())
-    finally:
-        wall = _add_wall_time(args.out, time.monotonic() - started)
+    if args.report:
+        wall = _add_wall_time(args.out, None)
+    else:
+        try:
+            asyncio.run(evaluate())
+        finally:
+            wall = _add_wall_time(args.out, time.monotonic() - started)
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
     expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
     unfinished = expected - {row["key"] for row in rows}
-    summary = summarize(rows, ns, failed=len(unfinished)) | wall
+    pending: set[str] = set()
+    if args.report:  # a problem without a failed line has not run yet: not a failure
+        tried = {row.get("key") for row in read_results(results_path, failed=True)}
+        pending, unfinished = unfinished - tried, unfinished & tried
+    summary = summarize(rows, ns, failed=len(unfinished)) | wall | {"pending": len(pending)}
     benchmark = args.name or args.source
     model = f"{context.explorer.model} -> {context.synthesizer.model}"
     table = markdown_table(summary, benchmark, model)
@@ -143,11 +157,13 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     return 0
 
 
-def _add_wall_time(out: Path, seconds: float) -> dict[str, Any]:
+def _add_wall_time(out: Path, seconds: float | None) -> dict[str, Any]:
     """This invocation's wall time added to the output directory's total (``wall.json``): an
-    eval resumed over several invocations reports what it took in all."""
+    eval resumed over several invocations reports what it took in all. ``None``: only read."""
     path = out / "wall.json"
     total = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if seconds is None:
+        return total
     total = {
         "wall_s": total.get("wall_s", 0.0) + seconds,
         "invocations": total.get("invocations", 0) + 1,

@@ -235,6 +235,8 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
             f"; {summary['failed']} failed and are left out (accuracy is over the finished "
             "ones; run the same command again to retry them)"
         )
+    if summary.get("pending"):
+        footer += f"; {summary['pending']} not run yet"
     if summary.get("verify_timeouts"):
         footer += (
             f"; {summary['verify_timeouts']} answer checks overran math-verify's time limit "

@@ -248,3 +248,28 @@ def test_cli_names_a_bad_source_or_n_range_before_calling_anything(tmp_path):
     missing = run(str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "no such data file" in missing.stderr
     assert not (tmp_path / "out" / RESULTS_FILE).exists()
+
+
+async def test_report_writes_the_table_from_the_results_so_far_without_a_model(
+    tmp_path, monkeypatch, capsys
+):
+    from a2r_graph.cli import main
+
+    source = write_jsonl(tmp_path, [("a", "q1", "1"), ("b", "q2", "2"), ("c", "q3", "3")])
+    out = tmp_path / "out"
+    out.mkdir()
+    problems = load_problems(str(source))
+    synthesizer = scripted(*[reply("\\boxed{1}")] * 3)
+    await evaluate(out, problems[:1], scripted(*explorer_script(4, "1122")), synthesizer)
+    failed = {"key": "b#0", "id": "b", "failed": True, "error": "Down: the server", "paths": []}
+    with (out / RESULTS_FILE).open("a") as lines:  # b failed; c has not run
+        lines.write(json.dumps(failed | {"by_n": {}}) + "\n")
+    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
+    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
+    monkeypatch.setenv("A2R_EXPLORER__BASE_URL", "http://127.0.0.1:9/v1")  # nothing there
+    code = main(["eval", str(source), "--report", "--out", str(out), "--ns", "1", "2", "4"])
+    shown = capsys.readouterr()
+    assert "1 queries finished; 1 failed and are left out" in shown.out
+    assert "; 1 not run yet." in shown.out
+    assert code == 1 and "1 of 3 problem runs failed" in shown.err  # b: a failure, said so
+    assert json.loads((out / "results.json").read_text())["pending"] == 1
