@@ -473,7 +473,7 @@ def trainer_class():
 
         def _generate_and_score_completions(self, inputs):
             generate = super()._generate_and_score_completions
-            if not self.model.training:  # evaluation: no refill, zero-variance groups masked
+            if not cast(Any, self.model).training:  # evaluation: no refill, zero variance masked
                 output = generate(inputs)
                 drop_zero_variance_groups(output, self.num_generations_eval or 1)
                 output["num_items_in_batch"] = self.accelerator.gather(
@@ -485,7 +485,7 @@ def trainer_class():
                 generate,
                 inputs,
                 self._draw_groups,
-                group_size=self.num_generations,
+                group_size=cast(int, self.num_generations),
                 max_rounds=self.max_refill_rounds if refillable else 0,
                 pad_token_id=self._tokenizer.pad_token_id,
                 gather=self.accelerator.gather,
