@@ -109,6 +109,11 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
 
     started = time.monotonic()
     if args.report:
+        if not (args.out / RESULTS_FILE).is_file():
+            raise ValueError(
+                f"--report: {args.out / RESULTS_FILE} does not exist: point --out at the output "
+                "directory of an a2r eval (its results so far are read, nothing is run)"
+            )
         wall = _add_wall_time(args.out, None)
     else:
         try:

@@ -273,3 +273,5 @@ async def test_report_writes_the_table_from_the_results_so_far_without_a_model(
     assert "; 1 not run yet." in shown.out
     assert code == 1 and "1 of 3 problem runs failed" in shown.err  # b: a failure, said so
     assert json.loads((out / "results.json").read_text())["pending"] == 1
+    assert main(["eval", str(source), "--report", "--out", str(tmp_path / "none")]) == 2
+    assert "none/results.jsonl does not exist: point --out at" in capsys.readouterr().err
