@@ -72,6 +72,15 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "(one more synthesis each): " + "; ".join(f"{k}: {v[0]}" for k, v in VARIANTS.items()),
     )
     evaluate.add_argument(
+        "--paths-from",
+        type=Path,
+        metavar="DIR",
+        help="no explorer call: synthesize over the explorer paths an earlier eval saved in "
+        "DIR/results.jsonl (same source and --n), counting their tokens and cost as sampled; "
+        "e.g. judge another synthesizer or --variants on samples already paid for. Problems "
+        "DIR has not finished are left out",
+    )
+    evaluate.add_argument(
         "--report",
         action="store_true",
         help="only write the table, results.json and plot from OUT's results so far (no model "
@@ -102,10 +111,15 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
         )
     fields = Fields(args.id_field, args.problem_field, args.answer_field)
     problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
+    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
+    saved = None
+    if args.paths_from is not None:
+        saved = _saved_paths(args.paths_from, args.out, context.n, expected)
+        expected = set(saved)
     from a2r_graph.cli import interruptible  # here: the CLI module imports this one
 
     async def evaluate() -> None:
-        await interruptible(_evaluate(args, context, problems, ns))
+        await interruptible(_evaluate(args, context, problems, ns, expected, saved))
 
     started = time.monotonic()
     if args.report:
@@ -122,7 +136,6 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
             wall = _add_wall_time(args.out, time.monotonic() - started)
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
-    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
     unfinished = expected - {row["key"] for row in rows}
     pending: set[str] = set()
     if args.report:  # a problem without a failed line has not run yet: not a failure
@@ -162,6 +175,30 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     return 0
 
 
+def _saved_paths(
+    paths_from: Path, out: Path, k: int, expected: set[str]
+) -> dict[str, dict[str, Any]]:
+    """``--paths-from``: the earlier eval's finished lines by key, checked against this one."""
+    source = paths_from / RESULTS_FILE
+    if paths_from.resolve() == out.resolve():
+        raise ValueError("--paths-from must name another eval's directory than --out")
+    if not source.is_file():
+        raise ValueError(f"--paths-from: {source} does not exist: name an a2r eval's --out")
+    saved = {row["key"]: row for row in read_results(source) if row.get("key") in expected}
+    if wrong := sorted({row["k"] for row in saved.values()} - {k}):
+        raise ValueError(
+            f"--paths-from: {source} sampled {wrong} paths per problem, this eval --n {k}: "
+            "use the same --n"
+        )
+    if missing := expected - saved.keys():
+        print(
+            f"a2r eval: {len(missing)} of {len(expected)} problem runs have no finished line "
+            f"in {source}: left out (finish them there first)",
+            file=sys.stderr,
+        )
+    return saved
+
+
 def _add_wall_time(out: Path, seconds: float | None) -> dict[str, Any]:
     """This invocation's wall time added to the output directory's total (``wall.json``): an
     eval resumed over several invocations reports what it took in all. ``None``: only read."""
@@ -178,13 +215,19 @@ def _add_wall_time(out: Path, seconds: float | None) -> dict[str, Any]:
     return total
 
 
-async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
+async def _evaluate(
+    args,
+    context: A2RContext,
+    problems,
+    ns: list[int],
+    expected: set[str],
+    saved: dict[str, Any] | None,
+) -> None:
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
     top = str(ns[-1])
     seen = {"runs": 0, "correct": 0, "cost": 0.0, "failed": 0}
-    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
     with tqdm(total=len(expected), unit="problem", dynamic_ncols=True) as bar:
         bar.update(len(expected & {row["key"] for row in read_results(args.out / RESULTS_FILE)}))
 
@@ -215,6 +258,7 @@ async def _evaluate(args, context: A2RContext, problems, ns: list[int]) -> None:
                     runs=args.runs,
                     alone=args.alone or 0,
                     variants=args.variants,
+                    saved=saved,
                     concurrency=args.concurrency,
                     run_name=args.name or args.source,
                     verifier=verifier,

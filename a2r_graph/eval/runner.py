@@ -118,10 +118,13 @@ async def evaluate_problem(
     *,
     alone: int = 0,
     variants: Sequence[str] = (),
+    saved_paths: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One problem, one repetition: the JSON line of ``results.jsonl``. With ``alone`` > 0,
     the synthesizer's model also answers alone that many times (the baseline A2R must beat);
-    each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at the largest N."""
+    each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at the largest N.
+    With ``saved_paths`` (a results line's ``paths``) no explorer is called: the synthesizer
+    runs over those samples, whose usage and cost are counted as when they were sampled."""
     started = time.perf_counter()
     k = context.n
     thread_id = f"{run_name}/{problem.id}/{repetition}"
@@ -156,13 +159,12 @@ async def evaluate_problem(
         return result
 
     try:
-        try:  # a thread from an earlier eval: finish it, or take its saved result
-            full = _plain(await threads.resume(graph, thread_id, seeded))
-            if _unanswered(full):  # retry the explorers the server failed, keep the others
-                await reopen(graph, thread_id)
-                full = _plain(await threads.resume(graph, thread_id, seeded))
-        except UnknownThreadError:
-            full = _plain(await threads.ask(graph, problem.problem, thread_id, seeded))
+        if saved_paths is not None:
+            full = await synthesize_over(
+                graph, thread_id, problem.problem, replayed(saved_paths), seeded
+            )
+        else:
+            full = await _explore_and_synthesize(graph, problem, thread_id, seeded)
     except A2RError as error:
         return failed(f"{type(error).__name__}: {error}")
     if unanswered := _unanswered(full):
@@ -290,6 +292,38 @@ async def evaluate_problem(
     }
 
 
+async def _explore_and_synthesize(
+    graph: A2RGraph, problem: Problem, thread_id: str, context: A2RContext
+) -> dict[str, Any]:
+    """The whole run on ``thread_id``; a thread from an earlier eval is finished, or its saved
+    result taken, and the explorer paths the server failed are sampled again."""
+    try:
+        full = _plain(await threads.resume(graph, thread_id, context))
+        if _unanswered(full):
+            await reopen(graph, thread_id)
+            full = _plain(await threads.resume(graph, thread_id, context))
+    except UnknownThreadError:
+        full = _plain(await threads.ask(graph, problem.problem, thread_id, context))
+    return full
+
+
+def replayed(saved: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A results line's paths as the graph's explorer paths (a line keeps each path's answer
+    component, boxed answer, error, usage and confidence; not its reasoning trace)."""
+    keep = ("index", "answer", "boxed", "error", "usage")
+    return [
+        {
+            **{key: path[key] for key in keep},
+            "confidence": path.get("confidence"),
+            "model": "",
+            "trace": "",
+            "finish_reason": None,
+            "answered": True,
+        }
+        for path in saved
+    ]
+
+
 def alone_context(context: A2RContext, k: int, repetition: int = 0) -> A2RContext:
     """The synthesizer's model as K independent samplers of the explorer prompt (seeds, if
     set, advance by K per repetition, as the explorers' do)."""
@@ -339,11 +373,14 @@ async def run_eval(
     verifier: Verifier,
     alone: int = 0,
     variants: Sequence[str] = (),
+    saved: Mapping[str, Mapping[str, Any]] | None = None,
     on_result: Callable[[dict[str, Any]], None] = lambda line: None,
 ) -> Path:
     """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
     ``concurrency`` at once; each line (finished, or marked failed) is appended and passed to
-    ``on_result``."""
+    ``on_result``. With ``saved`` (lines of an earlier eval by key), each problem's explorer
+    paths are that line's (``evaluate_problem``'s ``saved_paths``); a problem without one is
+    left out."""
     if concurrency < 1 or runs < 1:
         raise ValueError(f"concurrency and runs must be >= 1, got {concurrency} and {runs}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,11 +392,13 @@ async def run_eval(
         for repetition in range(runs)
         for problem in problems
         if result_key(problem.id, repetition) not in done
+        and (saved is None or result_key(problem.id, repetition) in saved)
     ]
     gate = asyncio.Semaphore(concurrency)
     write = asyncio.Lock()
 
     async def one(problem: Problem, repetition: int) -> None:
+        problem_key = result_key(problem.id, repetition)
         async with gate:
             line = await evaluate_problem(
                 graph,
@@ -371,6 +410,7 @@ async def run_eval(
                 run_name,
                 alone=alone,
                 variants=variants,
+                saved_paths=None if saved is None else saved[problem_key]["paths"],
             )
         async with write:
             with results_path.open("a", encoding="utf-8") as results:

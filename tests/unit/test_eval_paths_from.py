@@ -1,0 +1,97 @@
+"""``--paths-from``: another synthesis over the explorer samples an earlier eval saved, without
+calling the explorer again, their tokens and cost counted as when they were sampled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from a2r_graph import threads
+from a2r_graph.cli import main
+from a2r_graph.eval.data import load_problems
+from a2r_graph.eval.runner import read_results, run_eval
+from a2r_graph.eval.verify import Verifier
+from a2r_graph.graph import build_graph
+from tests.fakes import factory, make_context, reply, scripted
+from tests.unit.test_eval import explorer_script, needs, write_jsonl
+
+
+async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
+    needs("math_verify")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2"), ("b", "What is 2+2?", "4")])
+    problems = load_problems(str(source))
+    context = make_context(n=4)
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    async with threads.sqlite_checkpointer(tmp_path / "first.sqlite") as checkpointer:
+        explorer = scripted(*explorer_script(4, ["1", "2", "2", "7"]))
+        graph = build_graph(factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer)
+        with Verifier(timeout_s=60) as verifier:
+            # only problem "a" finishes in the first eval
+            await run_eval(
+                graph, problems[:1], ns=(4,), context=context, out_dir=first_dir, verifier=verifier
+            )
+    [first] = read_results(first_dir / "results.jsonl")
+    saved = {first["key"]: first}
+
+    async with threads.sqlite_checkpointer(tmp_path / "second.sqlite") as checkpointer:
+        explorer = scripted()  # any explorer call would fail the problem
+        synthesizer = scripted(reply("\\boxed{2}"), reply("\\boxed{7}"))
+        graph = build_graph(factory(explorer, synthesizer), checkpointer)
+        with Verifier(timeout_s=60) as verifier:
+            await run_eval(
+                graph,
+                problems,
+                ns=(4,),
+                context=context,
+                out_dir=second_dir,
+                verifier=verifier,
+                variants=["tally"],
+                saved=saved,
+            )
+    assert explorer.calls == []
+    [prompt, tally_prompt] = [prompt for prompt, _ in synthesizer.calls]
+    assert "<reference4>" in prompt and "\\boxed{7}" in prompt  # the saved answers
+    assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt  # the tally of the saved answers
+    [line] = read_results(second_dir / "results.jsonl")  # "b" had no saved paths: left out
+    assert line["key"] == first["key"]
+    assert [p["boxed"] for p in line["paths"]] == [p["boxed"] for p in first["paths"]]
+    cell = line["by_n"]["4"]
+    assert cell["a2r_boxed"] == "2" and cell["a2r_correct"] is True
+    assert cell["cons_correct"] is True and cell["pass_at_n"] == 1.0
+    assert cell["explore_usage"] == first["by_n"]["4"]["explore_usage"]  # counted, not re-paid
+    assert line["policies"]["tally"]["boxed"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("saved_k", "out_is_source", "message"),
+    [
+        (2, False, "sampled [2] paths per problem, this eval --n 4: use the same --n"),
+        (4, True, "--paths-from must name another eval's directory than --out"),
+    ],
+)
+def test_paths_that_do_not_fit_the_eval_are_refused(
+    tmp_path, monkeypatch, capsys, saved_k, out_is_source, message
+):
+    needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
+    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
+    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    line = {"key": "a#0", "k": saved_k, "paths": [], "by_n": {}}
+    (earlier / "results.jsonl").write_text(json.dumps(line) + "\n")
+    out = earlier if out_is_source else tmp_path / "out"
+    args = ["eval", str(source), "--n", "4", "--paths-from", str(earlier), "--out", str(out)]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_source_directory_is_named(tmp_path, monkeypatch, capsys):
+    needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
+    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
+    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
+    args = ["eval", str(source), "--paths-from", str(tmp_path / "nope"), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert f"{tmp_path / 'nope' / 'results.jsonl'} does not exist" in capsys.readouterr().err
