@@ -14,7 +14,9 @@ from tests.integration.conftest import a2r
 pytestmark = pytest.mark.integration
 
 
-def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server, tmp_path):
+def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reused(
+    vllm_server, tmp_path
+):
     env = {
         **os.environ,
         "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
@@ -57,3 +59,18 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot(vllm_server
 
     again = a2r(*command, env=env)
     assert again.returncode == 0 and len(read_results(out / "results.jsonl")) == 10  # all skipped
+
+    # --paths-from: another synthesis over the saved paths; the server answers syntheses only
+    served = vllm_server.requests_served()
+    other = tmp_path / "tally"
+    reuse = [*command[:-1], str(other), "--ns", "4", "--tally", "--paths-from", str(out)]
+    done = a2r(*reuse, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert vllm_server.requests_served() - served == 10
+    reused = {line["key"]: line for line in read_results(other / "results.jsonl")}
+    assert len(reused) == 10
+    for line in lines:
+        assert reused[line["key"]]["paths"] == line["paths"]
+        cell, before = reused[line["key"]]["by_n"]["4"], line["by_n"]["4"]
+        assert cell["explore_usage"] == before["explore_usage"]
+        assert cell["synthesize_usage"]["input_tokens"] > before["synthesize_usage"]["input_tokens"]
