@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from a2r_graph.context import Agreement, ConfidenceConfig, PromptTexts, ReferenceOptions
+from a2r_graph.context import A2RContext, Agreement, ConfidenceConfig, PromptTexts, ReferenceOptions
 from a2r_graph.eval.metrics import majority_vote
 from a2r_graph.policies import agreement, confidence_of, most_confident
 from a2r_graph.prompts import packaged_prompt
@@ -40,7 +40,14 @@ POLICIES = {
 """Replayed policies: key -> label in the table and the plot (``alone_a2r``: with ``--alone K``,
 one more synthesis, over the synthesizer's own K samples)."""
 
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+Update = Callable[[A2RContext], dict[str, Any]]
+
+
+def _greedy(context: A2RContext) -> dict[str, Any]:
+    return {"synthesizer": context.synthesizer.model_copy(update={"temperature": 0.0})}
+
+
+VARIANTS: dict[str, tuple[str, dict[str, Any] | Update]] = {
     "tally": ("references + answer tally", {"references": ReferenceOptions(tally=True)}),
     "grouped": ("references grouped by answer", {"references": ReferenceOptions(order="grouped")}),
     "dedupe": ("one reference per answer", {"references": ReferenceOptions(dedupe=True)}),
@@ -53,9 +60,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "solve first, then check the references",
         {"prompts": PromptTexts(synthesizer=packaged_prompt("synthesizer_solve_first"))},
     ),
+    "greedy": ("synthesizer at temperature 0", _greedy),
 }
 """Synthesis options ``a2r eval --variants`` judges: one more synthesis each, over the same
-first N paths. Key -> (label, the ``A2RContext`` fields it sets)."""
+first N paths. Key -> (label, the ``A2RContext`` fields it sets, or a function of the context
+that returns them)."""
+
+
+def variant_context(context: A2RContext, variant: str) -> A2RContext:
+    """``context`` with ``variant``'s fields set."""
+    update = VARIANTS[variant][1]
+    return context.model_copy(update=update(context) if callable(update) else update)
+
 
 Equivalent = Callable[[str, str | None], Awaitable[bool]]
 Synthesize = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]

@@ -30,7 +30,7 @@ from a2r_graph.context import A2RContext
 from a2r_graph.errors import A2RError, UnknownThreadError
 from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
-from a2r_graph.eval.policies import VARIANTS, replay
+from a2r_graph.eval.policies import replay, variant_context
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.state import A2ROutput, sum_usage
 
@@ -261,7 +261,7 @@ async def evaluate_problem(
         )
 
         async def variant_cell(variant: str) -> dict[str, Any]:
-            v_context = seeded.model_copy(update={"n": top, **VARIANTS[variant][1]})
+            v_context = variant_context(seeded.model_copy(update={"n": top}), variant)
             thread = f"{thread_id}/N{top}/{variant}"
             synthesis = await synthesize_over(
                 graph, thread, problem.problem, full["paths"][:top], v_context

@@ -84,10 +84,15 @@ async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_path
         reply("\\boxed{7}", output_tokens=30),  # tally
         reply("the second: \\boxed{2}", output_tokens=40),  # select
         reply("mine is 7: \\boxed{7}"),  # solve_first
+        reply("\\boxed{8}"),  # greedy
     )
-    variants = ("tally", "select", "solve_first")
+    variants = ("tally", "select", "solve_first", "greedy")
     [line] = await evaluate(tmp_path, todo, explorer, synthesizer, n=2, ns=(2,), variants=variants)
-    assert len(explorer.calls) == 2 and len(synthesizer.calls) == 4
+    assert len(explorer.calls) == 2 and len(synthesizer.calls) == 5
+    temperatures = [kwargs["temperature"] for _, kwargs in synthesizer.calls]
+    assert temperatures == [0.6, 0.6, 0.6, 0.6, 0.0]  # greedy: the same prompt, temperature 0
+    assert synthesizer.calls[4][0] == synthesizer.calls[0][0]
+    assert line["policies"]["greedy"]["correct"] is False
     assert synthesizer.calls[3][0].startswith("Solve the problem below yourself first")
     assert "<reference2>" in synthesizer.calls[3][0]
     assert line["policies"]["solve_first"]["correct"] is True
