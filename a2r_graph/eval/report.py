@@ -3,6 +3,7 @@ plot (A2R and Cons@N across N, Pass@1 as one point)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,7 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
     priced = summary["pass_at_1_cost_per_query"] > 0
     unit = "cost" if priced else "tokens"
     cells = summary["by_n"]
-    fig, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, axes = plt.subplots(figsize=(10, 4.5), dpi=120)
     lines = [(m.cost, m.key, m.label, m.marker) for m in METRICS if m.cost]
     lines.append(("alone_cons", "alone_cons_at_n", "synthesizer alone, Cons@N", "D"))
     for prefix, accuracy, label, marker in lines:
@@ -302,9 +303,9 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
     axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(-5, 105)
-    axes.set_title(title)
+    axes.set_title(textwrap.fill(title, 70), fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

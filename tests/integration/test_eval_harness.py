@@ -55,7 +55,7 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reus
     assert (out / "table.md").read_text().startswith("| Benchmark |")
 
     image = Image.open(out / "accuracy_vs_cost.png").convert("L")
-    assert image.size == (840, 540) and len(image.getcolors(maxcolors=1 << 16)) > 20
+    assert image.size == (1200, 540) and len(image.getcolors(maxcolors=1 << 16)) > 20
 
     again = a2r(*command, env=env)
     assert again.returncode == 0 and len(read_results(out / "results.jsonl")) == 10  # all skipped

@@ -227,7 +227,7 @@ def test_table_json_and_plot(tmp_path):
     assert "| gsm | small -> big | 2 | 50.0 | 100.0 | 100.0 | 100.0 |" in table
     png = plot_accuracy_vs_cost(summary, tmp_path / "plot.png", "gsm")
     image = Image.open(png).convert("L")
-    assert image.size == (840, 540)
+    assert image.size == (1200, 540)
     assert len(image.getcolors(maxcolors=1 << 16)) > 20  # lines, markers, text: not blank
 
 
