@@ -64,15 +64,24 @@ CPU_ENGINE ?= llamacpp
 SMALL_TO_BIG_PRICES ?= --explorer-input-price 0.01 --explorer-output-price 0.04 \
 	--synthesizer-input-price 0.03 --synthesizer-output-price 0.12
 SMALL_TO_BIG_SOURCE ?= builtin:gsm_symbolic,number_sequence
-SMALL_TO_BIG = $(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) \
+SMALL_TO_BIG_EVAL = $(BIN)/python -m servers.embedded exec --explorer $(DEMO_MODEL) \
 	--synthesizer $(SYNTH_MODEL) --engine $(CPU_ENGINE) -- $(BIN)/a2r eval $(SMALL_TO_BIG_SOURCE) \
-	--n 4 --ns 4 --alone 4 --max-tokens 384 --temperature 0.7 --seed 7 --concurrency 4 \
-	$(SMALL_TO_BIG_PRICES)
+	--n 4 --ns 4 --max-tokens 384 --temperature 0.7 --seed 7 $(SMALL_TO_BIG_PRICES)
+SMALL_TO_BIG = $(SMALL_TO_BIG_EVAL) --alone 4 --concurrency 4
 
 # Quick (~10 min): 2 problems of each generator from the development split (data seed 1).
 # Writes eval-out/: results.jsonl, results.json, table.md, accuracy_vs_cost.png.
 eval: setup
 	$(SMALL_TO_BIG) --size 2 --data-seed 1 --out eval-out
+
+# Choosing a synthesis option on the development split only (data seed 1, 10 problems of each
+# generator): each option of SMALL_TO_BIG_OPTIONS is one more 1.5B synthesis over the same 0.5B
+# paths (~5 1.5B calls per problem, hours on 2 cores). Writes eval-options-dev/.
+SMALL_TO_BIG_OPTIONS ?= solve_first tally select greedy
+.PHONY: eval-options-dev
+eval-options-dev: setup
+	$(SMALL_TO_BIG_EVAL) --concurrency 2 --variants $(SMALL_TO_BIG_OPTIONS) --size 10 \
+	  --data-seed 1 --out eval-options-dev
 
 # The README's results: 50 problems of each generator from the held-out split (data seed 2),
 # hours on 2 cores. Writes eval-small-to-big/.
