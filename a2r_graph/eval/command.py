@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -118,22 +119,24 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
         expected = set(saved)
     from a2r_graph.cli import interruptible  # here: the CLI module imports this one
 
-    async def evaluate() -> None:
-        await interruptible(_evaluate(args, context, problems, ns, expected, saved))
+    clock = WallClock(args.out)
 
-    started = time.monotonic()
+    async def evaluate() -> None:
+        await interruptible(_evaluate(args, context, problems, ns, expected, saved, clock))
+
     if args.report:
         if not (args.out / RESULTS_FILE).is_file():
             raise ValueError(
                 f"--report: {args.out / RESULTS_FILE} does not exist: point --out at the output "
                 "directory of an a2r eval (its results so far are read, nothing is run)"
             )
-        wall = _add_wall_time(args.out, None)
     else:
+        clock.start()
         try:
             asyncio.run(evaluate())
         finally:
-            wall = _add_wall_time(args.out, time.monotonic() - started)
+            clock.tick()
+    wall = clock.total
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
     unfinished = expected - {row["key"] for row in rows}
@@ -199,20 +202,30 @@ def _saved_paths(
     return saved
 
 
-def _add_wall_time(out: Path, seconds: float | None) -> dict[str, Any]:
-    """This invocation's wall time added to the output directory's total (``wall.json``): an
-    eval resumed over several invocations reports what it took in all. ``None``: only read."""
-    path = out / "wall.json"
-    total = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if seconds is None:
-        return total
-    total = {
-        "wall_s": total.get("wall_s", 0.0) + seconds,
-        "invocations": total.get("invocations", 0) + 1,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(total) + "\n", encoding="utf-8")
-    return total
+class WallClock:
+    """The eval's wall time summed over its invocations (``OUT/wall.json``), written at the
+    start, at every finished problem and at the end: an invocation that is killed keeps the
+    time up to its last finished problem."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "wall.json"
+        self.total: dict[str, Any] = {}
+        if self.path.is_file():
+            self.total = json.loads(self.path.read_text(encoding="utf-8"))
+        self.last = time.monotonic()
+
+    def start(self) -> None:
+        self.total["invocations"] = self.total.get("invocations", 0) + 1
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self.total["wall_s"] = self.total.get("wall_s", 0.0) + now - self.last
+        self.last = now
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".tmp")  # replaced whole: a kill never tears it
+        partial.write_text(json.dumps(self.total) + "\n", encoding="utf-8")
+        os.replace(partial, self.path)
 
 
 async def _evaluate(
@@ -222,6 +235,7 @@ async def _evaluate(
     ns: list[int],
     expected: set[str],
     saved: dict[str, Any] | None,
+    clock: WallClock,
 ) -> None:
     from tqdm import tqdm
 
@@ -246,6 +260,7 @@ async def _evaluate(
                 postfix["failed"] = str(seen["failed"])
             bar.set_postfix(postfix)
             bar.update(1)
+            clock.tick()
 
         async with checkpointer_for(args.db or args.out / "threads.sqlite") as checkpointer:
             with Verifier() as verifier:
