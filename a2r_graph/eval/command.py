@@ -188,11 +188,13 @@ def _saved_paths(
     if not source.is_file():
         raise ValueError(f"--paths-from: {source} does not exist: name an a2r eval's --out")
     saved = {row["key"]: row for row in read_results(source) if row.get("key") in expected}
-    if wrong := sorted({row["k"] for row in saved.values()} - {k}):
+    if wrong := sorted({str(row.get("k")) for row in saved.values()} - {str(k)}):
         raise ValueError(
-            f"--paths-from: {source} sampled {wrong} paths per problem, this eval --n {k}: "
-            "use the same --n"
+            f"--paths-from: {source} sampled {', '.join(wrong)} paths per problem, this eval "
+            f"--n {k}: use the same --n"
         )
+    if broken := sorted(key for key, row in saved.items() if not isinstance(row.get("paths"), list)):
+        raise ValueError(f"--paths-from: {source} has no list of paths for {', '.join(broken)}")
     if missing := expected - saved.keys():
         print(
             f"a2r eval: {len(missing)} of {len(expected)} problem runs have no finished line "
