@@ -193,7 +193,9 @@ def _saved_paths(
             f"--paths-from: {source} sampled {', '.join(wrong)} paths per problem, this eval "
             f"--n {k}: use the same --n"
         )
-    if broken := sorted(key for key, row in saved.items() if not isinstance(row.get("paths"), list)):
+    if broken := sorted(
+        key for key, row in saved.items() if not isinstance(row.get("paths"), list)
+    ):
         raise ValueError(f"--paths-from: {source} has no list of paths for {', '.join(broken)}")
     if missing := expected - saved.keys():
         print(
