@@ -63,49 +63,39 @@ async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
     assert line["policies"]["tally"]["boxed"] == "7"
 
 
+GOOD_LINE = {"key": "a#0", "k": 4, "paths": [], "by_n": {}}
+
+
 @pytest.mark.parametrize(
-    ("saved_k", "out_is_source", "message"),
+    ("saved", "out_is_source", "message"),
     [
-        (2, False, "sampled 2 paths per problem, this eval --n 4: use the same --n"),
-        (None, False, "sampled None paths per problem, this eval --n 4: use the same --n"),
-        (4, True, "--paths-from must name another eval's directory than --out"),
+        (
+            GOOD_LINE | {"k": 2},
+            False,
+            "sampled 2 paths per problem, this eval --n 4: use the same --n",
+        ),
+        (
+            {k: v for k, v in GOOD_LINE.items() if k != "k"},
+            False,
+            "sampled None paths per problem, this eval --n 4: use the same --n",
+        ),
+        (GOOD_LINE | {"paths": None}, False, "has no list of paths for a#0"),
+        (GOOD_LINE, True, "--paths-from must name another eval's directory than --out"),
+        (None, False, "earlier/results.jsonl does not exist"),
     ],
 )
 def test_paths_that_do_not_fit_the_eval_are_refused(
-    tmp_path, monkeypatch, capsys, saved_k, out_is_source, message
+    tmp_path, monkeypatch, capsys, saved, out_is_source, message
 ):
     needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
     monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
     monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
     source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
     earlier = tmp_path / "earlier"
-    earlier.mkdir()
-    line = {"key": "a#0", "paths": [], "by_n": {}} | ({} if saved_k is None else {"k": saved_k})
-    (earlier / "results.jsonl").write_text(json.dumps(line) + "\n")
+    if saved is not None:
+        earlier.mkdir()
+        (earlier / "results.jsonl").write_text(json.dumps(saved) + "\n")
     out = earlier if out_is_source else tmp_path / "out"
     args = ["eval", str(source), "--n", "4", "--paths-from", str(earlier), "--out", str(out)]
     assert main(args) == 2
     assert message in capsys.readouterr().err
-
-
-def test_a_missing_source_directory_is_named(tmp_path, monkeypatch, capsys):
-    needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
-    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
-    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
-    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
-    args = ["eval", str(source), "--paths-from", str(tmp_path / "nope"), "--out", str(tmp_path)]
-    assert main(args) == 2
-    assert f"{tmp_path / 'nope' / 'results.jsonl'} does not exist" in capsys.readouterr().err
-
-
-def test_a_saved_line_without_paths_is_named(tmp_path, monkeypatch, capsys):
-    needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
-    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
-    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
-    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
-    earlier = tmp_path / "earlier"
-    earlier.mkdir()
-    (earlier / "results.jsonl").write_text(json.dumps({"key": "a#0", "k": 4, "paths": None}))
-    args = ["eval", str(source), "--n", "4", "--paths-from", str(earlier), "--out", str(tmp_path)]
-    assert main(args) == 2
-    assert "has no list of paths for a#0" in capsys.readouterr().err
