@@ -19,6 +19,7 @@ from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summari
 from a2r_graph.eval.runner import (
     NO_POLICIES,
     RESULTS_FILE,
+    SAVED_PATH_FIELDS,
     read_results,
     result_key,
     run_eval,
@@ -193,10 +194,11 @@ def _saved_paths(
             f"--paths-from: {source} sampled {', '.join(wrong)} paths per problem, this eval "
             f"--n {k}: use the same --n"
         )
-    if broken := sorted(
-        key for key, row in saved.items() if not isinstance(row.get("paths"), list)
-    ):
-        raise ValueError(f"--paths-from: {source} has no list of paths for {', '.join(broken)}")
+    if broken := sorted(key for key, row in saved.items() if not _replayable(row.get("paths"))):
+        raise ValueError(
+            f"--paths-from: {source} has no list of paths with {', '.join(SAVED_PATH_FIELDS)} "
+            f"for {', '.join(broken)}: name the --out of an a2r eval of this version"
+        )
     if missing := expected - saved.keys():
         print(
             f"a2r eval: {len(missing)} of {len(expected)} problem runs have no finished line "
@@ -204,6 +206,12 @@ def _saved_paths(
             file=sys.stderr,
         )
     return saved
+
+
+def _replayable(paths: Any) -> bool:
+    return isinstance(paths, list) and all(
+        isinstance(path, dict) and path.keys() >= set(SAVED_PATH_FIELDS) for path in paths
+    )
 
 
 class WallClock:

@@ -307,13 +307,15 @@ async def _explore_and_synthesize(
     return full
 
 
+SAVED_PATH_FIELDS = ("index", "answer", "boxed", "error", "usage")
+"""What a results line keeps of each explorer path (with its confidence; not its trace)."""
+
+
 def replayed(saved: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A results line's paths as the graph's explorer paths (a line keeps each path's answer
-    component, boxed answer, error, usage and confidence; not its reasoning trace)."""
-    keep = ("index", "answer", "boxed", "error", "usage")
+    """A results line's paths as the graph's explorer paths."""
     return [
         {
-            **{key: path[key] for key in keep},
+            **{key: path[key] for key in SAVED_PATH_FIELDS},
             "confidence": path.get("confidence"),
             "model": "",
             "trace": "",
