@@ -210,7 +210,10 @@ def _saved_paths(
 
 def _replayable(paths: Any) -> bool:
     return isinstance(paths, list) and all(
-        isinstance(path, dict) and path.keys() >= set(SAVED_PATH_FIELDS) for path in paths
+        isinstance(path, dict)
+        and path.keys() >= set(SAVED_PATH_FIELDS)
+        and isinstance(path["usage"], dict)
+        for path in paths
     )
 
 

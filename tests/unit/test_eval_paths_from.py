@@ -81,6 +81,11 @@ GOOD_LINE = {"key": "a#0", "k": 4, "paths": [], "by_n": {}}
         ),
         (GOOD_LINE | {"paths": None}, False, "has no list of paths with index, answer"),
         (GOOD_LINE | {"paths": [{"index": 0, "boxed": "2"}]}, False, "usage for a#0: name"),
+        (
+            GOOD_LINE | {"paths": [dict.fromkeys(("index", "answer", "boxed", "error", "usage"))]},
+            False,
+            "usage for a#0: name",
+        ),
         (GOOD_LINE, True, "--paths-from must name another eval's directory than --out"),
         (None, False, "earlier/results.jsonl does not exist"),
     ],
