@@ -90,13 +90,14 @@ eval-small-to-big: setup
 	$(SMALL_TO_BIG) --size 50 --data-seed 2 --out eval-small-to-big
 
 # The options that beat plain A2R on the development split, judged on the held-out run's own
-# 0.5B paths (--paths-from: no explorer call; one 1.5B synthesis per option and problem, plus
-# the plain one). Run after eval-small-to-big; writes eval-options-held-out/.
+# 0.5B paths (--paths-from: no explorer call; --keep-syntheses: plain A2R and the policies are
+# that run's, so one 1.5B synthesis per option and problem). Run after eval-small-to-big;
+# writes eval-options-held-out/.
 SMALL_TO_BIG_KEPT ?= select solve_first
 .PHONY: eval-options-held-out
 eval-options-held-out: setup
 	$(SMALL_TO_BIG_EVAL) --concurrency 2 --variants $(SMALL_TO_BIG_KEPT) --size 50 \
-	  --data-seed 2 --paths-from eval-small-to-big --out eval-options-held-out
+	  --data-seed 2 --paths-from eval-small-to-big --keep-syntheses --out eval-options-held-out
 
 # A tiny RL run on CPU from `make eval`'s samples: curate, 2 GRPO steps, then vLLM serves the
 # checkpoint and `a2r ask` answers with it (as explorer and synthesizer: one embedded server).

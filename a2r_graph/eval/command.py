@@ -83,6 +83,13 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "DIR has not finished are left out",
     )
     evaluate.add_argument(
+        "--keep-syntheses",
+        action="store_true",
+        help="with --paths-from and --variants: run only the variants, taking the rest of each "
+        "line (A2R at each N, the policies, the synthesizer alone) from DIR; for the "
+        "synthesizer DIR's run had (same model, sampling and prompts)",
+    )
+    evaluate.add_argument(
         "--report",
         action="store_true",
         help="only write the table, results.json and plot from OUT's results so far (no model "
@@ -118,6 +125,10 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     if args.paths_from is not None:
         saved = _saved_paths(args.paths_from, args.out, context.n, expected)
         expected = set(saved)
+        if args.keep_syntheses:
+            _check_kept(args, context, saved, ns)
+    elif args.keep_syntheses:
+        raise ValueError("--keep-syntheses keeps the syntheses of --paths-from DIR: name DIR")
     from a2r_graph.cli import interruptible  # here: the CLI module imports this one
 
     clock = WallClock(args.out)
@@ -208,6 +219,40 @@ def _saved_paths(
     return saved
 
 
+def _check_kept(
+    args: argparse.Namespace, context: A2RContext, saved: dict[str, dict[str, Any]], ns: list[int]
+) -> None:
+    """``--keep-syntheses``: DIR's lines must hold what is kept, from the same synthesizer."""
+    if not args.variants:
+        raise ValueError("--keep-syntheses runs only the --variants: name at least one")
+    if args.alone:
+        raise ValueError("--keep-syntheses keeps DIR's synthesizer alone: drop --alone")
+    report = args.paths_from / "results.json"
+    model = (
+        json.loads(report.read_text(encoding="utf-8")).get("model", "") if report.is_file() else ""
+    )
+    synthesizer = model.rpartition(" -> ")[2]
+    if synthesizer != context.synthesizer.model:
+        raise ValueError(
+            f"--keep-syntheses: {report} names synthesizer {synthesizer or 'none'!r}, this eval "
+            f"{context.synthesizer.model!r}: keep only the same synthesizer's syntheses (or run "
+            f"a2r eval --report --out {args.paths_from} if results.json is missing)"
+        )
+    wanted = {str(n) for n in ns}
+    if lacking := sorted(
+        key
+        for key, row in saved.items()
+        if not isinstance(row.get("policies"), dict)
+        or not isinstance(row.get("by_n"), dict)
+        or not wanted <= row["by_n"].keys()
+    ):
+        raise ValueError(
+            f"--keep-syntheses: {args.paths_from / RESULTS_FILE} has no policies or no "
+            f"synthesis at N={', '.join(sorted(wanted))} for {', '.join(lacking)}: use --ns "
+            "values DIR ran, or drop --keep-syntheses"
+        )
+
+
 def _replayable(paths: Any) -> bool:
     return isinstance(paths, list) and all(
         isinstance(path, dict)
@@ -289,6 +334,7 @@ async def _evaluate(
                     alone=args.alone or 0,
                     variants=args.variants,
                     saved=saved,
+                    keep_syntheses=args.keep_syntheses,
                     concurrency=args.concurrency,
                     run_name=args.name or args.source,
                     verifier=verifier,

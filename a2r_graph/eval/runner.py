@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -119,12 +119,15 @@ async def evaluate_problem(
     alone: int = 0,
     variants: Sequence[str] = (),
     saved_paths: Sequence[Mapping[str, Any]] | None = None,
+    kept: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One problem, one repetition: the JSON line of ``results.jsonl``. With ``alone`` > 0,
     the synthesizer's model also answers alone that many times (the baseline A2R must beat);
     each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at the largest N.
     With ``saved_paths`` (a results line's ``paths``) no explorer is called: the synthesizer
-    runs over those samples, whose usage and cost are counted as when they were sampled."""
+    runs over those samples, whose usage and cost are counted as when they were sampled.
+    With ``kept`` (a whole results line of the same synthesizer) only the variants run: the
+    line's paths, syntheses and policies are taken as they are."""
     started = time.perf_counter()
     k = context.n
     thread_id = f"{run_name}/{problem.id}/{repetition}"
@@ -158,6 +161,29 @@ async def evaluate_problem(
             timed_out.add((gold, prediction))
         return result
 
+    top = max(ns)
+    if kept is not None:
+        try:
+            cells = await variant_cells(
+                graph,
+                thread_id,
+                problem,
+                replayed(kept["paths"]),
+                kept["paths"][:top],
+                seeded,
+                variants,
+                correct,
+            )
+        except A2RError as error:
+            return failed(f"variants: {type(error).__name__}: {error}")
+        return {
+            **line,
+            **{key: kept[key] for key in ("paths", "alone") if key in kept},
+            "by_n": {str(n): kept["by_n"][str(n)] for n in ns},
+            "policies": {**kept["policies"], **cells},
+            "verify_timeouts": len(timed_out),
+            "wall_s": time.perf_counter() - started,
+        }
     try:
         if saved_paths is not None:
             full = await synthesize_over(
@@ -244,7 +270,6 @@ async def evaluate_problem(
             alone_vote = await majority_vote([p["boxed"] for p in alone_paths[:n]], correct)
             by_n[str(n)]["alone_cons_correct"] = await correct(problem.answer, alone_vote)
             by_n[str(n)]["alone_usage"] = sum_usage(p["usage"] for p in alone_paths[:n])
-    top = max(ns)
 
     async def synthesize_top(chosen: list[dict[str, Any]]) -> dict[str, Any]:
         subset = [  # renumbered: a run's paths are 0..n-1
@@ -259,24 +284,9 @@ async def evaluate_problem(
         policies = await replay(
             paths, by_n, top, problem.answer, correct, context.confidence, synthesize_top
         )
-
-        async def variant_cell(variant: str) -> dict[str, Any]:
-            v_context = variant_context(seeded.model_copy(update={"n": top}), variant)
-            thread = f"{thread_id}/N{top}/{variant}"
-            synthesis = await synthesize_over(
-                graph, thread, problem.problem, full["paths"][:top], v_context
-            )
-            return {
-                "boxed": synthesis["boxed_answer"],
-                "correct": await correct(problem.answer, synthesis["boxed_answer"]),
-                "usage": sum_usage(
-                    [*(p["usage"] for p in paths[:top]), synthesis["synthesis"]["usage"]]
-                ),
-            }
-
-        # the synthesis options over the same first N paths, at once (the server batches them)
-        cells = await asyncio.gather(*(variant_cell(v) for v in variants))
-        policies |= dict(zip(variants, cells, strict=True))
+        policies |= await variant_cells(
+            graph, thread_id, problem, full["paths"], paths[:top], seeded, variants, correct
+        )
         if alone:
             policies["alone_a2r"] = alone_a2r
     except A2RError as error:
@@ -290,6 +300,36 @@ async def evaluate_problem(
         "verify_timeouts": len(timed_out),
         "wall_s": time.perf_counter() - started,
     }
+
+
+async def variant_cells(
+    graph: A2RGraph,
+    thread_id: str,
+    problem: Problem,
+    explored: Sequence[Mapping[str, Any]],
+    paths: Sequence[Mapping[str, Any]],
+    context: A2RContext,
+    variants: Sequence[str],
+    correct: Callable[[str, str | None], Awaitable[bool]],
+) -> dict[str, dict[str, Any]]:
+    """Each variant's synthesis over the first ``len(paths)`` of ``explored`` (the graph's
+    paths; ``paths`` are their results lines, whose usage is counted), all at once: the
+    server batches them."""
+    top = len(paths)
+
+    async def cell(variant: str) -> dict[str, Any]:
+        v_context = variant_context(context.model_copy(update={"n": top}), variant)
+        synthesis = await synthesize_over(
+            graph, f"{thread_id}/N{top}/{variant}", problem.problem, explored[:top], v_context
+        )
+        return {
+            "boxed": synthesis["boxed_answer"],
+            "correct": await correct(problem.answer, synthesis["boxed_answer"]),
+            "usage": sum_usage([*(p["usage"] for p in paths), synthesis["synthesis"]["usage"]]),
+        }
+
+    cells = await asyncio.gather(*(cell(v) for v in variants))
+    return dict(zip(variants, cells, strict=True))
 
 
 async def _explore_and_synthesize(
@@ -376,13 +416,15 @@ async def run_eval(
     alone: int = 0,
     variants: Sequence[str] = (),
     saved: Mapping[str, Mapping[str, Any]] | None = None,
+    keep_syntheses: bool = False,
     on_result: Callable[[dict[str, Any]], None] = lambda line: None,
 ) -> Path:
     """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
     ``concurrency`` at once; each line (finished, or marked failed) is appended and passed to
     ``on_result``. With ``saved`` (lines of an earlier eval by key), each problem's explorer
     paths are that line's (``evaluate_problem``'s ``saved_paths``); a problem without one is
-    left out."""
+    left out. With ``keep_syntheses`` too, only the variants run: the rest of each line is the
+    saved one's (``evaluate_problem``'s ``kept``)."""
     if concurrency < 1 or runs < 1:
         raise ValueError(f"concurrency and runs must be >= 1, got {concurrency} and {runs}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -413,6 +455,7 @@ async def run_eval(
                 alone=alone,
                 variants=variants,
                 saved_paths=None if saved is None else saved[problem_key]["paths"],
+                kept=saved[problem_key] if saved is not None and keep_syntheses else None,
             )
         async with write:
             with results_path.open("a", encoding="utf-8") as results:

@@ -74,3 +74,17 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reus
         cell, before = reused[line["key"]]["by_n"]["4"], line["by_n"]["4"]
         assert cell["explore_usage"] == before["explore_usage"]
         assert cell["synthesize_usage"]["input_tokens"] > before["synthesize_usage"]["input_tokens"]
+
+    # --keep-syntheses: only the variant is synthesized, the rest of each line is kept
+    served = vllm_server.requests_served()
+    variant = tmp_path / "variant"
+    keep = [*command[:-1], str(variant), "--ns", "4", "--variants", "tally", "--keep-syntheses"]
+    done = a2r(*keep, "--paths-from", str(out), env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert vllm_server.requests_served() - served == 10
+    kept = {line["key"]: line for line in read_results(variant / "results.jsonl")}
+    assert len(kept) == 10
+    for line in lines:
+        assert kept[line["key"]]["by_n"]["4"] == line["by_n"]["4"]
+        tally = kept[line["key"]]["policies"]["tally"]
+        assert tally["usage"]["input_tokens"] > line["by_n"]["4"]["explore_usage"]["input_tokens"]

@@ -105,3 +105,79 @@ def test_paths_that_do_not_fit_the_eval_are_refused(
     args = ["eval", str(source), "--n", "4", "--paths-from", str(earlier), "--out", str(out)]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+async def test_kept_syntheses_run_only_the_variants(tmp_path):
+    needs("math_verify")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
+    problems = load_problems(str(source))
+    context = make_context(n=4)
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    async with threads.sqlite_checkpointer(tmp_path / "first.sqlite") as checkpointer:
+        explorer = scripted(*explorer_script(4, ["1", "2", "2", "7"]))
+        graph = build_graph(factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer)
+        with Verifier(timeout_s=60) as verifier:
+            await run_eval(
+                graph, problems, ns=(4,), context=context, out_dir=first_dir, verifier=verifier
+            )
+    [first] = read_results(first_dir / "results.jsonl")
+
+    async with threads.sqlite_checkpointer(tmp_path / "second.sqlite") as checkpointer:
+        explorer, synthesizer = scripted(), scripted(reply("\\boxed{2}"))  # the variant only
+        graph = build_graph(factory(explorer, synthesizer), checkpointer)
+        with Verifier(timeout_s=60) as verifier:
+            await run_eval(
+                graph,
+                problems,
+                ns=(4,),
+                context=context,
+                out_dir=second_dir,
+                verifier=verifier,
+                variants=["tally"],
+                saved={first["key"]: first},
+                keep_syntheses=True,
+            )
+    assert explorer.calls == []
+    [(tally_prompt, _)] = synthesizer.calls
+    assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt
+    [line] = read_results(second_dir / "results.jsonl")
+    assert line["paths"] == first["paths"] and line["by_n"] == first["by_n"]
+    assert line["by_n"]["4"]["a2r_boxed"] == "1"  # the kept synthesis, not run again
+    assert line["policies"] == {**first["policies"], "tally": line["policies"]["tally"]}
+    tally = line["policies"]["tally"]
+    assert tally["boxed"] == "2" and tally["correct"] is True
+    explored = first["by_n"]["4"]["explore_usage"]
+    assert tally["usage"]["input_tokens"] > explored["input_tokens"]  # paths + its synthesis
+
+
+KEPT_LINE = GOOD_LINE | {"by_n": {"4": {}}, "policies": {}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "saved", "model", "message"),
+    [
+        ([], KEPT_LINE, "e -> s", "--keep-syntheses runs only the --variants: name at least one"),
+        (["--variants", "tally", "--alone", "2"], KEPT_LINE, "e -> s", "drop --alone"),
+        (["--variants", "tally"], KEPT_LINE, "e -> other", "names synthesizer 'other', this eval"),
+        (["--variants", "tally"], KEPT_LINE, None, "names synthesizer 'none'"),
+        (["--variants", "tally"], GOOD_LINE, "e -> s", "no synthesis at N=4 for a#0"),
+        (["--variants", "tally"], KEPT_LINE | {"policies": None}, "e -> s", "no policies"),
+    ],
+)
+def test_syntheses_that_cannot_be_kept_are_refused(
+    tmp_path, monkeypatch, capsys, extra, saved, model, message
+):
+    needs("math_verify", "matplotlib", "reasoning_gym", "tqdm")
+    monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
+    monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "results.jsonl").write_text(json.dumps(saved) + "\n")
+    if model is not None:
+        (earlier / "results.json").write_text(json.dumps({"model": model}))
+    args = ["eval", str(source), "--n", "4", "--out", str(tmp_path / "out")]
+    assert main([*args, "--paths-from", str(earlier), "--keep-syntheses", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert main([*args, "--keep-syntheses", "--variants", "tally"]) == 2
+    assert "--keep-syntheses keeps the syntheses of --paths-from DIR" in capsys.readouterr().err
