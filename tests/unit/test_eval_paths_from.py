@@ -17,26 +17,27 @@ from tests.fakes import factory, make_context, reply, scripted
 from tests.unit.test_eval import explorer_script, needs, write_jsonl
 
 
-async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
-    needs("math_verify")
-    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2"), ("b", "What is 2+2?", "4")])
-    problems = load_problems(str(source))
-    context = make_context(n=4)
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+async def first_eval(tmp_path, problems, context) -> dict:
+    """An eval of ``problems`` (of which one line is returned) whose 4 paths answer 1, 2, 2,
+    7 and whose synthesis answers 1."""
+    first_dir = tmp_path / "first"
     async with threads.sqlite_checkpointer(tmp_path / "first.sqlite") as checkpointer:
         explorer = scripted(*explorer_script(4, ["1", "2", "2", "7"]))
         graph = build_graph(factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer)
         with Verifier(timeout_s=60) as verifier:
-            # only problem "a" finishes in the first eval
             await run_eval(
-                graph, problems[:1], ns=(4,), context=context, out_dir=first_dir, verifier=verifier
+                graph, problems, ns=(4,), context=context, out_dir=first_dir, verifier=verifier
             )
     [first] = read_results(first_dir / "results.jsonl")
-    saved = {first["key"]: first}
+    return first
 
+
+async def second_eval(tmp_path, problems, context, first, replies, **options):
+    """An eval over ``first``'s saved paths with the ``tally`` variant, the synthesizer
+    answering ``replies`` (returned, with its calls) and no explorer call allowed."""
     async with threads.sqlite_checkpointer(tmp_path / "second.sqlite") as checkpointer:
         explorer = scripted()  # any explorer call would fail the problem
-        synthesizer = scripted(reply("\\boxed{2}"), reply("\\boxed{7}"))
+        synthesizer = scripted(*map(reply, replies))
         graph = build_graph(factory(explorer, synthesizer), checkpointer)
         with Verifier(timeout_s=60) as verifier:
             await run_eval(
@@ -44,16 +45,29 @@ async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
                 problems,
                 ns=(4,),
                 context=context,
-                out_dir=second_dir,
+                out_dir=tmp_path / "second",
                 verifier=verifier,
                 variants=["tally"],
-                saved=saved,
+                saved={first["key"]: first},
+                **options,
             )
     assert explorer.calls == []
+    return synthesizer
+
+
+async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
+    needs("math_verify")
+    source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2"), ("b", "What is 2+2?", "4")])
+    problems = load_problems(str(source))
+    context = make_context(n=4)
+    first = await first_eval(tmp_path, problems[:1], context)  # only "a" finishes there
+    synthesizer = await second_eval(
+        tmp_path, problems, context, first, ["\\boxed{2}", "\\boxed{7}"]
+    )
     [prompt, tally_prompt] = [prompt for prompt, _ in synthesizer.calls]
     assert "<reference4>" in prompt and "\\boxed{7}" in prompt  # the saved answers
     assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt  # the tally of the saved answers
-    [line] = read_results(second_dir / "results.jsonl")  # "b" had no saved paths: left out
+    [line] = read_results(tmp_path / "second" / "results.jsonl")  # "b" had no paths: left out
     assert line["key"] == first["key"]
     assert [p["boxed"] for p in line["paths"]] == [p["boxed"] for p in first["paths"]]
     cell = line["by_n"]["4"]
@@ -112,35 +126,14 @@ async def test_kept_syntheses_run_only_the_variants(tmp_path):
     source = write_jsonl(tmp_path, [("a", "What is 1+1?", "2")])
     problems = load_problems(str(source))
     context = make_context(n=4)
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
-    async with threads.sqlite_checkpointer(tmp_path / "first.sqlite") as checkpointer:
-        explorer = scripted(*explorer_script(4, ["1", "2", "2", "7"]))
-        graph = build_graph(factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer)
-        with Verifier(timeout_s=60) as verifier:
-            await run_eval(
-                graph, problems, ns=(4,), context=context, out_dir=first_dir, verifier=verifier
-            )
-    [first] = read_results(first_dir / "results.jsonl")
-
-    async with threads.sqlite_checkpointer(tmp_path / "second.sqlite") as checkpointer:
-        explorer, synthesizer = scripted(), scripted(reply("\\boxed{2}"))  # the variant only
-        graph = build_graph(factory(explorer, synthesizer), checkpointer)
-        with Verifier(timeout_s=60) as verifier:
-            await run_eval(
-                graph,
-                problems,
-                ns=(4,),
-                context=context,
-                out_dir=second_dir,
-                verifier=verifier,
-                variants=["tally"],
-                saved={first["key"]: first},
-                keep_syntheses=True,
-            )
-    assert explorer.calls == []
+    first = await first_eval(tmp_path, problems, context)
+    # the variant only
+    synthesizer = await second_eval(
+        tmp_path, problems, context, first, ["\\boxed{2}"], keep_syntheses=True
+    )
     [(tally_prompt, _)] = synthesizer.calls
     assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt
-    [line] = read_results(second_dir / "results.jsonl")
+    [line] = read_results(tmp_path / "second" / "results.jsonl")
     assert line["paths"] == first["paths"] and line["by_n"] == first["by_n"]
     assert line["by_n"]["4"]["a2r_boxed"] == "1"  # the kept synthesis, not run again
     assert line["policies"] == {**first["policies"], "tally": line["policies"]["tally"]}
