@@ -193,6 +193,16 @@ def thread_config(thread_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}}
 
 
+async def run(
+    graph: A2RGraph, values: Any, thread_id: str, context: A2RContext, **options: Any
+) -> dict[str, Any]:
+    """``graph.ainvoke`` on the thread, each step saved before the next one starts: with
+    LangGraph's default durability (``"async"``) a step is saved while the next one runs, so a
+    process killed mid-synthesis could lose the explorers' step and pay for it again."""
+    config = thread_config(thread_id)
+    return await graph.ainvoke(values, config, context=context, durability="sync", **options)
+
+
 def output_of(values: Mapping[str, Any]) -> A2ROutput:
     return cast(A2ROutput, {key: values[key] for key in OUTPUT_KEYS if key in values})
 
@@ -204,9 +214,7 @@ async def ask(graph: A2RGraph, question: str, thread_id: str, context: A2RContex
     snapshot = await graph.aget_state(thread_config(thread_id))
     if snapshot.next and snapshot.values.get("question") == question:
         return await resume(graph, thread_id, context)
-    return output_of(
-        await graph.ainvoke({"question": question}, thread_config(thread_id), context=context)
-    )
+    return output_of(await run(graph, {"question": question}, thread_id, context))
 
 
 async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROutput:
@@ -222,5 +230,5 @@ async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROut
         # the explorers are done (too few usable, or some unanswered): ask again, so that
         # dispatch keeps the answered paths and samples the others
         question = snapshot.values["question"]
-        return output_of(await graph.ainvoke({"question": question}, config, context=context))
-    return output_of(await graph.ainvoke(None, config, context=context))
+        return output_of(await run(graph, {"question": question}, thread_id, context))
+    return output_of(await run(graph, None, thread_id, context))

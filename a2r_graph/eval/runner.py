@@ -383,8 +383,8 @@ async def sample_alone(
     config = threads.thread_config(thread_id)
     snapshot = await graph.aget_state(config)
     if snapshot.next != ("reduce",) or _unanswered(snapshot.values):
-        await graph.ainvoke(
-            {"question": question}, config, context=context, interrupt_before=["reduce"]
+        await threads.run(
+            graph, {"question": question}, thread_id, context, interrupt_before=["reduce"]
         )
         snapshot = await graph.aget_state(config)
     return snapshot.values["paths"]

@@ -84,7 +84,9 @@ def test_langgraph_dev_on_postgres_resumes_after_a_sigkill(postgres, loop, tmp_p
     async def start_run(url: str) -> str:
         client = get_client(url=url)
         thread = await client.threads.create()
-        await client.runs.create(thread["thread_id"], "a2r", input={"question": QUESTION})
+        await client.runs.create(
+            thread["thread_id"], "a2r", input={"question": QUESTION}, durability="sync"
+        )
         return thread["thread_id"]
 
     with langgraph_dev(env, tmp_path / "first.log", "langgraph.postgres.json") as (url, process):

@@ -1,9 +1,11 @@
 """Durable runs: a failed run resumes on its SQLite thread without re-running what finished."""
 
 import asyncio
+import copy
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
 
 from a2r_graph import EndpointUnavailableError, NotEnoughPathsError, build_graph, threads
 from a2r_graph.errors import InvalidQuestionError, UnknownThreadError
@@ -44,6 +46,42 @@ async def test_synthesizer_failure_resumes_without_running_the_explorers_again(d
     answers = [p["answer"] for p in result["paths"]]
     assert answers == [f"answer {i}: \\boxed{{{i}}}" for i in range(4)]
     assert result["usage"]["explore"]["calls"] == 4  # the run's paths, each paid for once
+
+
+class SlowSaver(InMemorySaver):
+    """A checkpointer whose saves take a while, like a busy database."""
+
+    async def aput(self, *args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await super().aput(*args, **kwargs)
+
+    async def aput_writes(self, *args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await super().aput_writes(*args, **kwargs)
+
+    def killed(self) -> InMemorySaver:
+        """What a SIGKILL now leaves: the saves that finished, not the ones under way."""
+        saver = InMemorySaver()
+        for name in ("storage", "writes", "blobs"):
+            setattr(saver, name, copy.deepcopy(getattr(self, name)))
+        return saver
+
+
+async def test_a_run_killed_as_its_synthesis_starts_resumes_without_the_explorers():
+    """Each step is saved before the next starts: with LangGraph's default ("async") the
+    explorers' step could still be saving when the synthesizer is called, and be lost."""
+    saver, synthesizer = SlowSaver(), scripted(Hang())
+    graph = build_graph(factory(scripted(*explorer_replies(4)), synthesizer), checkpointer=saver)
+    run = asyncio.create_task(threads.ask(graph, QUESTION, "t", make_context()))
+    while not synthesizer.calls:
+        await asyncio.sleep(0.001)
+    killed = saver.killed()
+    run.cancel()
+
+    explorer, synthesizer = scripted(), scripted(reply("\\boxed{42}"))
+    graph = build_graph(factory(explorer, synthesizer), checkpointer=killed)
+    result = await threads.resume(graph, "t", make_context())
+    assert explorer.calls == [] and result["boxed_answer"] == "42"
 
 
 async def test_too_few_paths_resumes_by_sampling_only_the_failed_ones(db):
