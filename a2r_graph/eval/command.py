@@ -228,10 +228,11 @@ def _check_kept(
     if args.alone:
         raise ValueError("--keep-syntheses keeps DIR's synthesizer alone: drop --alone")
     report = args.paths_from / "results.json"
-    model = (
-        json.loads(report.read_text(encoding="utf-8")).get("model", "") if report.is_file() else ""
-    )
-    synthesizer = model.rpartition(" -> ")[2]
+    try:
+        model = json.loads(report.read_text(encoding="utf-8"))["model"]
+    except (OSError, ValueError, TypeError, KeyError):  # missing, torn or not a report
+        model = ""
+    synthesizer = model.rpartition(" -> ")[2] if isinstance(model, str) else ""
     if synthesizer != context.synthesizer.model:
         raise ValueError(
             f"--keep-syntheses: {report} names synthesizer {synthesizer or 'none'!r}, this eval "

@@ -153,6 +153,8 @@ KEPT_LINE = GOOD_LINE | {"by_n": {"4": {}}, "policies": {}}
         (["--variants", "tally", "--alone", "2"], KEPT_LINE, "e -> s", "drop --alone"),
         (["--variants", "tally"], KEPT_LINE, "e -> other", "names synthesizer 'other', this eval"),
         (["--variants", "tally"], KEPT_LINE, None, "names synthesizer 'none'"),
+        (["--variants", "tally"], KEPT_LINE, "{torn", "names synthesizer 'none'"),
+        (["--variants", "tally"], KEPT_LINE, ["e -> s"], "names synthesizer 'none'"),
         (["--variants", "tally"], GOOD_LINE, "e -> s", "no synthesis at N=4 for a#0"),
         (["--variants", "tally"], KEPT_LINE | {"policies": None}, "e -> s", "no policies"),
     ],
@@ -167,7 +169,9 @@ def test_syntheses_that_cannot_be_kept_are_refused(
     earlier = tmp_path / "earlier"
     earlier.mkdir()
     (earlier / "results.jsonl").write_text(json.dumps(saved) + "\n")
-    if model is not None:
+    if isinstance(model, str) and model.startswith("{"):
+        (earlier / "results.json").write_text(model)
+    elif model is not None:
         (earlier / "results.json").write_text(json.dumps({"model": model}))
     args = ["eval", str(source), "--n", "4", "--out", str(tmp_path / "out")]
     assert main([*args, "--paths-from", str(earlier), "--keep-syntheses", *extra]) == 2
