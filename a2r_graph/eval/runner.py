@@ -181,7 +181,7 @@ async def evaluate_problem(
             **{key: kept[key] for key in ("paths", "alone") if key in kept},
             "by_n": {str(n): kept["by_n"][str(n)] for n in ns},
             "policies": {**kept["policies"], **cells},
-            "verify_timeouts": len(timed_out),
+            "verify_timeouts": kept.get("verify_timeouts", 0) + len(timed_out),
             "wall_s": time.perf_counter() - started,
         }
     try:
