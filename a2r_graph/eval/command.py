@@ -20,6 +20,7 @@ from a2r_graph.eval.runner import (
     NO_POLICIES,
     RESULTS_FILE,
     SAVED_PATH_FIELDS,
+    SUMMARY_FILE,
     read_results,
     result_key,
     run_eval,
@@ -161,7 +162,7 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     model = f"{context.explorer.model} -> {context.synthesizer.model}"
     table = markdown_table(summary, benchmark, model)
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
-    (args.out / "results.json").write_text(
+    (args.out / SUMMARY_FILE).write_text(
         json.dumps({"benchmark": benchmark, "model": model, **summary}, indent=2, allow_nan=False)
         + "\n",
         encoding="utf-8",
@@ -227,7 +228,7 @@ def _check_kept(
         raise ValueError("--keep-syntheses runs only the --variants: name at least one")
     if args.alone:
         raise ValueError("--keep-syntheses keeps DIR's synthesizer alone: drop --alone")
-    report = args.paths_from / "results.json"
+    report = args.paths_from / SUMMARY_FILE
     try:
         model = json.loads(report.read_text(encoding="utf-8"))["model"]
     except (OSError, ValueError, TypeError, KeyError):  # missing, torn or not a report
@@ -237,7 +238,7 @@ def _check_kept(
         raise ValueError(
             f"--keep-syntheses: {report} names synthesizer {synthesizer or 'none'!r}, this eval "
             f"{context.synthesizer.model!r}: keep only the same synthesizer's syntheses (or run "
-            f"a2r eval --report --out {args.paths_from} if results.json is missing)"
+            f"a2r eval --report --out {args.paths_from} if {SUMMARY_FILE} is missing)"
         )
     wanted = {str(n) for n in ns}
     if lacking := sorted(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from a2r_graph.graph import A2RGraph
 
 RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "results.json"
 NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
 
 
