@@ -247,11 +247,13 @@ def _check_kept(
         if not isinstance(row.get("policies"), dict)
         or not isinstance(row.get("by_n"), dict)
         or not wanted <= row["by_n"].keys()
+        or type(row.get("verify_timeouts", 0)) is not int
     ):
         raise ValueError(
             f"--keep-syntheses: {args.paths_from / RESULTS_FILE} has no policies or no "
-            f"synthesis at N={', '.join(sorted(wanted))} for {', '.join(lacking)}: use --ns "
-            "values DIR ran, or drop --keep-syntheses"
+            f"synthesis at N={', '.join(sorted(wanted))} for {', '.join(lacking)} (or a "
+            "verify_timeouts that is not a whole number): use --ns values DIR ran, or drop "
+            "--keep-syntheses"
         )
 
 

@@ -157,6 +157,12 @@ KEPT_LINE = GOOD_LINE | {"by_n": {"4": {}}, "policies": {}}
         (["--variants", "tally"], KEPT_LINE, ["e -> s"], "names synthesizer 'none'"),
         (["--variants", "tally"], GOOD_LINE, "e -> s", "no synthesis at N=4 for a#0"),
         (["--variants", "tally"], KEPT_LINE | {"policies": None}, "e -> s", "no policies"),
+        (
+            ["--variants", "tally"],
+            KEPT_LINE | {"verify_timeouts": "1"},
+            "e -> s",
+            "verify_timeouts",
+        ),
     ],
 )
 def test_syntheses_that_cannot_be_kept_are_refused(
