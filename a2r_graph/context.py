@@ -28,6 +28,8 @@ from a2r_graph.prompts import PLACEHOLDERS, checked_template
 from a2r_graph.stages import ENDPOINTS
 
 MAX_PROMPT_CHARS = 20_000
+MAX_SEED = 2**63 - 1 - 1024
+"""A signed 64-bit seed (vLLM's bound), with room for the path index added to it."""
 
 
 def token_cost(
@@ -54,7 +56,9 @@ class StageConfig(BaseModel):
         HttpUrl("http://127.0.0.1:8000/v1"),
         description="OpenAI-compatible base URL, e.g. http://gpu-host:8000/v1.",
     )
-    model: str = Field(min_length=1, description="Model name as the server serves it.")
+    model: str = Field(
+        min_length=1, max_length=256, description="Model name as the server serves it."
+    )
     api_key_env: str | None = Field(
         None,
         description="Name of the environment variable holding the API key "
@@ -66,6 +70,7 @@ class StageConfig(BaseModel):
     seed: int | None = Field(
         None,
         ge=0,
+        le=MAX_SEED,
         description="Sampling seed. Explorer path i uses seed + i, so paths stay distinct.",
     )
     extra_body: dict[str, Any] = Field(

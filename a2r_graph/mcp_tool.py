@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from a2r_graph.guard import CancelOnDisconnect
 from a2r_graph.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
 from a2r_graph.tool import tool_content
 
@@ -53,7 +54,7 @@ INSTRUCTIONS = (
 class ToolArguments(BaseModel):
     """What a call of an A2R tool may pass."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     question: str = Field(
         min_length=1,
         description="The complete, self-contained problem statement, with every number and "
@@ -252,4 +253,4 @@ class MCPEndpoint:
             yield
 
     def route(self, path: str = "/mcp") -> Route:
-        return Route(path, self, methods=["GET", "POST", "DELETE"])
+        return Route(path, CancelOnDisconnect(self), methods=["GET", "POST", "DELETE"])

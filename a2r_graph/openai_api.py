@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from a2r_graph.answers import THINK_CLOSE, THINK_OPEN
+from a2r_graph.guard import cancel_on_disconnect
 from a2r_graph.runners import (
     Finished,
     Preset,
@@ -252,7 +253,7 @@ def _flag(body: Mapping[str, Any], key: str, name: str | None = None) -> bool:
 def _refuse_unsupported(body: Mapping[str, Any]) -> None:
     """Parameters whose meaning A2R cannot honor. The rest (penalties, ``stop``, ``user``,
     ``metadata``, ``tools`` with ``tool_choice`` auto or none...) are accepted and ignored."""
-    if body.get("n") not in (None, 1):
+    if body.get("n") is not None and (type(body["n"]) is not int or body["n"] != 1):
         raise bad_request(
             f"n: A2R returns one choice, got {body['n']!r}; its explorer count is the run "
             "option n (model 'a2r:n=8' or extra_body {'a2r': {'n': 8}})",
@@ -268,12 +269,23 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
             "tool_choice",
         )
     response_format = body.get("response_format")
+    if response_format is not None and not isinstance(response_format, dict):
+        raise bad_request(
+            f"response_format: must be an object such as {{'type': 'text'}}, got "
+            f"{response_format!r}",
+            "response_format",
+        )
     if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
         raise bad_request(
             f"response_format: A2R answers in text, got {response_format.get('type')!r}",
             "response_format",
         )
-    if "audio" in (body.get("modalities") or []):
+    modalities = body.get("modalities")
+    if modalities is not None and (
+        not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)
+    ):
+        raise bad_request("modalities: must be a list such as ['text']", "modalities")
+    if "audio" in (modalities or []):
         raise bad_request("modalities: A2R answers in text", "modalities")
 
 
@@ -569,6 +581,6 @@ def routes(runner: Runner) -> list[Route]:
         return JSONResponse({"object": "list", "data": data})
 
     return [
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", cancel_on_disconnect(chat_completions), methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ]

@@ -10,6 +10,7 @@ sent there: a key only ever goes to the endpoint it was configured with.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Optional
@@ -101,8 +102,22 @@ class ServerSettings(BaseSettings):
         description="Endpoints besides the configured ones that runs may choose "
         "(comma- or space-separated); no API key is ever sent to them.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names (without port) requests may be addressed to, e.g. "
+        "a2r.example.com; '*' any. Unset: any with a key, only loopback names with auth 'none' "
+        "(against DNS rebinding).",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host:port) whose pages may call the server; others "
+        "are refused, same-origin requests always allowed.",
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body accepted (bytes); larger: 413."
+    )
 
-    @field_validator("allowed_base_urls", mode="before")
+    @field_validator("allowed_base_urls", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return value.replace(",", " ").split() if isinstance(value, str) else value
@@ -151,6 +166,17 @@ def _is_deployment_field(loc: list[str]) -> bool:
     return len(loc) == 2 and loc[0] in ENDPOINTS and loc[1] in StageConfig.model_fields
 
 
+def parse_options(options: Any) -> BaseModel:
+    """``options`` (JSON values, as a request carries them) as ``RunOptions``, strictly as
+    OpenAI reads a request: ``"4"`` or ``true`` is no count; ``ValidationError`` otherwise."""
+    try:
+        text = json.dumps(options, allow_nan=False)
+    except (TypeError, ValueError):
+        # not JSON (a Python caller's objects, NaN): validated as given, still strictly
+        return RunOptions.model_validate(options, strict=True)
+    return RunOptions.model_validate_json(text, strict=True)
+
+
 def run_context(options: BaseModel | dict | None) -> A2RContext:
     """The deployment's context (``A2R_*``) with a run's options applied.
 
@@ -159,7 +185,7 @@ def run_context(options: BaseModel | dict | None) -> A2RContext:
     """
     try:
         if not isinstance(options, RunOptions):
-            options = RunOptions.model_validate(options or {})
+            options = parse_options(options or {})
         # Every node of every run asks: cache per (options, A2R_* environment).
         environment = tuple(sorted(i for i in os.environ.items() if i[0].startswith("A2R_")))
         return _run_context(options, environment)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from a2r_graph.errors import A2RError, ConfigurationError, describe_validation_error
-from a2r_graph.run_options import RunOptions, describe_run_error, run_context
+from a2r_graph.run_options import RunOptions, describe_run_error, parse_options, run_context
 from a2r_graph.stages import SYNTHESIZE
 from a2r_graph.state import A2RInputModel
 from a2r_graph.threads import output_of
@@ -107,7 +107,7 @@ def options_problem(options: Any, where: str) -> str | None:
     """What is wrong with ``options`` as ``RunOptions`` on their own (fields, types, ranges),
     naming each field as ``where`` + its path; None if nothing."""
     try:
-        RunOptions.model_validate(options)
+        parse_options(options)
     except ValidationError as error:
         return describe_run_error(error, prefix=where)
     return None
@@ -266,30 +266,22 @@ class ServerRunner:
         return presets
 
     async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
-        import httpx
-
-        try:
-            result = await self.client.runs.wait(
-                None,
-                preset.assistant_id,
-                input={"question": question},
-                context=context,
-                raise_error=False,
-            )
-        except httpx.HTTPStatusError as error:
-            raise _refused(error) from error
-        if isinstance(result, dict) and isinstance(result.get("__error__"), dict):
-            raise RunFailure(
-                str(result["__error__"].get("error")), str(result["__error__"].get("message"))
-            )
-        return output_of(result)
+        # A stream, not runs.wait: the server cancels a streamed run when its reader goes, so
+        # a caller who leaves (and cancels this) stops the run and its model calls.
+        final: Mapping[str, Any] = {}
+        async for _, state in self._parts(preset, question, context, ["values"]):
+            final = state
+        return output_of(final)
 
     def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
-        return tokens_then_output(self._parts(preset, question, context), selects(preset, context))
+        parts = self._parts(preset, question, context, ["messages-tuple", "values"])
+        return tokens_then_output(parts, selects(preset, context))
 
-    async def _parts(self, preset: Preset, question: str, context: dict) -> AsyncIterator[Part]:
+    async def _parts(
+        self, preset: Preset, question: str, context: dict, modes: list[str]
+    ) -> AsyncIterator[Part]:
         import httpx
 
         try:
@@ -298,7 +290,7 @@ class ServerRunner:
                 preset.assistant_id,
                 input={"question": question},
                 context=context,
-                stream_mode=["messages-tuple", "values"],
+                stream_mode=modes,
                 on_disconnect="cancel",
             ):
                 if part.event == "values":

@@ -3,9 +3,9 @@ users who run no LangGraph Server.
 
 The graph runs in this process with the deployment's ``A2R_*`` environment; a request
 chooses only run options (``RunOptions``), exactly as on LangGraph Server. Every request
-needs ``A2R_SERVER_API_KEY`` (``Authorization: Bearer`` or ``x-api-key``, checked by
-``a2r_graph.server.authenticate``) unless ``A2R_SERVER_AUTH=none``; the server binds
-127.0.0.1 unless told otherwise.
+needs ``A2R_SERVER_API_KEY`` (``Authorization: Bearer`` or ``x-api-key``) unless
+``A2R_SERVER_AUTH=none``, and passes the checks of ``a2r_graph.guard`` (hosts, origins, body
+size and type) first; the server binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100
-PUBLIC_PATHS = frozenset({"/ok"})
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -46,40 +45,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     return serve
 
 
-class APIKeyAuth:
-    """ASGI middleware: LangGraph Server's auth handler (``a2r_graph.server.authenticate``) in
-    front of every route but ``/ok``; a refusal is OpenAI's 401 error body."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            return await self.app(scope, receive, send)
-        from langgraph_sdk import Auth
-        from starlette.responses import JSONResponse
-
-        from a2r_graph.server import authenticate
-
-        try:
-            await authenticate(dict(scope["headers"]))
-        except Auth.exceptions.HTTPException as refused:
-            error = {
-                "message": f"{refused.detail}; OpenAI clients: api_key=KEY (sent as "
-                "Authorization: Bearer KEY)",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "invalid_api_key",
-            }
-            response = JSONResponse(
-                {"error": error},
-                status_code=refused.status_code,
-                headers={"www-authenticate": "Bearer"},
-            )
-            return await response(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
 def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
     """The ``a2r serve`` app over ``runner`` (default: the graph in this process)."""
     from starlette.applications import Starlette
@@ -88,6 +53,7 @@ def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
     from starlette.routing import Route
 
     from a2r_graph import openai_api
+    from a2r_graph.guard import Guard
     from a2r_graph.runners import LocalRunner
 
     runner = runner if runner is not None else LocalRunner()
@@ -103,7 +69,9 @@ def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
         endpoint = MCPEndpoint(runner)
         routes.append(endpoint.route())
         lifespan = endpoint.lifespan
-    return Starlette(routes=routes, middleware=[Middleware(APIKeyAuth)], lifespan=lifespan)
+    return Starlette(
+        routes=routes, middleware=[Middleware(Guard, openai_paths=("/",))], lifespan=lifespan
+    )
 
 
 def startup_problem(host: str) -> str | None:

@@ -24,11 +24,12 @@ from langgraph_sdk import get_client
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from a2r_graph import openai_api
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import ConfigurationError, describe_validation_error
+from a2r_graph.guard import Guard, read_body, replay
 from a2r_graph.mcp_tool import MCPEndpoint
 from a2r_graph.run_options import run_context
 from a2r_graph.runners import ServerRunner
@@ -39,6 +40,7 @@ RUN_CREATE = re.compile(
     r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?P<kind>/wait|/stream|/batch|/crons)?/?$"
 )
 ASSISTANT = re.compile(r"^/assistants(?:/(?P<assistant_id>[^/]+))?/?$")
+CRON = re.compile(r"^/runs/crons/(?P<cron_id>[^/]+)/?$")
 
 
 class ValidateA2RRuns:
@@ -51,7 +53,9 @@ class ValidateA2RRuns:
         check = _check_for(scope) if scope["type"] == "http" else None
         if check is None:
             return await self.app(scope, receive, send)
-        body = await _read_body(receive)
+        body = await read_body(receive)
+        if body is None:  # the caller is gone
+            return
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
@@ -59,7 +63,7 @@ class ValidateA2RRuns:
         problem = None if payload is None else await check(payload)
         if problem is not None:
             return await JSONResponse({"detail": problem}, status_code=422)(scope, receive, send)
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
 
 def _check_for(scope: Scope):
@@ -77,6 +81,8 @@ def _check_for(scope: Scope):
         or (method == "PATCH" and route["assistant_id"] is not None)
     ):
         return lambda payload: assistant_problem(payload, route["assistant_id"])
+    if method == "PATCH" and (route := CRON.match(path)):
+        return lambda payload: cron_patch_problem(payload, route["cron_id"])
     return None
 
 
@@ -154,6 +160,24 @@ async def assistant_problem(payload: Any, assistant_id: str | None) -> str | Non
     return context if isinstance(context, str) else context_problem(context)
 
 
+async def cron_patch_problem(payload: Any, cron_id: str) -> str | None:
+    """What is wrong with the run a cron of the a2r graph would start once patched: the
+    patch's input, context and config over the cron's own."""
+    if not isinstance(payload, dict):
+        return None
+    try:
+        cron = await get_client().http.get(f"/runs/crons/{cron_id}")
+    except httpx.HTTPStatusError:  # unknown cron: the server itself answers 404
+        return None
+    stored = cron.get("payload") or {}
+    run = {"assistant_id": cron.get("assistant_id")}
+    for key in ("input", "context", "config"):
+        run[key] = payload[key] if key in payload else stored.get(key)
+    if run["input"] is None:
+        return 'input: required: a cron runs {"question": "..."} each time it fires'
+    return await run_request_problem(run, cron.get("thread_id"))
+
+
 async def _has_unfinished_run(thread_id: str | None) -> bool:
     if thread_id is None:
         return False
@@ -175,29 +199,8 @@ async def _assistant(assistant_id: Any) -> dict | None:
         return None
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 # MCP's tools/call is checked by the tool itself (a2r_graph.mcp_tool), with the same functions.
 _mcp = MCPEndpoint(ServerRunner())
 app = Starlette(routes=[*openai_api.routes(ServerRunner()), _mcp.route()], lifespan=_mcp.lifespan)
 app.add_middleware(ValidateA2RRuns)
+app.add_middleware(Guard)  # outermost: every route of the server, LangGraph's own included

@@ -64,7 +64,8 @@ def test_every_route_but_ok_needs_the_key(deployment):
 
 def test_auth_none_serves_without_a_key(deployment):
     deployment.setenv("A2R_SERVER_AUTH", "none")
-    with TestClient(build_app(ScriptedRunner(PRESETS), mcp=False)) as http:
+    app = build_app(ScriptedRunner(PRESETS), mcp=False)
+    with TestClient(app, base_url="http://127.0.0.1:8100") as http:
         assert http.get("/v1/models").status_code == 200
         assert http.post("/mcp", json={}).status_code == 404
 
