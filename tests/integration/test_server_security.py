@@ -26,7 +26,8 @@ from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 2 + 3?"
-MCP_HEADERS = {**AUTH, "accept": "application/json, text/event-stream"}
+JSON = {"content-type": "application/json"}
+MCP_HEADERS = {**AUTH, **JSON, "accept": "application/json, text/event-stream"}
 
 
 class RecordingServer:
@@ -282,5 +283,64 @@ def test_fuzzed_run_requests_never_get_a_500(http, route, payload):
         body = payload
     if route == "THREAD":
         route = f"/threads/{http.post('/threads', json={}).json()['thread_id']}/runs/wait"
-    answer = http.post(route, content=json.dumps(body, allow_nan=True))
+    answer = http.post(route, content=json.dumps(body, allow_nan=True), headers=JSON)
     assert answer.status_code < 500, (route, body, answer.text[:500])
+
+
+# The OpenAI and MCP bodies: every field of a chat request (and of a tool call's arguments)
+# with any JSON, well-formed enough three times in four to reach the checks behind the first.
+_message = st.fixed_dictionaries(
+    {"role": _mostly(st.just("user"), _json), "content": _mostly(st.just(QUESTION), _json)}
+)
+_chat = st.fixed_dictionaries(
+    {
+        "model": _mostly(st.sampled_from(["a2r", "a2r:n=2", "a2r:n=x,synthesizer.seed=-1"]), _json),
+        "messages": _mostly(st.lists(_message, min_size=1, max_size=2), _json),
+    },
+    optional={
+        name: _json
+        for name in (
+            "stream",
+            "stream_options",
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "max_completion_tokens",
+            "seed",
+            "n",
+            "logprobs",
+            "tool_choice",
+            "response_format",
+            "modalities",
+        )
+    }
+    | {"a2r": _mostly(_context, _json)},
+)
+_arguments = st.fixed_dictionaries(
+    {"question": _mostly(st.just(QUESTION), _json)},
+    optional={"n": _json, "include_traces": _json, "context": _json},
+)
+_call = st.fixed_dictionaries(
+    {"name": _mostly(st.just("a2r"), _json), "arguments": _mostly(_arguments, _json)}
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(door=st.sampled_from(["openai", "mcp"]), chat=_chat, call=_call)
+def test_fuzzed_openai_and_mcp_bodies_never_get_a_500(http, door, chat, call):
+    if door == "openai":
+        answer = http.post(
+            "/v1/chat/completions", content=json.dumps(chat, allow_nan=True), headers=JSON
+        )
+    else:
+        body = json.dumps(_rpc("tools/call", call), allow_nan=True)
+        answer = http.post("/mcp", content=body, headers=MCP_HEADERS)
+    assert answer.status_code < 500, (door, chat if door == "openai" else call, answer.text[:500])
+    assert answer.status_code != 415  # the body reached the door's own checks
+    if door == "mcp" and answer.status_code == 200 and "error" not in answer.json():
+        result = answer.json()["result"]
+        assert "Traceback" not in json.dumps(result)

@@ -138,3 +138,15 @@ async def test_unknown_tools_and_run_contexts_are_protocol_errors():
             )
         assert refused.value.error.code == types.INVALID_PARAMS
     assert runner.runs == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"), [({"n": "3"}, "arguments.n"), ({"include_traces": "yes"}, "include")]
+)
+async def test_arguments_are_read_as_their_published_schema_types(arguments, field):
+    """Catches: "3" read as a path count and "yes" as true, despite the tool's inputSchema."""
+    runner = ScriptedRunner(PRESETS)
+    async with session(runner) as client:
+        result = await client.call_tool("a2r", {"question": "What is 2+3?", **arguments})
+    assert result.isError and field in result.content[0].text
+    assert runner.runs == []
