@@ -143,7 +143,7 @@ async def test_tool_over_remote_graph(langgraph_server):
         ),
         (
             {"input": {"question": "q"}, "context": {"explorer": "gpu-host"}},
-            "context.explorer: Input should be a valid dictionary",
+            "context.explorer: Input should be an object",
         ),
         (
             {"input": {"question": "q"}, "context": {"explorer": {"model": "m", "url": "x"}}},
