@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from a2r_graph import serve as serve_command
-from a2r_graph import threads
+from a2r_graph import telemetry, threads
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import (
     A2RError,
@@ -453,6 +453,7 @@ def _fail(message: str, exit_code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="a2r: %(message)s")  # retries, on stderr
+    telemetry.configure_from_env()
     return args.func(args)
 
 

@@ -17,10 +17,9 @@ from pydantic import BaseModel
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
-from a2r_graph.metrics import configure_from_env as configure_metrics_from_env
 from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
-from a2r_graph.tracing import A2RTracer, configure_from_env
+from a2r_graph.tracing import A2RTracer
 
 A2RGraph = CompiledStateGraph[A2RState, Any, A2RInput, A2ROutput]
 """A compiled A2R graph (its context: ``A2RContext``, or ``RunOptions`` on a server)."""
@@ -57,7 +56,7 @@ def build_graph(
     return compiled.with_config(callbacks=[A2RTracer(tracer_provider, meter_provider)])
 
 
-configure_from_env()
-configure_metrics_from_env()
 graph = build_graph()
-"""The compiled graph with vLLM endpoints, for LangGraph Server and direct import."""
+"""The compiled graph with vLLM endpoints, for direct import. Its spans and metrics go to the
+global OpenTelemetry providers: ``a2r_graph.telemetry.configure_from_env()`` installs them
+from ``OTEL_*`` (the entry points do)."""

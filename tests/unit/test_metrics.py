@@ -92,7 +92,8 @@ def test_prometheus_endpoint_from_the_standard_variables(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     script = (
-        "import urllib.request, a2r_graph.graph\n"
+        "import urllib.request, a2r_graph.telemetry\n"
+        "a2r_graph.telemetry.configure_from_env()\n"
         "from a2r_graph.metrics import RunMetrics\n"
         "RunMetrics().run('answered', 2.5, 1)\n"
         f"print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())\n"
@@ -121,7 +122,7 @@ def test_prometheus_endpoint_from_the_standard_variables(tmp_path):
 
     env["OTEL_METRICS_EXPORTER"] = "statsd"
     done = subprocess.run(
-        [sys.executable, "-c", "import a2r_graph.graph"],
+        [sys.executable, "-c", "import a2r_graph.telemetry as t; t.configure_from_env()"],
         env=env,
         capture_output=True,
         text=True,

@@ -147,8 +147,8 @@ async def test_failed_attempts_and_failed_runs_are_error_spans(exporter):
 
 
 PROBE = (
-    "import a2r_graph.graph; from opentelemetry import trace; "
-    "print(type(trace.get_tracer_provider()).__name__)"
+    "import a2r_graph.telemetry; a2r_graph.telemetry.configure_from_env(); "
+    "from opentelemetry import trace; print(type(trace.get_tracer_provider()).__name__)"
 )
 
 
