@@ -19,8 +19,8 @@ from langgraph_sdk import Auth
 
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.graph import build_graph
-from a2r_graph.telemetry import configure_from_env
 from a2r_graph.run_options import RunOptions, ServerSettings
+from a2r_graph.telemetry import configure_from_env
 from a2r_graph.threads import checkpointer_for, is_postgres
 
 configure_from_env()  # LangGraph Server imports this module: its entry point
