@@ -27,6 +27,7 @@ from a2r_graph.answers import last_boxed, split_reasoning
 from a2r_graph.confidence import path_confidence, token_confidences
 from a2r_graph.context import A2RContext, ConfidenceConfig, StageConfig
 from a2r_graph.errors import (
+    EndpointTimeoutError,
     EndpointUnavailableError,
     MalformedReplyError,
     MissingUsageError,
@@ -53,6 +54,10 @@ def is_transient(error: BaseException) -> bool:
         | TimeoutError
         | ConnectionError,
     )
+
+
+def _is_timeout(error: BaseException | None) -> bool:
+    return isinstance(error, openai.APITimeoutError | httpx.TimeoutException | TimeoutError)
 
 
 def retry_after_s(error: BaseException | None) -> float | None:
@@ -158,7 +163,8 @@ async def complete(
                     )
     except RetryError as exhausted:
         cause = exhausted.last_attempt.exception()
-        raise EndpointUnavailableError(
+        unavailable = EndpointTimeoutError if _is_timeout(cause) else EndpointUnavailableError
+        raise unavailable(
             stage_name, stage.display_url, stage.model, context.max_attempts, cause
         ) from cause
     except openai.APIStatusError as rejected:

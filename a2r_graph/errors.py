@@ -1,6 +1,23 @@
-"""Errors an A2R run raises. Each message says what went wrong and what to do."""
+"""Errors an A2R run raises. Each message says what went wrong and what to do.
+
+Each class says how a door answers it: its ``http_status``, and the OpenAI error body's
+``openai_type`` and ``openai_code`` (set as class keywords: ``status=``, ``kind=``,
+``code=``). 400: the run cannot go as asked. 502: a model server rejected a call or answered
+with a reply that cannot be used. 503: a model server stayed unreachable (or failed) through
+every retry, or too few explorer paths succeeded; 504: what failed was a timeout.
+Anything else is a 500.
+
+    A2RError (500)
+    ├── ConfigurationError, InvalidQuestionError, ContextOverflowError (400)
+    ├── UnknownThreadError (404)
+    ├── ModelRequestError, MissingUsageError, MalformedReplyError (502)
+    ├── EndpointUnavailableError, NotEnoughPathsError (503)
+    │   └── EndpointTimeoutError (504)
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from pydantic import ValidationError
 
@@ -13,16 +30,35 @@ class A2RError(RuntimeError):
     own words, never an API key.
     """
 
+    http_status: ClassVar[int] = 500
+    openai_type: ClassVar[str] = "server_error"
+    openai_code: ClassVar[str | None] = None
 
-class ConfigurationError(A2RError, ValueError):
+    def __init_subclass__(
+        cls, status: int | None = None, kind: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.http_status, cls.openai_type, cls.openai_code = (
+                status,
+                kind or cls.openai_type,
+                code,
+            )
+
+
+class ConfigurationError(
+    A2RError, ValueError, status=400, kind="invalid_request_error", code="invalid_value"
+):
     """The configuration cannot work as given (e.g. it names an API key variable that is unset)."""
 
 
-class InvalidQuestionError(A2RError, ValueError):
+class InvalidQuestionError(
+    A2RError, ValueError, status=400, kind="invalid_request_error", code="invalid_value"
+):
     """The input question is missing or empty."""
 
 
-class ModelRequestError(A2RError):
+class ModelRequestError(A2RError, status=502, kind="upstream_error", code="model_request_rejected"):
     """The server rejected a request (HTTP 4xx). Never retried: retrying cannot fix it."""
 
     def __init__(self, stage: str, url: str, model: str, status: int, server_message: str):
@@ -34,7 +70,9 @@ class ModelRequestError(A2RError):
         )
 
 
-class EndpointUnavailableError(A2RError):
+class EndpointUnavailableError(
+    A2RError, status=503, kind="service_unavailable", code="model_server_unavailable"
+):
     """A transient failure (connection, timeout, 429, 5xx) persisted through every retry."""
 
     def __init__(
@@ -48,11 +86,19 @@ class EndpointUnavailableError(A2RError):
         )
 
 
-class MissingUsageError(A2RError):
+class EndpointTimeoutError(
+    EndpointUnavailableError, status=504, kind="timeout", code="model_server_timeout"
+):
+    """Every attempt of a call ran out of time (``request_timeout_s``)."""
+
+
+class MissingUsageError(A2RError, status=502, kind="upstream_error", code="model_usage_missing"):
     """The server's response carried no token usage; A2R accounts only what servers report."""
 
 
-class MalformedReplyError(A2RError):
+class MalformedReplyError(
+    A2RError, status=502, kind="upstream_error", code="malformed_model_reply"
+):
     """A server answered with a reply that cannot be read: not JSON, invalid JSON, no
     ``choices``, a null message, non-integer token counts, a stream cut short (no chunk or
     no ``usage``). A server fault: retried like a 5xx, and once the retries are spent it is
@@ -60,7 +106,9 @@ class MalformedReplyError(A2RError):
     fails the run). The message says what was wrong, never an API key."""
 
 
-class NotEnoughPathsError(A2RError):
+class NotEnoughPathsError(
+    A2RError, status=503, kind="service_unavailable", code="not_enough_paths"
+):
     """Fewer explorer paths succeeded than ``min_paths`` requires."""
 
     def __init__(self, succeeded: int, min_paths: int, failures: dict[int, str]):
@@ -72,15 +120,30 @@ class NotEnoughPathsError(A2RError):
         )
 
 
-class ContextOverflowError(A2RError):
+class ContextOverflowError(
+    A2RError, status=400, kind="invalid_request_error", code="context_length_exceeded"
+):
     """The synthesizer's prompt cannot be made to fit its context window."""
 
 
-class UnknownThreadError(A2RError, KeyError):
+class UnknownThreadError(
+    A2RError, KeyError, status=404, kind="invalid_request_error", code="thread_not_found"
+):
     """No run was saved under this thread id."""
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def error_class(name: str) -> type[A2RError] | None:
+    """The error class called ``name`` (a run's error as LangGraph Server reports it), if
+    it is one of this module's."""
+    classes, seen = [A2RError], {}
+    while classes:
+        cls = classes.pop()
+        seen[cls.__name__] = cls
+        classes.extend(cls.__subclasses__())
+    return seen.get(name)
 
 
 def describe_validation_error(

@@ -14,7 +14,7 @@ of the server's own) and ``a2r serve`` (the graph in-process); see ``a2r_graph.r
   synthesizer's (the stage whose reply is returned); ``seed`` seeds both stages.
 - ``usage`` totals every model call of the run (explorers and synthesizer); ``usage.cost``
   and the top-level ``a2r`` object give the cost and the per-stage figures.
-- Errors use OpenAI's error body; see :data:`FAILURE_STATUS` for the statuses.
+- Errors use OpenAI's error body, with the status of the run's error (``a2r_graph.errors``).
 """
 
 from __future__ import annotations
@@ -52,23 +52,6 @@ KEEPALIVE_S = 15.0
 """While the explorers run nothing streams; an SSE comment this often keeps proxies from
 closing the connection."""
 
-FAILURE_STATUS: dict[str, tuple[int, str, str | None]] = {
-    # a run's A2R error -> (HTTP status, OpenAI error type, code)
-    "InvalidRequest": (400, "invalid_request_error", "invalid_value"),
-    "InvalidQuestionError": (400, "invalid_request_error", "invalid_value"),
-    "ContextOverflowError": (400, "invalid_request_error", "context_length_exceeded"),
-    "NotFound": (404, "invalid_request_error", "model_not_found"),
-    "ModelRequestError": (502, "upstream_error", "model_request_rejected"),
-    "MalformedReplyError": (502, "upstream_error", "malformed_model_reply"),
-    "MissingUsageError": (502, "upstream_error", "model_usage_missing"),
-    "EndpointUnavailableError": (503, "service_unavailable", "model_server_unavailable"),
-    "NotEnoughPathsError": (503, "service_unavailable", "not_enough_paths"),
-}
-"""400: the request cannot run as asked. 502: a model server rejected a call or answered
-with a reply that cannot be used. 503: a model server stayed unreachable (or failed) through
-every retry, or too few explorer paths succeeded; 504 when what failed was a timeout.
-Anything else is a 500."""
-_TIMEOUT = re.compile(r"attempt\(s\): \w*Timeout")
 OPTION_KEY = re.compile(r"^[a-z_]+(?:\.[a-z_]+)?$")
 REFUSED_TOOL_CHOICE = "A2R answers in text and never calls tools"
 
@@ -109,12 +92,10 @@ def bad_request(
 
 
 def failure_error(failure: RunFailure) -> OpenAIError:
-    """The OpenAI error for a failed run (see :data:`FAILURE_STATUS`)."""
-    status, kind, code = FAILURE_STATUS.get(failure.error, (500, "server_error", None))
-    if failure.error == "EndpointUnavailableError" and _TIMEOUT.search(failure.message):
-        status, kind, code = 504, "timeout", "model_server_timeout"
-    message = failure.message if status != 500 else f"the A2R run failed: {failure}"
-    return OpenAIError(status, message, type=kind, code=code)
+    """The OpenAI error for a failed run: its status, type and code are its error's
+    (``a2r_graph.errors``)."""
+    message = failure.message if failure.status != 500 else f"the A2R run failed: {failure}"
+    return OpenAIError(failure.status, message, type=failure.kind, code=failure.code)
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,7 +23,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from a2r_graph.errors import A2RError, ConfigurationError, describe_validation_error
+from a2r_graph.errors import (
+    A2RError,
+    ConfigurationError,
+    describe_validation_error,
+    error_class,
+)
 from a2r_graph.run_options import RunOptions, describe_run_error, parse_options, run_context
 from a2r_graph.stages import SYNTHESIZE
 from a2r_graph.state import A2RInputModel
@@ -45,11 +50,36 @@ class Preset:
 
 
 class RunFailure(Exception):
-    """A run that failed: the A2R error's class name (``error``) and its message."""
+    """A run that failed, as a door answers it: the error's class name (``error``), its
+    message, and the HTTP ``status``, OpenAI ``kind`` and ``code`` of ``a2r_graph.errors``."""
 
-    def __init__(self, error: str, message: str) -> None:
+    def __init__(
+        self,
+        error: str,
+        message: str,
+        status: int = A2RError.http_status,
+        kind: str = A2RError.openai_type,
+        code: str | None = A2RError.openai_code,
+    ) -> None:
         self.error, self.message = error, message
+        self.status, self.kind, self.code = status, kind, code
         super().__init__(f"{error}: {message}")
+
+    @classmethod
+    def of(cls, error: A2RError) -> RunFailure:
+        return cls(
+            type(error).__name__,
+            str(error),
+            error.http_status,
+            error.openai_type,
+            error.openai_code,
+        )
+
+    @classmethod
+    def named(cls, name: str, message: str) -> RunFailure:
+        """A run's error as LangGraph Server reports it: its class's name and message."""
+        known = error_class(name) or A2RError
+        return cls(name, message, known.http_status, known.openai_type, known.openai_code)
 
 
 @dataclass(frozen=True)
@@ -195,7 +225,7 @@ class LocalRunner:
         try:
             return output_of(await self.graph.ainvoke({"question": question}, context=context))
         except A2RError as error:
-            raise RunFailure(type(error).__name__, str(error)) from error
+            raise RunFailure.of(error) from error
 
     def stream(
         self, preset: Preset, question: str, context: dict
@@ -213,7 +243,7 @@ class LocalRunner:
                     chunk, metadata = data
                     yield "message", (metadata, chunk.content, chunk.additional_kwargs)
         except A2RError as error:
-            raise RunFailure(type(error).__name__, str(error)) from error
+            raise RunFailure.of(error) from error
 
 
 class ServerRunner:
@@ -297,7 +327,9 @@ class ServerRunner:
                     yield "values", part.data
                 elif part.event == "error":
                     data = part.data if isinstance(part.data, dict) else {}
-                    raise RunFailure(str(data.get("error")), str(data.get("message", part.data)))
+                    raise RunFailure.named(
+                        str(data.get("error")), str(data.get("message", part.data))
+                    )
                 elif part.event == "messages":
                     chunk, metadata = part.data
                     yield (
@@ -320,7 +352,10 @@ def _refused(error: Any) -> RunFailure:
         detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text
-    kind = {422: "InvalidRequest", 400: "InvalidRequest", 404: "NotFound"}.get(
-        response.status_code, "ServerError"
-    )
-    return RunFailure(kind, str(detail))
+    if response.status_code in (400, 422):
+        return RunFailure(
+            "InvalidRequest", str(detail), 400, "invalid_request_error", "invalid_value"
+        )
+    if response.status_code == 404:
+        return RunFailure("NotFound", str(detail), 404, "invalid_request_error", "model_not_found")
+    return RunFailure("ServerError", str(detail))

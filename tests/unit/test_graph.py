@@ -16,6 +16,7 @@ from a2r_graph import (
     NotEnoughPathsError,
     build_graph,
 )
+from a2r_graph.errors import EndpointTimeoutError
 from tests.fakes import ScriptedChatModel, factory, make_context, reply, scripted
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
@@ -224,6 +225,22 @@ async def test_synthesizer_outage_fails_the_run_clearly():
         EndpointUnavailableError, match="synthesizer endpoint .* failed after 2 attempt"
     ):
         await run(scripted(*explorer_replies(1)), synthesizer, n=1, max_attempts=2)
+
+
+async def test_a_synthesizer_that_only_times_out_is_a_timeout_not_an_outage():
+    """Catches: a timeout answered as a 503 (or its type found by matching the message)."""
+    timeouts = scripted(openai.APITimeoutError(request=REQUEST), TimeoutError())
+    with pytest.raises(EndpointTimeoutError, match="TimeoutError") as timed_out:
+        await run(scripted(*explorer_replies(1)), timeouts, n=1, max_attempts=2)
+    assert (timed_out.value.http_status, timed_out.value.openai_code) == (
+        504,
+        "model_server_timeout",
+    )
+    outage = scripted(openai.APITimeoutError(request=REQUEST), connection_error())
+    with pytest.raises(EndpointUnavailableError) as unavailable:
+        await run(scripted(*explorer_replies(1)), outage, n=1, max_attempts=2)
+    assert type(unavailable.value) is EndpointUnavailableError  # the last attempt's cause
+    assert unavailable.value.http_status == 503
 
 
 async def test_reply_without_usage_is_an_error_not_an_estimate():

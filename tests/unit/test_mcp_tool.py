@@ -112,7 +112,7 @@ async def test_options_the_preset_cannot_take_are_tool_errors():
 
 
 async def test_a_failed_run_is_a_tool_error_with_the_reason():
-    failure = RunFailure("NotEnoughPathsError", "only 0 explorer path(s) succeeded")
+    failure = RunFailure.named("NotEnoughPathsError", "only 0 explorer path(s) succeeded")
     async with session(ScriptedRunner(PRESETS, failure)) as client:
         result = await client.call_tool("a2r", {"question": "q"})
     assert result.isError

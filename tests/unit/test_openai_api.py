@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import httpx
 import openai
 import pytest
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from a2r_graph.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.runners import Preset, RunFailure, merged
+from a2r_graph.runners import Preset, RunFailure, _refused, merged
 from tests.fakes import RUN_OUTPUT, ScriptedRunner, fake_deployment
 
 PRESETS = [
@@ -160,27 +161,38 @@ def test_sampling_parameters_set_the_synthesizer_and_a2r_options_override():
             "model_server_unavailable",
         ),
         (
-            "EndpointUnavailableError",
+            "EndpointTimeoutError",
             "failed after 4 attempt(s): APITimeoutError: x",
             504,
             "model_server_timeout",
         ),
         (
-            "EndpointUnavailableError",
+            "EndpointTimeoutError",
             "failed after 1 attempt(s): TimeoutError: TimeoutError",
             504,
             "model_server_timeout",
         ),
         ("NotEnoughPathsError", "only 1 explorer path(s) succeeded", 503, "not_enough_paths"),
         ("ContextOverflowError", "does not fit", 400, "context_length_exceeded"),
-        ("InvalidRequest", "input.question", 400, "invalid_value"),
         ("KeyError", "'x'", 500, None),
     ],
 )
 def test_run_failures_map_to_statuses(error, message, status, code):
-    mapped = failure_error(RunFailure(error, message))
+    mapped = failure_error(RunFailure.named(error, message))
     assert (mapped.status, mapped.code) == (status, code)
     assert message in mapped.message
+
+
+@pytest.mark.parametrize(
+    ("refused", "status", "code"), [(422, 400, "invalid_value"), (404, 404, "model_not_found")]
+)
+def test_a_run_the_server_refused_maps_to_its_status(refused, status, code):
+    request = httpx.Request("POST", "http://api/runs/stream")
+    response = httpx.Response(refused, json={"detail": "input.question: blank"}, request=request)
+    error = httpx.HTTPStatusError("refused", request=request, response=response)
+    mapped = failure_error(_refused(error))
+    assert (mapped.status, mapped.code) == (status, code)
+    assert "input.question: blank" in mapped.message
 
 
 @pytest.mark.parametrize(
@@ -274,7 +286,7 @@ def test_a_reply_that_did_not_stream_is_sent_whole():
 
 
 def test_failures_are_openai_errors():
-    failure = RunFailure(
+    failure = RunFailure.named(
         "EndpointUnavailableError",
         "synthesizer endpoint ... failed after 4 attempt(s): APIConnectionError: down",
     )
@@ -325,7 +337,7 @@ async def test_a_quiet_stream_gets_keepalives_and_keeps_its_events():
         yield 1
         await asyncio.sleep(0.05)
         yield 2
-        raise RunFailure("NotEnoughPathsError", "late")
+        raise RunFailure.named("NotEnoughPathsError", "late")
 
     seen = []
     with pytest.raises(RunFailure, match="late"):
