@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from a2r_graph import serve as serve_command
 from a2r_graph import telemetry, threads
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import (
@@ -30,6 +29,7 @@ from a2r_graph.errors import (
 )
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
+from a2r_graph.serving import serve as serve_command
 from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
 from a2r_graph.state import A2ROutput
 from a2r_graph.threads import (

@@ -38,7 +38,7 @@ def build_graph(
     and metrics (``a2r_graph.metrics``) to ``meter_provider`` (default: the global
     OpenTelemetry providers). ``context_schema`` is what callers pass:
     the whole ``A2RContext`` (trusted code), or ``RunOptions`` (a server's untrusted runs,
-    over the deployment's ``A2R_*`` configuration: see ``a2r_graph.server``).
+    over the deployment's ``A2R_*`` configuration: see ``a2r_graph.serving.server``).
     """
     builder: StateGraph[A2RState, Any, A2RInput, A2ROutput] = StateGraph(
         A2RState, context_schema=context_schema, input_schema=A2RInput, output_schema=A2ROutput

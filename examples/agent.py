@@ -21,7 +21,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from a2r_graph.tool import as_tool
+from a2r_graph.serving.tool import as_tool
 
 
 def build_agent(model: BaseChatModel, tools: list[BaseTool]) -> CompiledStateGraph:

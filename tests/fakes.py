@@ -13,7 +13,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from a2r_graph.context import A2RContext, StageConfig
-from a2r_graph.runners import Finished, Preset, RunFailure, Token
+from a2r_graph.serving.runners import Finished, Preset, RunFailure, Token
 
 
 def reply(
@@ -153,7 +153,7 @@ RUN_OUTPUT: dict[str, Any] = {
 
 
 class ScriptedRunner:
-    """A runner (``a2r_graph.runners``) over ``presets`` whose runs end with ``RUN_OUTPUT``
+    """A runner (``a2r_graph.serving.runners``) over ``presets`` whose runs end with ``RUN_OUTPUT``
     (streaming ``tokens``) or ``failure``."""
 
     def __init__(

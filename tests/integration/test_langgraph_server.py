@@ -7,7 +7,7 @@ from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 
 from a2r_graph import A2ROutput, graph
-from a2r_graph.tool import as_tool
+from a2r_graph.serving.tool import as_tool
 from tests.integration.conftest import AUTH, SERVER_KEY
 
 pytestmark = pytest.mark.integration

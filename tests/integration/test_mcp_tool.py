@@ -17,7 +17,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from a2r_graph.tool import DESCRIPTION
+from a2r_graph.serving.tool import DESCRIPTION
 from examples.agent import build_agent
 from tests.fakes import ToolCallingFake
 from tests.integration.a2r_serve import a2r_serve, loopback_env

@@ -223,7 +223,7 @@ def test_mcp_tool_calls_are_validated_like_runs(http):
     refused = http.post("/mcp", headers=MCP_HEADERS, json=_rpc("tools/call", call))
     assert refused.status_code == 200
     # a tool error the calling model reads (MCP 2025-11-25: invalid arguments are not
-    # protocol errors); a2r_graph.mcp_tool
+    # protocol errors); a2r_graph.serving.mcp_tool
     result = refused.json()["result"]
     assert result["isError"] and "arguments.question" in result["content"][0]["text"]
 

@@ -168,7 +168,7 @@ def test_cli_prints_answers_and_the_token_table(vllm_server):
 async def test_agent_calls_the_a2r_tool_backed_by_the_real_server(context_for):
     from langchain_core.messages import AIMessage, ToolMessage
 
-    from a2r_graph.tool import as_tool
+    from a2r_graph.serving.tool import as_tool
     from examples.agent import build_agent
     from tests.fakes import ToolCallingFake
 

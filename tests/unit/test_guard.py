@@ -1,5 +1,6 @@
-"""The checks every HTTP door makes before a route (a2r_graph.guard), on ``a2r serve``'s app over
-a scripted runner: what a web page, a DNS-rebinding page, a flood or a caller who leaves meets.
+"""The checks every HTTP door makes before a route (a2r_graph.serving.guard), on
+``a2r serve``'s app over a scripted runner: what a web page, a DNS-rebinding page, a flood or
+a caller who leaves meets.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from a2r_graph.guard import MAX_JSON_DEPTH, CancelOnDisconnect, Guard, json_depth
-from a2r_graph.serve import build_app
+from a2r_graph.serving.guard import MAX_JSON_DEPTH, CancelOnDisconnect, Guard, json_depth
+from a2r_graph.serving.serve import build_app
 from tests.fakes import ScriptedRunner, fake_deployment
 from tests.unit.test_openai_api import PRESETS
 

@@ -1,4 +1,4 @@
-"""The A2R MCP tool (a2r_graph.mcp_tool) as the official ``mcp`` client sees it, in memory:
+"""The A2R MCP tool (a2r_graph.serving.mcp_tool) as the official ``mcp`` client sees it, in memory:
 which presets are tools, what a call returns, and how invalid calls are answered."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.memory import create_connected_server_and_client_session
 
-from a2r_graph.mcp_tool import build_server
-from a2r_graph.runners import Preset, RunFailure
-from a2r_graph.tool import DESCRIPTION
+from a2r_graph.serving.mcp_tool import build_server
+from a2r_graph.serving.runners import Preset, RunFailure
+from a2r_graph.serving.tool import DESCRIPTION
 from tests.fakes import ScriptedRunner, fake_deployment
 
 PRESETS = [

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API (a2r_graph.openai_api): reading requests (model-name options,
+"""The OpenAI-compatible API (a2r_graph.serving.openai_api): reading requests (model-name options,
 the question, sampling parameters), the error statuses, the streamed reply, and the routes
 as the official ``openai`` client sees them (over a scripted runner, in-process)."""
 
@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from a2r_graph.openai_api import (
+from a2r_graph.serving.openai_api import (
     OpenAIError,
     ThinkSplitter,
     failure_error,
@@ -22,7 +22,7 @@ from a2r_graph.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.runners import Preset, RunFailure, _refused, merged
+from a2r_graph.serving.runners import Preset, RunFailure, _refused, merged
 from tests.fakes import RUN_OUTPUT, ScriptedRunner, fake_deployment
 
 PRESETS = [
@@ -331,7 +331,7 @@ def test_a_context_the_deployment_refuses_is_a_400_before_anything_runs(monkeypa
 async def test_a_quiet_stream_gets_keepalives_and_keeps_its_events():
     import asyncio
 
-    from a2r_graph.openai_api import _with_keepalive
+    from a2r_graph.serving.openai_api import _with_keepalive
 
     async def slow() -> AsyncIterator[int]:
         yield 1

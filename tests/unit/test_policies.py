@@ -329,7 +329,7 @@ async def test_select_mode_answers_with_the_named_reference(named, selected, ans
 def test_a_streamed_select_run_sends_the_selectors_text_as_reasoning(monkeypatch):
     """Streaming front ends (a2r serve, the OpenAI endpoint) send a selector's text as
     reasoning: the answer is the chosen reference's, sent once the run ends."""
-    from a2r_graph.runners import Preset, selects, token_of
+    from a2r_graph.serving.runners import Preset, selects, token_of
     from tests.fakes import fake_deployment
 
     fake_deployment(monkeypatch)

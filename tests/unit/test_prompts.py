@@ -10,7 +10,7 @@ from a2r_graph.prompts import (
     render_explorer_prompt,
     render_synthesizer_prompt,
 )
-from a2r_graph.run_options import RunOptions
+from a2r_graph.serving.run_options import RunOptions
 from tests.fakes import factory, make_context, reply, scripted
 from tests.unit.test_graph import explorer_replies
 

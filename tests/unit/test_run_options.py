@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.graph import build_graph
-from a2r_graph.run_options import RunOptions, run_context
+from a2r_graph.serving.run_options import RunOptions, run_context
 from tests.fakes import scripted
 
 OPERATOR = "http://models.internal:8000/v1"

@@ -1,6 +1,6 @@
-"""``a2r serve`` (a2r_graph.serve): it needs the server's key unless told otherwise, refuses to
-start without a usable configuration, and answers wrong keys with OpenAI's 401; and the
-LangGraph Server configuration that serves the same routes."""
+"""``a2r serve`` (a2r_graph.serving.serve): it needs the server's key unless told otherwise,
+refuses to start without a usable configuration, and answers wrong keys with OpenAI's 401; and
+the LangGraph Server configuration that serves the same routes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from a2r_graph.cli import _parser
-from a2r_graph.serve import DEFAULT_HOST, build_app, startup_problem
-from a2r_graph.tool import DESCRIPTION
+from a2r_graph.serving.serve import DEFAULT_HOST, build_app, startup_problem
+from a2r_graph.serving.tool import DESCRIPTION
 from tests.fakes import ScriptedRunner, fake_deployment
 from tests.unit.test_openai_api import PRESETS
 
@@ -75,8 +75,8 @@ def test_langgraph_server_serves_the_same_routes_behind_its_auth():
     assert config["graphs"]["a2r"]["description"] == DESCRIPTION  # the a2r tool's description
     http = config["http"]
     assert http["enable_custom_route_auth"] is True  # /v1 and /mcp need the server's key
-    assert http["disable_mcp"] is True  # /mcp is a2r_graph.mcp_tool, not the generic one
-    from a2r_graph.webapp import app
+    assert http["disable_mcp"] is True  # /mcp is a2r_graph.serving.mcp_tool, not the generic one
+    from a2r_graph.serving.webapp import app
 
     paths = {route.path for route in app.routes}
     assert {"/v1/chat/completions", "/v1/models", "/mcp"} <= paths

@@ -1,11 +1,12 @@
-"""LangGraph Server's auth handler (a2r_graph.server.authenticate), called as the server does."""
+"""LangGraph Server's auth handler (a2r_graph.serving.server.authenticate), called as the
+server does."""
 
 from __future__ import annotations
 
 import pytest
 from langgraph_sdk import Auth
 
-from a2r_graph.server import authenticate
+from a2r_graph.serving.server import authenticate
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from pydantic import ValidationError
 
 from a2r_graph import build_graph
-from a2r_graph.tool import as_tool
+from a2r_graph.serving.tool import as_tool
 from examples.agent import build_agent
 from tests.fakes import ToolCallingFake, factory, make_context, reply, scripted
 

@@ -2,7 +2,7 @@
 
 A run that reaches the server is somebody else's input. ``graph`` takes ``RunOptions`` as its
 context: how to sample, never which endpoint, key, prompts or prices (those are the
-deployment's ``A2R_*`` variables; see ``a2r_graph.run_options``). ``auth`` admits a request
+deployment's ``A2R_*`` variables; see ``a2r_graph.serving.run_options``). ``auth`` admits a request
 only with the deployment's key, ``A2R_SERVER_API_KEY``, in ``x-api-key`` (what
 ``langgraph_sdk.get_client(api_key=...)`` sends) or ``Authorization: Bearer``.
 """
@@ -19,7 +19,7 @@ from langgraph_sdk import Auth
 
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.graph import build_graph
-from a2r_graph.run_options import RunOptions, ServerSettings
+from a2r_graph.serving.run_options import RunOptions, ServerSettings
 from a2r_graph.telemetry import configure_from_env
 from a2r_graph.threads import checkpointer_for, is_postgres
 

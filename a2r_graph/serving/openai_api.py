@@ -1,8 +1,8 @@
 """An OpenAI-compatible chat-completions API in front of A2R (``/v1/chat/completions``,
 ``/v1/models``), in optillm's manner: any OpenAI client or framework calls A2R as a "model".
 
-The same Starlette routes serve LangGraph Server (``a2r_graph.webapp``, every request a run
-of the server's own) and ``a2r serve`` (the graph in-process); see ``a2r_graph.runners``.
+The same Starlette routes serve LangGraph Server (``a2r_graph.serving.webapp``, every request a run
+of the server's own) and ``a2r serve`` (the graph in-process); see ``a2r_graph.serving.runners``.
 
 - ``model`` names a preset (``a2r``, or a LangGraph Server assistant by name or id),
   optionally followed by run options: ``a2r:n=8,min_paths=6,synthesizer.temperature=0.7``.
@@ -35,8 +35,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from a2r_graph.answers import THINK_CLOSE, THINK_OPEN
-from a2r_graph.guard import cancel_on_disconnect
-from a2r_graph.runners import (
+from a2r_graph.serving.guard import cancel_on_disconnect
+from a2r_graph.serving.runners import (
     Finished,
     Preset,
     RunFailure,

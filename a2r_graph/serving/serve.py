@@ -4,7 +4,7 @@ users who run no LangGraph Server.
 The graph runs in this process with the deployment's ``A2R_*`` environment; a request
 chooses only run options (``RunOptions``), exactly as on LangGraph Server. Every request
 needs ``A2R_SERVER_API_KEY`` (``Authorization: Bearer`` or ``x-api-key``) unless
-``A2R_SERVER_AUTH=none``, and passes the checks of ``a2r_graph.guard`` (hosts, origins, body
+``A2R_SERVER_AUTH=none``, and passes the checks of ``a2r_graph.serving.guard`` (hosts, origins, body
 size and type) first; the server binds 127.0.0.1 unless told otherwise.
 """
 
@@ -52,9 +52,9 @@ def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from a2r_graph import openai_api
-    from a2r_graph.guard import Guard
-    from a2r_graph.runners import LocalRunner
+    from a2r_graph.serving import openai_api
+    from a2r_graph.serving.guard import Guard
+    from a2r_graph.serving.runners import LocalRunner
 
     runner = runner if runner is not None else LocalRunner()
 
@@ -64,7 +64,7 @@ def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
     routes = [Route("/ok", ok, methods=["GET"]), *openai_api.routes(runner)]
     lifespan = None
     if mcp:
-        from a2r_graph.mcp_tool import MCPEndpoint
+        from a2r_graph.serving.mcp_tool import MCPEndpoint
 
         endpoint = MCPEndpoint(runner)
         routes.append(endpoint.route())
@@ -77,7 +77,7 @@ def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
 def startup_problem(host: str) -> str | None:
     """Why this server must not start as configured, or None."""
     from a2r_graph.errors import ConfigurationError
-    from a2r_graph.run_options import ServerSettings, run_context
+    from a2r_graph.serving.run_options import ServerSettings, run_context
 
     try:
         settings = ServerSettings()

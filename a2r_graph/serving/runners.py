@@ -29,7 +29,7 @@ from a2r_graph.errors import (
     describe_validation_error,
     error_class,
 )
-from a2r_graph.run_options import RunOptions, describe_run_error, parse_options, run_context
+from a2r_graph.serving.run_options import RunOptions, describe_run_error, parse_options, run_context
 from a2r_graph.stages import SYNTHESIZE
 from a2r_graph.state import A2RInputModel
 from a2r_graph.threads import output_of
@@ -217,7 +217,7 @@ class LocalRunner:
         self.graph = graph
 
     async def presets(self) -> list[Preset]:
-        from a2r_graph.tool import DESCRIPTION
+        from a2r_graph.serving.tool import DESCRIPTION
 
         return [Preset(DEFAULT_PRESET, DEFAULT_PRESET, {}, DESCRIPTION)]
 
@@ -261,7 +261,7 @@ class ServerRunner:
         return self._client
 
     async def presets(self) -> list[Preset]:
-        from a2r_graph.tool import DESCRIPTION
+        from a2r_graph.serving.tool import DESCRIPTION
 
         found = await self.client.assistants.search(graph_id=GRAPH_ID, limit=1000)
         # the server's default assistant (named after the graph) first, then oldest first
@@ -345,7 +345,7 @@ class ServerRunner:
 
 
 def _refused(error: Any) -> RunFailure:
-    """The server refused to create the run (the 422 of a2r_graph.webapp, a vanished
+    """The server refused to create the run (the 422 of a2r_graph.serving.webapp, a vanished
     assistant...): a RunFailure named after the status."""
     response = error.response
     try:

@@ -93,8 +93,8 @@ def _in_process(scope: Scope) -> bool:
 async def check_request(scope: Scope) -> None:
     """Refuse (``Refusal``) what the route must never see: development-only routes, foreign
     hosts and origins, a missing or wrong key."""
-    from a2r_graph.run_options import ServerSettings
-    from a2r_graph.server import authenticate
+    from a2r_graph.serving.run_options import ServerSettings
+    from a2r_graph.serving.server import authenticate
 
     path = scope["path"]
     if path.startswith(DEVELOPMENT_ONLY):
@@ -146,7 +146,7 @@ def _same_origin(origin: str, host: str, allowed: list[str]) -> bool:
 async def read_json_body(scope: Scope, receive: Receive) -> bytes:
     """The request's body, refused (``Refusal``) unless it is empty or JSON, within the size
     limit and nested at most :data:`MAX_JSON_DEPTH` deep."""
-    from a2r_graph.run_options import ServerSettings
+    from a2r_graph.serving.run_options import ServerSettings
 
     limit = ServerSettings().max_body_bytes
     headers = dict(scope["headers"])

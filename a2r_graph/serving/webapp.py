@@ -1,7 +1,7 @@
 """LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422;
-serve the OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``:
-``a2r_graph.openai_api``) and the A2R MCP tool (``/mcp``: ``a2r_graph.mcp_tool``, in place of
-the server's generic one), both as runs of this server and behind its auth
+serve the OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``: ``openai_api``)
+and the A2R MCP tool (``/mcp``: ``mcp_tool``, in place of the server's generic one), both as
+runs of this server and behind its auth
 (``enable_custom_route_auth``).
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
@@ -26,13 +26,13 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from a2r_graph import openai_api
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import ConfigurationError, describe_validation_error
-from a2r_graph.guard import Guard, read_body, replay
-from a2r_graph.mcp_tool import MCPEndpoint
-from a2r_graph.run_options import run_context
-from a2r_graph.runners import ServerRunner
+from a2r_graph.serving import openai_api
+from a2r_graph.serving.guard import Guard, read_body, replay
+from a2r_graph.serving.mcp_tool import MCPEndpoint
+from a2r_graph.serving.run_options import run_context
+from a2r_graph.serving.runners import ServerRunner
 from a2r_graph.state import A2RInputModel
 
 GRAPH_ID = "a2r"
@@ -199,7 +199,7 @@ async def _assistant(assistant_id: Any) -> dict | None:
         return None
 
 
-# MCP's tools/call is checked by the tool itself (a2r_graph.mcp_tool), with the same functions.
+# MCP's tools/call is checked by the tool itself (mcp_tool), with the same functions.
 _mcp = MCPEndpoint(ServerRunner())
 app = Starlette(routes=[*openai_api.routes(ServerRunner()), _mcp.route()], lifespan=_mcp.lifespan)
 app.add_middleware(ValidateA2RRuns)

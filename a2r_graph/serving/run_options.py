@@ -71,9 +71,19 @@ StageOptions = create_model(
     **_optional(StageConfig, RUN_STAGE_FIELDS),
 )
 _STAGE_FIELDS: dict[str, Any] = {stage: (StageOptions | None, Field(None)) for stage in ENDPOINTS}
+
+
+class _Resolves(BaseModel):
+    model_config = _FORBID
+
+    def to_context(self) -> A2RContext:
+        """The deployment's context with these options applied (``run_context``)."""
+        return run_context(self)
+
+
 RunOptions = create_model(
     "RunOptions",
-    __config__=_FORBID,
+    __base__=_Resolves,
     __doc__="The context a run on LangGraph Server may pass; the rest is the deployment's.",
     **_optional(A2RContext, RUN_FIELDS),
     **_STAGE_FIELDS,
@@ -88,7 +98,7 @@ class ServerSettings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         description="The key clients send (``x-api-key`` or ``Authorization: Bearer``) to "
-        "LangGraph Server (a2r_graph.server.auth). Unset: every request is refused, unless "
+        "LangGraph Server (a2r_graph.serving.server.auth). Unset: every request is refused, unless "
         "auth is 'none'.",
     )
     auth: Literal["api-key", "none"] = Field(

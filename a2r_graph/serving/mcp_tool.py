@@ -35,9 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from a2r_graph.guard import CancelOnDisconnect
-from a2r_graph.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
-from a2r_graph.tool import tool_content
+from a2r_graph.serving.guard import CancelOnDisconnect
+from a2r_graph.serving.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
+from a2r_graph.serving.tool import tool_content
 
 RETURNS = (
     "Returns the final answer (the value of the last \\boxed{}) and the synthesizer's worked "
@@ -119,7 +119,7 @@ async def tools_of(runner: Runner) -> dict[str, Preset]:
 
 
 def tool_of(name: str, preset: Preset) -> types.Tool:
-    from a2r_graph.tool import DESCRIPTION
+    from a2r_graph.serving.tool import DESCRIPTION
 
     return types.Tool(
         name=name,
