@@ -7,6 +7,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import openai
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -122,6 +124,25 @@ def fake_deployment(monkeypatch: Any) -> Any:
     return monkeypatch
 
 
+REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+
+def connection_error() -> openai.APIConnectionError:
+    return openai.APIConnectionError(request=REQUEST)
+
+
+def explorer_replies(n: int) -> list[AIMessage]:
+    """``n`` explorer replies: path i answers ``\\boxed{i}`` after a trace."""
+    return [
+        reply(
+            f"<think>trace {i}</think>answer {i}: \\boxed{{{i}}}",
+            input_tokens=100 + i,
+            output_tokens=10 * (i + 1),
+        )
+        for i in range(n)
+    ]
+
+
 def make_context(**overrides: Any) -> A2RContext:
     fields: dict[str, Any] = {
         "explorer": {"model": "explorer-model"},
@@ -150,6 +171,13 @@ RUN_OUTPUT: dict[str, Any] = {
     },
 }
 """What the fake runner's runs return: an A2R output with one failed path."""
+
+
+PRESETS = [
+    Preset("a2r", "a2r-id", {}),
+    Preset("wide", "wide-id", {"n": 8, "synthesizer": {"temperature": 0.7}}),
+]
+"""A server's presets: the default and an assistant with its own context."""
 
 
 class ScriptedRunner:

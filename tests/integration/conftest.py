@@ -8,6 +8,7 @@ serving SmolLM2-135M-Instruct on a free loopback port). Set ``A2R_TEST_BASE_URL`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -43,6 +44,18 @@ class Server:
     def requests_served(self) -> float:
         """Requests the server finished (any reason): vLLM's request_success_total."""
         return self.counters("vllm:request_success_total")["vllm:request_success_total"]
+
+    def count_prompt(self, prompt: str) -> tuple[int, int]:
+        """(tokens, max_model_len) of a one-message chat prompt, by vLLM's /tokenize."""
+        body = {"model": self.model_name, "messages": [{"role": "user", "content": prompt}]}
+        request = urllib.request.Request(
+            f"{self.root}/tokenize",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        return answer["count"], answer["max_model_len"]
 
     def counters(self, *names: str) -> dict[str, float]:
         """vLLM's Prometheus counters ``names``, each summed over its labels."""
@@ -101,6 +114,21 @@ def a2r(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess
     return subprocess.run(
         [A2R, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def stage_env(explorer: tuple[str, str], synthesizer: tuple[str, str], **extra: str) -> dict:
+    """The environment of an ``a2r`` run: endpoints, quick retries, and ``extra``."""
+    return {
+        **os.environ,
+        "A2R_EXPLORER__BASE_URL": explorer[0],
+        "A2R_EXPLORER__MODEL": explorer[1],
+        "A2R_SYNTHESIZER__BASE_URL": synthesizer[0],
+        "A2R_SYNTHESIZER__MODEL": synthesizer[1],
+        "A2R_MAX_ATTEMPTS": "2",
+        "A2R_RETRY_INITIAL_WAIT_S": "0.1",
+        "A2R_RETRY_MAX_WAIT_S": "0.5",
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -14,19 +11,6 @@ from a2r_graph.prompts import render_explorer_prompt, render_synthesizer_prompt
 
 pytestmark = pytest.mark.integration
 QUESTION = "Write out, step by step, how to add 123456 and 654321."
-
-
-def vllm_count(server, prompt: str) -> tuple[int, int]:
-    """(tokens, max_model_len) of a one-message chat prompt, by vLLM's /tokenize."""
-    body = {"model": server.model_name, "messages": [{"role": "user", "content": prompt}]}
-    request = urllib.request.Request(
-        f"{server.root}/tokenize",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    return answer["count"], answer["max_model_len"]
 
 
 def long_run_context(context_for, **overrides):
@@ -51,14 +35,14 @@ async def test_references_are_truncated_to_fit_and_the_call_succeeds(vllm_server
     result = await graph.ainvoke({"question": QUESTION}, config, context=context)
 
     usable = [p["answer"] for p in result["paths"] if p["error"] is None]
-    whole, window = vllm_count(vllm_server, render_synthesizer_prompt(QUESTION, usable))
+    whole, window = vllm_server.count_prompt(render_synthesizer_prompt(QUESTION, usable))
     assert whole + 1600 > window, "precondition: the untruncated references overflow"
 
     fit = result["reference_fit"]
     assert fit["context_window"] == window  # read from the server's /v1/models
     assert fit["truncated"] or fit["dropped"], fit
     prompt = (await graph.aget_state(config)).values["synthesizer_prompt"]
-    assert vllm_count(vllm_server, prompt)[0] == fit["prompt_tokens"] <= window - 1600
+    assert vllm_server.count_prompt(prompt)[0] == fit["prompt_tokens"] <= window - 1600
     assert result["synthesis"]["usage"]["input_tokens"] == fit["prompt_tokens"]
     for path in result["paths"]:  # each reference kept still ends as its path's answer ends
         if path["error"] is None and path["index"] not in fit["dropped"]:
@@ -77,5 +61,5 @@ async def test_error_policy_stops_before_any_synthesizer_call(vllm_server, conte
     prompt_tokens = vllm_server.token_counters()["vllm:prompt_tokens_total"]
     assert (
         prompt_tokens - before["vllm:prompt_tokens_total"]
-        == 4 * vllm_count(vllm_server, explorer_prompt)[0]
+        == 4 * vllm_server.count_prompt(explorer_prompt)[0]
     )

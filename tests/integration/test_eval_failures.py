@@ -8,8 +8,7 @@ import json
 import pytest
 
 from a2r_graph.eval.runner import read_results
-from tests.integration.conftest import a2r
-from tests.integration.test_reliability import stage_env
+from tests.integration.conftest import a2r, stage_env
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,7 @@ import pytest
 
 from a2r_graph import EndpointUnavailableError, MissingUsageError, build_graph
 from a2r_graph.context import A2RContext
-from tests.integration.conftest import a2r
-from tests.integration.test_reliability import stage_env
+from tests.integration.conftest import a2r, stage_env
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,6 @@ import pytest
 
 from a2r_graph import build_graph
 from a2r_graph.prompts import render_explorer_prompt
-from tests.integration.test_context_window import vllm_count
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 2 + 3?"
@@ -23,8 +22,8 @@ async def test_the_explorer_prompt_text_is_what_vllm_prefills(vllm_server, conte
         }
     )
     result = await build_graph().ainvoke({"question": QUESTION}, context=context)
-    expected = vllm_count(vllm_server, text.replace("{question}", QUESTION))[0]
-    packaged = vllm_count(vllm_server, render_explorer_prompt(QUESTION))[0]
+    expected = vllm_server.count_prompt(text.replace("{question}", QUESTION))[0]
+    packaged = vllm_server.count_prompt(render_explorer_prompt(QUESTION))[0]
     assert expected != packaged  # precondition: the two prompts differ in length
     # the server's own count of each explorer's prompt is the custom prompt's
     assert [p["usage"]["input_tokens"] for p in result["paths"]] == [expected, expected]

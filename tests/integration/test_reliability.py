@@ -25,26 +25,11 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from a2r_graph import build_graph
 from a2r_graph.threads import thread_config
-from tests.integration.conftest import A2R, a2r, free_port
+from tests.integration.conftest import A2R, a2r, free_port, stage_env
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"
-
-
-def stage_env(explorer: tuple[str, str], synthesizer: tuple[str, str], **extra: str) -> dict:
-    """The environment of an ``a2r`` run: endpoints, quick retries, and ``extra``."""
-    return {
-        **os.environ,
-        "A2R_EXPLORER__BASE_URL": explorer[0],
-        "A2R_EXPLORER__MODEL": explorer[1],
-        "A2R_SYNTHESIZER__BASE_URL": synthesizer[0],
-        "A2R_SYNTHESIZER__MODEL": synthesizer[1],
-        "A2R_MAX_ATTEMPTS": "2",
-        "A2R_RETRY_INITIAL_WAIT_S": "0.1",
-        "A2R_RETRY_MAX_WAIT_S": "0.5",
-        **extra,
-    }
 
 
 def start_a2r(*args: str, env: dict) -> subprocess.Popen:

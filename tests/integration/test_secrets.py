@@ -17,8 +17,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import a2r
-from tests.integration.test_reliability import stage_env
+from tests.integration.conftest import a2r, stage_env
 from tests.loopback import LoopbackServer
 from tests.phoenix_spans import wait_for_spans
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from a2r_graph import build_graph, cli, threads
-from tests.fakes import Hang, factory, reply, scripted
-from tests.unit.test_graph import connection_error, explorer_replies
+from tests.fakes import Hang, connection_error, explorer_replies, factory, reply, scripted
 
 QUESTION = "What is 6*7?"
 

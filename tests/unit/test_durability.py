@@ -9,8 +9,15 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from a2r_graph import EndpointUnavailableError, NotEnoughPathsError, build_graph, threads
 from a2r_graph.errors import InvalidQuestionError, UnknownThreadError
-from tests.fakes import Hang, factory, make_context, reply, scripted
-from tests.unit.test_graph import connection_error, explorer_replies
+from tests.fakes import (
+    Hang,
+    connection_error,
+    explorer_replies,
+    factory,
+    make_context,
+    reply,
+    scripted,
+)
 
 QUESTION = "What is 6*7?"
 

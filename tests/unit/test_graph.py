@@ -17,30 +17,22 @@ from a2r_graph import (
     build_graph,
 )
 from a2r_graph.errors import EndpointTimeoutError
-from tests.fakes import ScriptedChatModel, factory, make_context, reply, scripted
-
-REQUEST = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
-
-
-def connection_error():
-    return openai.APIConnectionError(request=REQUEST)
+from tests.fakes import (
+    REQUEST,
+    ScriptedChatModel,
+    connection_error,
+    explorer_replies,
+    factory,
+    make_context,
+    reply,
+    scripted,
+)
 
 
 def status_error(status, message):
     body = {"error": {"message": message, "code": status}}
     response = httpx.Response(status, request=REQUEST, json=body)
     return openai.APIStatusError(message, response=response, body=body["error"])
-
-
-def explorer_replies(n):
-    return [
-        reply(
-            f"<think>trace {i}</think>answer {i}: \\boxed{{{i}}}",
-            input_tokens=100 + i,
-            output_tokens=10 * (i + 1),
-        )
-        for i in range(n)
-    ]
 
 
 async def run(explorer_model, synthesizer_model, question="What is 6*7?", **context):

@@ -11,8 +11,7 @@ from a2r_graph.prompts import (
     render_synthesizer_prompt,
 )
 from a2r_graph.serving.run_options import RunOptions
-from tests.fakes import factory, make_context, reply, scripted
-from tests.unit.test_graph import explorer_replies
+from tests.fakes import explorer_replies, factory, make_context, reply, scripted
 
 
 def test_references_use_the_papers_tags_in_order():

@@ -22,13 +22,9 @@ from a2r_graph.serving.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.serving.runners import Preset, RunFailure, _refused, merged
-from tests.fakes import RUN_OUTPUT, ScriptedRunner, fake_deployment
+from a2r_graph.serving.runners import RunFailure, _refused, merged
+from tests.fakes import PRESETS, RUN_OUTPUT, ScriptedRunner, fake_deployment
 
-PRESETS = [
-    Preset("a2r", "a2r-id", {}),
-    Preset("wide", "wide-id", {"n": 8, "synthesizer": {"temperature": 0.7}}),
-]
 OUTPUT = RUN_OUTPUT
 
 

@@ -13,10 +13,9 @@ from starlette.testclient import TestClient
 from a2r_graph.cli import _parser
 from a2r_graph.serving.serve import DEFAULT_HOST, build_app, startup_problem
 from a2r_graph.serving.tool import DESCRIPTION
-from tests.fakes import ScriptedRunner, fake_deployment
-from tests.unit.test_openai_api import PRESETS
+from tests.fakes import PRESETS, ScriptedRunner, fake_deployment
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

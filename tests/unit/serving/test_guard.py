@@ -17,8 +17,7 @@ from starlette.testclient import TestClient
 
 from a2r_graph.serving.guard import MAX_JSON_DEPTH, CancelOnDisconnect, Guard, json_depth
 from a2r_graph.serving.serve import build_app
-from tests.fakes import ScriptedRunner, fake_deployment
-from tests.unit.test_openai_api import PRESETS
+from tests.fakes import PRESETS, ScriptedRunner, fake_deployment
 
 LOCAL = "http://127.0.0.1:8100"
 KEY = {"authorization": "Bearer sk-right"}
