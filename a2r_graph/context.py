@@ -62,10 +62,11 @@ class StageConfig(BaseModel):
     api_key_env: str | None = Field(
         None,
         description="Name of the environment variable holding the API key "
-        "(None: the server needs no key, as `vllm serve` without --api-key).",
+        "(None: the server needs no key, as `vllm serve` without --api-key); sent only to "
+        "the base_url it was configured with.",
     )
-    temperature: float = Field(0.6, ge=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    temperature: float = Field(0.6, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(8192, ge=1, le=1_000_000, description="Completion token cap per call.")
     seed: int | None = Field(
         None,
