@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from a2r_graph.argtypes import positive_int
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, load_problems
 from a2r_graph.eval.policies import VARIANTS
@@ -27,13 +28,12 @@ from a2r_graph.eval.runner import (
 )
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
+from a2r_graph.interrupt import interruptible
 from a2r_graph.stages import USAGE_KEYS
 from a2r_graph.threads import checkpointer_for
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from a2r_graph.cli import positive_int  # here: the CLI module imports this one
-
     evaluate = commands.add_parser(
         "eval",
         parents=parents,
@@ -130,8 +130,6 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
             _check_kept(args, context, saved, ns)
     elif args.keep_syntheses:
         raise ValueError("--keep-syntheses keeps the syntheses of --paths-from DIR: name DIR")
-    from a2r_graph.cli import interruptible  # here: the CLI module imports this one
-
     clock = WallClock(args.out)
 
     async def evaluate() -> None:
