@@ -8,18 +8,18 @@ import json
 import logging
 import os
 import shlex
-import signal
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from a2r_graph import telemetry, threads
+from a2r_graph.argtypes import non_negative_float, positive_float, positive_int
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import (
     A2RError,
@@ -29,6 +29,7 @@ from a2r_graph.errors import (
 )
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
+from a2r_graph.interrupt import Interrupted, interruptible
 from a2r_graph.serving import serve as serve_command
 from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
 from a2r_graph.state import A2ROutput
@@ -39,33 +40,6 @@ from a2r_graph.threads import (
     is_postgres,
 )
 from a2r_graph.train import command as train_command
-
-
-def _checked(name: str, convert: type, valid: Any, rule: str) -> Any:
-    """An argparse ``type=``: ``convert``, then refuse what ``valid`` rejects, so argparse
-    prints "argument --x: must be RULE, got VALUE" and exits 2."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
-        if not valid(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    parse.__name__ = name
-    return parse
-
-
-INF = float("inf")
-positive_int = _checked("positive_int", int, lambda v: v > 0, "a positive integer")
-positive_float = _checked(
-    "positive_float", float, lambda v: 0 < v < INF, "a positive finite number"
-)  # a nan fails every comparison
-non_negative_float = _checked(
-    "non_negative_float", float, lambda v: 0 <= v < INF, "a non-negative finite number"
-)
 
 
 def _database(text: str) -> Path | str:
@@ -320,52 +294,6 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
 def _snippet(text: str, width: int = 100) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else "..." + flat[-(width - 3) :]
-
-
-T = TypeVar("T")
-
-
-class Interrupted(Exception):
-    """Ctrl-C (SIGINT) stopped the run; what finished is saved."""
-
-
-async def interruptible(awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` in the running task; Ctrl-C (SIGINT) raises ``Interrupted``.
-
-    SIGINT goes through the event loop's own handler (``loop.add_signal_handler``), not
-    ``asyncio.run``'s: that one is a Python-level handler, which runs only in the main thread
-    and only once the main thread wakes up. The kernel may hand the signal to any thread of
-    the process (aiosqlite's, the executor's), and with every request hanging nothing wakes
-    the main thread until a request times out. ``add_signal_handler`` writes the signal to
-    the loop's wakeup fd from whichever thread takes it, so Ctrl-C stops the run at once.
-    """
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None, "interruptible() runs inside a task"
-    interrupts = 0
-
-    def on_sigint() -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:  # a second Ctrl-C while the first one unwinds
-            raise KeyboardInterrupt
-        main_task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
-        taken = False  # asyncio.run's own handling stays
-    else:
-        taken = True
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if interrupts:
-            raise Interrupted from None
-        raise
-    finally:
-        if taken:
-            loop.remove_signal_handler(signal.SIGINT)
 
 
 async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:

@@ -6,7 +6,8 @@ import json
 
 from a2r_graph import build_graph, threads
 from a2r_graph.eval.data import load_problems
-from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
+from a2r_graph.eval.results import RESULTS_FILE, read_results
+from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from tests.fakes import factory, make_context
 

@@ -12,28 +12,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from a2r_graph.argtypes import positive_int
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, load_problems
 from a2r_graph.eval.policies import VARIANTS
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
-from a2r_graph.eval.runner import (
-    NO_POLICIES,
+from a2r_graph.eval.results import (
     RESULTS_FILE,
-    SAVED_PATH_FIELDS,
     SUMMARY_FILE,
+    ResultLine,
     read_results,
     result_key,
-    run_eval,
 )
+from a2r_graph.eval.runner import NO_POLICIES, run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
-from a2r_graph.stages import USAGE_KEYS
+from a2r_graph.interrupt import interruptible
 from a2r_graph.threads import checkpointer_for
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from a2r_graph.cli import positive_int  # here: the CLI module imports this one
-
     evaluate = commands.add_parser(
         "eval",
         parents=parents,
@@ -130,8 +128,6 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
             _check_kept(args, context, saved, ns)
     elif args.keep_syntheses:
         raise ValueError("--keep-syntheses keeps the syntheses of --paths-from DIR: name DIR")
-    from a2r_graph.cli import interruptible  # here: the CLI module imports this one
-
     clock = WallClock(args.out)
 
     async def evaluate() -> None:
@@ -152,10 +148,10 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     wall = clock.total
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
-    unfinished = expected - {row["key"] for row in rows}
+    unfinished = expected - {row.key for row in rows}
     pending: set[str] = set()
     if args.report:  # a problem without a failed line has not run yet: not a failure
-        tried = {row.get("key") for row in read_results(results_path, failed=True)}
+        tried = {row.key for row in read_results(results_path, failed=True)}
         pending, unfinished = unfinished - tried, unfinished & tried
     summary = summarize(rows, ns, failed=len(unfinished)) | wall | {"pending": len(pending)}
     benchmark = args.name or args.source
@@ -176,9 +172,9 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     print(f"\nwritten to {args.out}/: {written}")
     if unfinished:
         errors = {
-            row["key"]: row["error"].splitlines()[0]
+            row.key: row.error.splitlines()[0]
             for row in read_results(results_path, failed=True)
-            if row.get("key") in unfinished and "error" in row
+            if row.key in unfinished and row.error is not None
         }  # each key's last error
         example = f" (e.g. {next(iter(errors.values()))})" if errors else ""
         print(
@@ -191,25 +187,18 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     return 0
 
 
-def _saved_paths(
-    paths_from: Path, out: Path, k: int, expected: set[str]
-) -> dict[str, dict[str, Any]]:
+def _saved_paths(paths_from: Path, out: Path, k: int, expected: set[str]) -> dict[str, ResultLine]:
     """``--paths-from``: the earlier eval's finished lines by key, checked against this one."""
     source = paths_from / RESULTS_FILE
     if paths_from.resolve() == out.resolve():
         raise ValueError("--paths-from must name another eval's directory than --out")
     if not source.is_file():
         raise ValueError(f"--paths-from: {source} does not exist: name an a2r eval's --out")
-    saved = {row["key"]: row for row in read_results(source) if row.get("key") in expected}
-    if wrong := sorted({str(row.get("k")) for row in saved.values()} - {str(k)}):
+    saved = {row.key: row for row in read_results(source) if row.key in expected}
+    if wrong := sorted({row.k for row in saved.values()} - {k}):
         raise ValueError(
-            f"--paths-from: {source} sampled {', '.join(wrong)} paths per problem, this eval "
-            f"--n {k}: use the same --n"
-        )
-    if broken := sorted(key for key, row in saved.items() if not _replayable(row.get("paths"))):
-        raise ValueError(
-            f"--paths-from: {source} has no list of paths with {', '.join(SAVED_PATH_FIELDS)} "
-            f"for {', '.join(broken)}: name the --out of an a2r eval of this version"
+            f"--paths-from: {source} sampled {', '.join(map(str, wrong))} paths per problem, "
+            f"this eval --n {k}: use the same --n"
         )
     if missing := expected - saved.keys():
         print(
@@ -221,7 +210,7 @@ def _saved_paths(
 
 
 def _check_kept(
-    args: argparse.Namespace, context: A2RContext, saved: dict[str, dict[str, Any]], ns: list[int]
+    args: argparse.Namespace, context: A2RContext, saved: dict[str, ResultLine], ns: list[int]
 ) -> None:
     """``--keep-syntheses``: DIR's lines must hold what is kept, from the same synthesizer."""
     if not args.variants:
@@ -241,29 +230,12 @@ def _check_kept(
             f"a2r eval --report --out {args.paths_from} if {SUMMARY_FILE} is missing)"
         )
     wanted = {str(n) for n in ns}
-    if lacking := sorted(
-        key
-        for key, row in saved.items()
-        if not isinstance(row.get("policies"), dict)
-        or not isinstance(row.get("by_n"), dict)
-        or not wanted <= row["by_n"].keys()
-        or type(row.get("verify_timeouts", 0)) is not int
-    ):
+    if lacking := sorted(key for key, row in saved.items() if not wanted <= row.by_n.keys()):
         raise ValueError(
-            f"--keep-syntheses: {args.paths_from / RESULTS_FILE} has no policies or no "
-            f"synthesis at N={', '.join(sorted(wanted))} for {', '.join(lacking)} (or a "
-            "verify_timeouts that is not a whole number): use --ns values DIR ran, or drop "
-            "--keep-syntheses"
+            f"--keep-syntheses: {args.paths_from / RESULTS_FILE} has no synthesis at "
+            f"N={', '.join(sorted(wanted))} for {', '.join(lacking)}: use --ns values DIR ran, "
+            "or drop --keep-syntheses"
         )
-
-
-def _replayable(paths: Any) -> bool:
-    return isinstance(paths, list) and all(
-        isinstance(path, dict)
-        and path.keys() >= set(SAVED_PATH_FIELDS)
-        and isinstance(path["usage"], dict)
-        for path in paths
-    )
 
 
 class WallClock:
@@ -298,7 +270,7 @@ async def _evaluate(
     problems,
     ns: list[int],
     expected: set[str],
-    saved: dict[str, Any] | None,
+    saved: dict[str, ResultLine] | None,
     clock: WallClock,
 ) -> None:
     from tqdm import tqdm
@@ -307,16 +279,16 @@ async def _evaluate(
     top = str(ns[-1])
     seen = {"runs": 0, "correct": 0, "cost": 0.0, "failed": 0}
     with tqdm(total=len(expected), unit="problem", dynamic_ncols=True) as bar:
-        bar.update(len(expected & {row["key"] for row in read_results(args.out / RESULTS_FILE)}))
+        bar.update(len(expected & {row.key for row in read_results(args.out / RESULTS_FILE)}))
 
-        def progress(line: dict) -> None:
-            if line.get("failed"):  # not a wrong answer: counted apart, retried on rerun
+        def progress(line: ResultLine) -> None:
+            if not line.finished:  # not a wrong answer: counted apart, retried on rerun
                 seen["failed"] += 1
             else:
-                cell = line["by_n"].get(top, {})
+                cell = line.by_n[top]
                 seen["runs"] += 1
-                seen["correct"] += bool(cell.get("a2r_correct"))
-                seen["cost"] += sum(cell.get(f"{s}_usage", {}).get("cost", 0.0) for s in USAGE_KEYS)
+                seen["correct"] += cell.a2r_correct
+                seen["cost"] += cell.explore_usage.cost + cell.synthesize_usage.cost
             postfix = {"cost": f"{seen['cost']:.4f}"}
             if seen["runs"]:
                 postfix = {f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%", **postfix}

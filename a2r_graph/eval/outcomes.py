@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from a2r_graph.answers import canonical_answer
+from a2r_graph.eval.results import ResultLine, SavedPath, Synthesis
 
 OUTCOMES = {
     "majority": "took the most common reference answer (or one of those tied)",
@@ -23,34 +24,34 @@ OUTCOMES = {
 """What the synthesizer did with its references: key -> label in the table."""
 
 
-def outcome(cell: dict[str, Any], paths: Sequence[dict[str, Any]]) -> str:
+def outcome(cell: Synthesis, paths: Sequence[SavedPath]) -> str:
     """The ``OUTCOMES`` key of one synthesis (``by_n`` cell) over ``paths`` (its references)."""
-    answer = canonical_answer(cell.get("a2r_boxed"))
+    answer = canonical_answer(cell.a2r_boxed)
     if answer is None:
-        return "cut" if cell.get("a2r_finish_reason") == "length" else "none"
+        return "cut" if cell.a2r_finish_reason == "length" else "none"
     counts: dict[str, int] = {}
     for path in paths:
-        if (key := canonical_answer(path.get("boxed"))) is not None:
+        if (key := canonical_answer(path.boxed)) is not None:
             counts[key] = counts.get(key, 0) + 1
     if answer not in counts:
         return "new"
     return "majority" if counts[answer] == max(counts.values()) else "minority"
 
 
-def synthesis_outcomes(rows: Sequence[dict[str, Any]], n: int) -> dict[str, Any]:
+def synthesis_outcomes(rows: Sequence[ResultLine], n: int) -> dict[str, Any]:
     """Per outcome, how many syntheses at ``n`` and how many of them were right; and how many
     problems the synthesis rescued from, or lost to, the vote of the same paths."""
     table = {key: {"count": 0, "right": 0} for key in OUTCOMES}
     rescued = lost = 0
     for row in rows:
-        cell = row["by_n"].get(str(n))
+        cell = row.by_n.get(str(n))
         if cell is None:
             continue
-        entry = table[outcome(cell, row["paths"][:n])]
+        entry = table[outcome(cell, row.paths[:n])]
         entry["count"] += 1
-        entry["right"] += bool(cell.get("a2r_correct"))
-        rescued += bool(cell.get("a2r_correct")) and not cell.get("cons_correct")
-        lost += bool(cell.get("cons_correct")) and not cell.get("a2r_correct")
+        entry["right"] += cell.a2r_correct
+        rescued += cell.a2r_correct and not cell.cons_correct
+        lost += cell.cons_correct and not cell.a2r_correct
     return {"n": n, "outcomes": table, "rescued": rescued, "lost": lost}
 
 

@@ -19,13 +19,14 @@ graph's behaviour on these samples.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from a2r_graph.context import A2RContext, Agreement, ConfidenceConfig, PromptTexts, ReferenceOptions
 from a2r_graph.eval.metrics import majority_vote
+from a2r_graph.eval.results import PolicyCell, SavedPath, Synthesis, Usage
 from a2r_graph.policies import agreement, confidence_of, most_confident
 from a2r_graph.prompts import packaged_prompt
-from a2r_graph.state import sum_usage
 
 POLICIES = {
     "shortcut": "shortcut (all agree)",
@@ -78,23 +79,21 @@ Synthesize = Callable[[list[dict[str, Any]]], Awaitable[dict[str, Any]]]
 
 
 async def replay(
-    paths: list[dict[str, Any]],
-    by_n: dict[str, dict[str, Any]],
+    paths: list[SavedPath],
+    by_n: dict[str, Synthesis],
     n: int,
     gold: str,
     equivalent: Equivalent,
     confidence: ConfidenceConfig | None,
     synthesize: Synthesize,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PolicyCell]:
     """Each policy's answer, correctness and usage on this problem (see the module's doc)."""
-    first = paths[:n]
-    explored = sum_usage(p["usage"] for p in first)
+    # the graph's decision functions read its own paths: plain dicts
+    first = [path.model_dump() for path in paths[:n]]
+    explored = Usage.total(p["usage"] for p in first)
     full = by_n[str(n)]
-    synthesized_at_n = {
-        "boxed": full["a2r_boxed"],
-        "usage": sum_usage([explored, full["synthesize_usage"]]),
-    }
-    cells: dict[str, dict[str, Any]] = {}
+    synthesized_at_n = Answer(full.a2r_boxed, Usage.total([explored, full.synthesize_usage]))
+    answers: dict[str, Answer] = {}
 
     def usable(subset: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [p for p in subset if p["error"] is None]
@@ -105,50 +104,63 @@ async def replay(
 
     for name, rule in (("shortcut", Agreement()), ("shortcut_75", Agreement(min_share=0.75))):
         answer = agreed(first, rule)
-        cells[name] = (
-            {"boxed": answer, "usage": explored, "shortcut": True}
-            if answer is not None
-            else synthesized_at_n
+        answers[name] = (
+            Answer(answer, explored, shortcut=True) if answer is not None else synthesized_at_n
         )
     half = n // 2
     if half >= 1 and str(half) in by_n:
         wave = first[:half]
         answer = agreed(wave, Agreement())
-        wave_usage = sum_usage(p["usage"] for p in wave)
+        wave_usage = Usage.total(p["usage"] for p in wave)
         if answer is None:
-            cells["waves"] = synthesized_at_n
-            cells["waves_shortcut"] = cells["shortcut"]
+            answers["waves"] = synthesized_at_n
+            answers["waves_shortcut"] = answers["shortcut"]
         else:
             cell = by_n[str(half)]
-            cells["waves"] = {
-                "boxed": cell["a2r_boxed"],
-                "usage": sum_usage([wave_usage, cell["synthesize_usage"]]),
-            }
-            cells["waves_shortcut"] = {"boxed": answer, "usage": wave_usage, "shortcut": True}
+            answers["waves"] = Answer(
+                cell.a2r_boxed, Usage.total([wave_usage, cell.synthesize_usage])
+            )
+            answers["waves_shortcut"] = Answer(answer, wave_usage, shortcut=True)
     if confidence is not None and half >= 1:
         measure = confidence.measure
         top = most_confident(usable(first), half, measure)
         if top:
             synthesis = await synthesize(top)
-            cells["top_references"] = {
-                "boxed": synthesis["boxed_answer"],
-                "usage": sum_usage([explored, synthesis["synthesis"]["usage"]]),
-                "references": [p["index"] for p in top],
-            }
+            answers["top_references"] = Answer(
+                synthesis["boxed_answer"],
+                Usage.total([explored, synthesis["synthesis"]["usage"]]),
+                references=[p["index"] for p in top],
+            )
         weights = [confidence_of(p, measure) or 0.0 for p in first]
-        cells["cons_weighted"] = {
-            "boxed": await majority_vote([p["boxed"] for p in first], equivalent, weights),
-            "usage": explored,
-        }
+        answers["cons_weighted"] = Answer(
+            await majority_vote([p["boxed"] for p in first], equivalent, weights), explored
+        )
         kept = most_confident(usable(first), max(1, -(-len(usable(first)) // 2)), measure)
-        cells["cons_top50"] = {
-            "boxed": await majority_vote(
+        answers["cons_top50"] = Answer(
+            await majority_vote(
                 [p["boxed"] for p in kept],
                 equivalent,
                 [confidence_of(p, measure) or 0.0 for p in kept],
             ),
-            "usage": explored,
-        }
-    for cell in cells.values():
-        cell["correct"] = await equivalent(gold, cell["boxed"])
-    return cells
+            explored,
+        )
+    return {
+        name: PolicyCell(
+            boxed=answer.boxed,
+            usage=answer.usage,
+            correct=await equivalent(gold, answer.boxed),
+            shortcut=answer.shortcut,
+            references=answer.references,
+        )
+        for name, answer in answers.items()
+    }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A policy's answer on one problem and what it cost, before it is judged."""
+
+    boxed: str | None
+    usage: Usage
+    shortcut: bool = False
+    references: list[int] | None = None

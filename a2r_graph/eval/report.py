@@ -11,7 +11,7 @@ from typing import Any
 from a2r_graph.eval.metrics import METRICS, mean_of, pass_at_1
 from a2r_graph.eval.outcomes import outcomes_table, synthesis_outcomes
 from a2r_graph.eval.policies import POLICIES, VARIANTS
-from a2r_graph.eval.runner import is_failed
+from a2r_graph.eval.results import ResultLine, Synthesis
 from a2r_graph.stages import USAGE_KEYS
 
 
@@ -21,19 +21,19 @@ def policy_label(name: str) -> str:
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], ns: Sequence[int], *, failed: int | None = None
+    rows: Sequence[ResultLine], ns: Sequence[int], *, failed: int | None = None
 ) -> dict[str, Any]:
     """Accuracies (0-100) and mean tokens and cost per query, per N, over the finished
     (problem, repetition) lines. Failed problems are never counted as wrong: ``failed`` is
     how many did not finish (default: the distinct keys of failed lines in ``rows`` that have
     no finished line). With no finished line, the accuracies are None (nothing to judge)."""
-    finished = [row for row in rows if not is_failed(row)]
+    finished = [row for row in rows if row.finished]
     if failed is None:
-        failed_keys = {row.get("key") for row in rows if is_failed(row)}
-        failed = len(failed_keys - {row.get("key") for row in finished})
+        failed_keys = {row.key for row in rows if not row.finished}
+        failed = len(failed_keys - {row.key for row in finished})
     rows = finished
-    samples = [p["correct"] for row in rows for p in row["paths"]]
-    one_path = [p["usage"] for row in rows for p in row["paths"]]
+    samples = [p.correct for row in rows for p in row.paths]
+    one_path = [p.usage for row in rows for p in row.paths]
 
     def accuracy(values: list[bool]) -> float | None:
         return 100 * mean_of(values) if rows else None
@@ -41,34 +41,34 @@ def summarize(
     summary: dict[str, Any] = {
         "queries": len(rows),
         "failed": failed,
-        "verify_timeouts": sum(row.get("verify_timeouts", 0) for row in rows),
+        "verify_timeouts": sum(row.verify_timeouts for row in rows),
         "pass_at_1": 100 * pass_at_1(samples) if rows else None,
-        "pass_at_1_cost_per_query": mean_of([u["cost"] for u in one_path]),
-        "pass_at_1_tokens_per_query": mean_of(
-            [u["input_tokens"] + u["output_tokens"] for u in one_path]
-        ),
+        "pass_at_1_cost_per_query": mean_of([u.cost for u in one_path]),
+        "pass_at_1_tokens_per_query": mean_of([u.tokens for u in one_path]),
         "by_n": {},
     }
-    alone = [p for row in rows for p in row.get("alone", [])]
+    alone = [p for row in rows for p in row.alone]
     if alone:  # the synthesizer's model answering alone: the baseline A2R must beat
         summary["alone"] = {
-            "pass_at_1": 100 * pass_at_1([p["correct"] for p in alone]),
-            "cost_per_query": mean_of([p["usage"]["cost"] for p in alone]),
-            "tokens_per_query": mean_of(
-                [p["usage"]["input_tokens"] + p["usage"]["output_tokens"] for p in alone]
-            ),
+            "pass_at_1": 100 * pass_at_1([p.correct for p in alone]),
+            "cost_per_query": mean_of([p.usage.cost for p in alone]),
+            "tokens_per_query": mean_of([p.usage.tokens for p in alone]),
         }
     for n in ns:
-        cells = [row["by_n"].get(str(n), {}) for row in rows]
-        done = [c for c in cells if "explore_usage" in c]
+        # a line without this N (another --ns) counts as wrong in the accuracies
+        cells = [row.by_n.get(str(n)) for row in rows]
+        done = [c for c in cells if c is not None]
 
-        def mean_usage(stage: str, key: str, done=done) -> float:
-            return mean_of([c[f"{stage}_usage"][key] for c in done])
+        def mean_usage(stage: str, key: str, done: list[Synthesis] = done) -> float:
+            return mean_of([getattr(getattr(c, f"{stage}_usage"), key) for c in done])
 
         explore_cost = mean_usage("explore", "cost")
         synth_cost = mean_usage("synthesize", "cost")
         summary["by_n"][str(n)] = {
-            **{m.key: accuracy([bool(c.get(m.cell)) for c in cells]) for m in METRICS},
+            **{
+                m.key: accuracy([c is not None and getattr(c, m.cell) for c in cells])
+                for m in METRICS
+            },
             "explore_input_tokens": mean_usage("explore", "input_tokens"),
             "explore_output_tokens": mean_usage("explore", "output_tokens"),
             "synthesize_input_tokens": mean_usage("synthesize", "input_tokens"),
@@ -84,47 +84,40 @@ def summarize(
                 for key in ("input_tokens", "output_tokens")
             ),
         }
-        solo = [c for c in cells if "alone_usage" in c]
+        solo = [(c.alone_cons_correct, c.alone_usage) for c in done if c.alone_usage is not None]
         if solo:
             summary["by_n"][str(n)] |= {
-                "alone_cons_at_n": 100 * mean_of([bool(c["alone_cons_correct"]) for c in solo]),
-                "alone_cons_cost_per_query": mean_of([c["alone_usage"]["cost"] for c in solo]),
-                "alone_cons_tokens_per_query": mean_of(
-                    [
-                        c["alone_usage"]["input_tokens"] + c["alone_usage"]["output_tokens"]
-                        for c in solo
-                    ]
-                ),
+                "alone_cons_at_n": 100 * mean_of([bool(right) for right, _ in solo]),
+                "alone_cons_cost_per_query": mean_of([usage.cost for _, usage in solo]),
+                "alone_cons_tokens_per_query": mean_of([usage.tokens for _, usage in solo]),
             }
     summary["policies"] = _policies(rows)
     if ns:
         summary["synthesis"] = synthesis_outcomes(rows, max(ns))
-    groups = sorted({row["group"] for row in rows if row.get("group")})
+    groups = sorted({row.group for row in rows if row.group})
     if len(groups) > 1:  # mixed generators: each one's figures too
         summary["groups"] = {
-            group: summarize([row for row in rows if row.get("group") == group], ns, failed=0)
+            group: summarize([row for row in rows if row.group == group], ns, failed=0)
             for group in groups
         }
     return summary
 
 
-def _policies(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _policies(rows: Sequence[ResultLine]) -> dict[str, Any]:
     """Per replayed policy (``eval.policies``): accuracy, tokens and cost per query, and how
     often it answered without the synthesizer, over the rows that have it."""
     out: dict[str, Any] = {}
     for name in [*POLICIES, *VARIANTS]:
-        cells = [row["policies"][name] for row in rows if name in row.get("policies", {})]
+        cells = [row.policies[name] for row in rows if name in row.policies]
         if not cells:
             continue
         out[name] = {
             "queries": len(cells),
-            "accuracy": 100 * mean_of([bool(c["correct"]) for c in cells]),
-            "tokens_per_query": mean_of(
-                [c["usage"]["input_tokens"] + c["usage"]["output_tokens"] for c in cells]
-            ),
-            "output_tokens_per_query": mean_of([c["usage"]["output_tokens"] for c in cells]),
-            "cost_per_query": mean_of([c["usage"]["cost"] for c in cells]),
-            "shortcut_share": 100 * mean_of([bool(c.get("shortcut")) for c in cells]),
+            "accuracy": 100 * mean_of([c.correct for c in cells]),
+            "tokens_per_query": mean_of([c.usage.tokens for c in cells]),
+            "output_tokens_per_query": mean_of([c.usage.output_tokens for c in cells]),
+            "cost_per_query": mean_of([c.usage.cost for c in cells]),
+            "shortcut_share": 100 * mean_of([c.shortcut for c in cells]),
         }
     return out
 

@@ -12,18 +12,22 @@ A problem that fails (an ``A2RError``: a server down through every retry, too fe
 paths, a failed synthesis for some N, or an explorer path the server never answered) is not
 a wrong answer: its line is written marked ``"failed": true`` with the error (and no samples),
 it counts as not finished, and a rerun retries it on its thread (the explorer paths the server
-answered are not sampled again). ``read_results`` returns the finished lines only (what the
-report and curation read).
+answered are not sampled again). The lines' schema and their reader are ``eval.results``.
+
+Each attempt is judged in one of three modes: ``explored`` (the explorers sample),
+``over_saved_paths`` (``--paths-from``: over an earlier eval's samples) and ``variants_only``
+(``--keep-syntheses``: only the variants, the rest of the earlier line kept).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from a2r_graph import threads
 from a2r_graph.context import A2RContext
@@ -31,59 +35,26 @@ from a2r_graph.errors import A2RError, UnknownThreadError
 from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
 from a2r_graph.eval.policies import replay, variant_context
+from a2r_graph.eval.results import (
+    RESULTS_FILE,
+    AloneSample,
+    PolicyCell,
+    ResultLine,
+    SavedPath,
+    Synthesis,
+    Usage,
+    append_result,
+    drop_torn_line,
+    finished_keys,
+    result_key,
+)
 from a2r_graph.eval.verify import Verifier
-from a2r_graph.state import A2ROutput, sum_usage
+from a2r_graph.state import A2ROutput
 
 if TYPE_CHECKING:
     from a2r_graph.graph import A2RGraph
 
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "results.json"
 NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
-
-
-def result_key(problem_id: str, repetition: int) -> str:
-    return f"{problem_id}#{repetition}"
-
-
-def is_failed(line: dict[str, Any]) -> bool:
-    """A line of a problem that did not finish (also the unmarked failed lines of older
-    versions: an ``error``, or one in some N's cell)."""
-    return bool(
-        line.get("failed")
-        or "error" in line
-        or any("error" in cell for cell in line.get("by_n", {}).values())
-    )
-
-
-def read_results(results_path: Path, *, failed: bool = False) -> list[dict[str, Any]]:
-    """The finished lines of ``results.jsonl`` (none if it is missing; a torn last line is
-    skipped); with ``failed=True`` the lines of failed attempts too."""
-    if not results_path.is_file():
-        return []
-    rows = []
-    for line in results_path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and (failed or not is_failed(row)):
-            rows.append(row)
-    return rows
-
-
-def finished_keys(results_path: Path) -> set[str]:
-    """Keys of the problems finished in ``results.jsonl`` (failed ones are not: rerun them)."""
-    return {row["key"] for row in read_results(results_path) if "key" in row}
-
-
-def _end_torn_line(results_path: Path) -> None:
-    """A crash mid-write leaves a partial last line: end it, so the next line starts clean."""
-    if results_path.is_file() and results_path.stat().st_size:
-        with results_path.open("rb+") as results:
-            results.seek(-1, 2)
-            if results.read(1) != b"\n":
-                results.write(b"\n")
 
 
 async def synthesize_over(
@@ -108,226 +79,286 @@ def _plain(output: A2ROutput) -> dict[str, Any]:
     return cast(dict[str, Any], output)
 
 
-async def evaluate_problem(
-    graph: A2RGraph,
-    problem: Problem,
-    repetition: int,
-    ns: Sequence[int],
-    context: A2RContext,
-    verifier: Verifier,
-    run_name: str,
-    *,
-    alone: int = 0,
-    variants: Sequence[str] = (),
-    saved_paths: Sequence[Mapping[str, Any]] | None = None,
-    kept: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One problem, one repetition: the JSON line of ``results.jsonl``. With ``alone`` > 0,
-    the synthesizer's model also answers alone that many times (the baseline A2R must beat);
-    each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at the largest N.
-    With ``saved_paths`` (a results line's ``paths``) no explorer is called: the synthesizer
-    runs over those samples, whose usage and cost are counted as when they were sampled.
-    With ``kept`` (a whole results line of the same synthesizer) only the variants run: the
-    line's paths, syntheses and policies are taken as they are."""
-    started = time.perf_counter()
-    k = context.n
-    thread_id = f"{run_name}/{problem.id}/{repetition}"
-    # every sample is explored and synthesized: the policies are judged by replaying them
-    context = context.model_copy(update=dict(NO_POLICIES))
-    seeded = context
-    if context.explorer.seed is not None:  # repetitions sample different paths
-        explorer = context.explorer.model_copy(
-            update={"seed": context.explorer.seed + repetition * k}
+class _Failure(Exception):
+    """The problem did not finish: its line is marked failed with this message."""
+
+
+@contextmanager
+def _failing_as(prefix: str = "") -> Iterator[None]:
+    try:
+        yield
+    except A2RError as error:
+        raise _Failure(f"{prefix}{type(error).__name__}: {error}") from error
+
+
+@dataclass
+class Attempt:
+    """One problem, one repetition, on its thread: what every mode of the eval shares."""
+
+    graph: A2RGraph
+    problem: Problem
+    repetition: int
+    ns: Sequence[int]
+    context: A2RContext
+    """The eval's context with the policies off: every sample is explored and synthesized,
+    and the policies are judged by replaying them."""
+    verifier: Verifier
+    thread_id: str
+    timed_out: set[tuple[str, str | None]] = field(default_factory=set)
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def of(
+        cls,
+        graph: A2RGraph,
+        problem: Problem,
+        repetition: int,
+        ns: Sequence[int],
+        context: A2RContext,
+        verifier: Verifier,
+        run_name: str,
+    ) -> Attempt:
+        context = context.model_copy(update=dict(NO_POLICIES))
+        thread_id = f"{run_name}/{problem.id}/{repetition}"
+        return cls(graph, problem, repetition, ns, context, verifier, thread_id)
+
+    @property
+    def key(self) -> str:
+        return result_key(self.problem.id, self.repetition)
+
+    @property
+    def top(self) -> int:
+        return max(self.ns)
+
+    @property
+    def seeded(self) -> A2RContext:
+        """The explorers' context: repetitions sample different paths."""
+        explorer = self.context.explorer
+        if explorer.seed is None:
+            return self.context
+        seed = explorer.seed + self.repetition * self.context.n
+        return self.context.model_copy(
+            update={"explorer": explorer.model_copy(update={"seed": seed})}
         )
-        seeded = context.model_copy(update={"explorer": explorer})
-    line: dict[str, Any] = {
-        "key": result_key(problem.id, repetition),
-        "id": problem.id,
-        "repetition": repetition,
-        "problem": problem.problem,
-        "gold": problem.answer,
-        **({"group": problem.group} if problem.group else {}),
-        "k": k,
-        "thread_id": thread_id,
-    }
 
-    def failed(error: str) -> dict[str, Any]:
-        return {**line, "failed": True, "error": error, "paths": [], "by_n": {}}
-
-    timed_out: set[tuple[str, str | None]] = set()
-
-    async def correct(gold: str, prediction: str | None) -> bool:
-        result = await verifier.correct(gold, prediction)
-        if (gold, prediction) in verifier.timed_out:
-            timed_out.add((gold, prediction))
+    async def equivalent(self, gold: str, prediction: str | None) -> bool:
+        result = await self.verifier.correct(gold, prediction)
+        if (gold, prediction) in self.verifier.timed_out:
+            self.timed_out.add((gold, prediction))
         return result
 
-    top = max(ns)
-    if kept is not None:
-        try:
-            cells = await variant_cells(
-                graph,
-                thread_id,
-                problem,
-                replayed(kept["paths"]),
-                kept["paths"][:top],
-                seeded,
-                variants,
-                correct,
-            )
-        except A2RError as error:
-            return failed(f"variants: {type(error).__name__}: {error}")
-        return {
-            **line,
-            **{key: kept[key] for key in ("paths", "alone") if key in kept},
-            "by_n": {str(n): kept["by_n"][str(n)] for n in ns},
-            "policies": {**kept["policies"], **cells},
-            "verify_timeouts": kept.get("verify_timeouts", 0) + len(timed_out),
-            "wall_s": time.perf_counter() - started,
-        }
+    async def correct(self, prediction: str | None) -> bool:
+        return await self.equivalent(self.problem.answer, prediction)
+
+    async def synthesize(
+        self, name: str, paths: Sequence[Mapping[str, Any]], context: A2RContext
+    ) -> dict[str, Any]:
+        """The synthesizer over ``paths`` on this attempt's thread ``name`` (under its own)."""
+        thread_id = f"{self.thread_id}/{name}" if name else self.thread_id
+        return await synthesize_over(self.graph, thread_id, self.problem.problem, paths, context)
+
+    def line(self, **fields: Any) -> ResultLine:
+        return ResultLine(
+            key=self.key,
+            id=self.problem.id,
+            repetition=self.repetition,
+            problem=self.problem.problem,
+            gold=self.problem.answer,
+            group=self.problem.group,
+            k=self.context.n,
+            thread_id=self.thread_id,
+            **fields,
+        )
+
+    def finished(self, **fields: Any) -> ResultLine:
+        fields["verify_timeouts"] = fields.get("verify_timeouts", 0) + len(self.timed_out)
+        return self.line(**fields, wall_s=time.perf_counter() - self.started)
+
+
+Mode = Callable[[Attempt], Awaitable[ResultLine]]
+"""How an attempt is judged: ``explored``, ``over_saved_paths`` or ``variants_only``."""
+
+
+async def evaluate_problem(attempt: Attempt, mode: Mode) -> ResultLine:
+    """The line of ``results.jsonl`` for ``attempt``: finished, or marked failed with why."""
     try:
-        if saved_paths is not None:
-            full = await synthesize_over(
-                graph, thread_id, problem.problem, replayed(saved_paths), seeded
+        return await mode(attempt)
+    except _Failure as failure:
+        return attempt.line(failed=True, error=str(failure), paths=[], by_n={})
+
+
+def explored(*, alone: int = 0, variants: Sequence[str] = ()) -> Mode:
+    """The eval's own mode: the explorers sample K paths, then everything is judged over them.
+    With ``alone`` > 0 the synthesizer's model also answers alone that many times (the baseline
+    A2R must beat); each of ``variants`` (``eval.policies.VARIANTS``) is one more synthesis at
+    the largest N."""
+
+    async def judge(attempt: Attempt) -> ResultLine:
+        with _failing_as():
+            full = await _explore_and_synthesize(
+                attempt.graph, attempt.problem, attempt.thread_id, attempt.seeded
             )
-        else:
-            full = await _explore_and_synthesize(graph, problem, thread_id, seeded)
-    except A2RError as error:
-        return failed(f"{type(error).__name__}: {error}")
-    if unanswered := _unanswered(full):
-        return failed(
+        return await _judged(attempt, full, alone, variants)
+
+    return judge
+
+
+def over_saved_paths(
+    saved: Mapping[str, ResultLine], *, alone: int = 0, variants: Sequence[str] = ()
+) -> Mode:
+    """``--paths-from``: no explorer call; the synthesizer runs over the paths of the saved
+    line of the same key, whose usage and cost are counted as when they were sampled."""
+
+    async def judge(attempt: Attempt) -> ResultLine:
+        with _failing_as():
+            full = await attempt.synthesize("", replayed(saved[attempt.key].paths), attempt.seeded)
+        return await _judged(attempt, full, alone, variants)
+
+    return judge
+
+
+def variants_only(saved: Mapping[str, ResultLine], variants: Sequence[str]) -> Mode:
+    """``--keep-syntheses``: only the variants run over the saved line's paths (of the same
+    synthesizer); its syntheses, policies and synthesizer alone are kept as they are."""
+
+    async def judge(attempt: Attempt) -> ResultLine:
+        kept = saved[attempt.key]
+        with _failing_as("variants: "):
+            cells = await variant_cells(attempt, replayed(kept.paths), kept.paths, variants)
+        return attempt.finished(
+            paths=kept.paths,
+            alone=kept.alone,
+            by_n={str(n): kept.by_n[str(n)] for n in attempt.ns},
+            policies={**kept.policies, **cells},
+            verify_timeouts=kept.verify_timeouts,
+        )
+
+    return judge
+
+
+async def _judged(
+    attempt: Attempt, full: dict[str, Any], alone: int, variants: Sequence[str]
+) -> ResultLine:
+    """Everything judged over the graph's run ``full`` (its K paths and synthesis at K)."""
+    if unanswered := _unanswered(full["paths"]):
+        raise _Failure(
             f"the explorer server did not answer path(s) {[p['index'] for p in unanswered]}: "
             f"{unanswered[0]['error']}"
         )
-    paths: list[dict[str, Any]] = [
-        {
-            "index": p["index"],
-            "boxed": p["boxed"],
-            "answer": p["answer"],
-            "error": p["error"],
-            "usage": p["usage"],
-            "confidence": p.get("confidence"),
-            "correct": await correct(problem.answer, p["boxed"]),
-        }
-        for p in full["paths"]
-    ]
-    alone_paths: list[dict[str, Any]] = []
-    if alone:
-        try:
-            solo = alone_context(context, alone, repetition)
-            sampled = await sample_alone(graph, f"{thread_id}/alone", problem.problem, solo)
-        except A2RError as error:
-            return failed(f"synthesizer alone: {type(error).__name__}: {error}")
-        if unanswered := _unanswered({"paths": sampled}):
-            return failed(f"synthesizer alone: the server did not answer: {unanswered[0]['error']}")
-        alone_paths = [
-            {
-                "index": p["index"],
-                "boxed": p["boxed"],
-                "usage": p["usage"],
-                "correct": await correct(problem.answer, p["boxed"]),
-            }
-            for p in sampled
-        ]
-        try:  # the synthesizer's model in both stages: A2R over its own K samples
-            own_context = context.model_copy(
-                update={"n": len(sampled), "min_paths": min(context.min_paths, len(sampled))}
-            )
-            own = await synthesize_over(
-                graph, f"{thread_id}/alone/A2R", problem.problem, sampled, own_context
-            )
-        except A2RError as error:
-            return failed(f"synthesizer alone, A2R: {type(error).__name__}: {error}")
-        alone_a2r = {
-            "boxed": own["boxed_answer"],
-            "correct": await correct(problem.answer, own["boxed_answer"]),
-            "usage": sum_usage([*(p["usage"] for p in sampled), own["synthesis"]["usage"]]),
-        }
-    by_n: dict[str, Any] = {}
-    for n in ns:
-        synthesis = full
-        if n < k:
-            subset = full["paths"][:n]
-            n_context = seeded.model_copy(update={"n": n, "min_paths": min(seeded.min_paths, n)})
-            try:
-                synthesis = await synthesize_over(
-                    graph, f"{thread_id}/N{n}", problem.problem, subset, n_context
-                )
-            except A2RError as error:
-                return failed(f"N={n}: {type(error).__name__}: {error}")
-        first = paths[:n]
-        consensus = await majority_vote([p["boxed"] for p in first], correct)
-        by_n[str(n)] = {
-            "a2r_boxed": synthesis["boxed_answer"],
-            "a2r_finish_reason": synthesis["synthesis"]["finish_reason"],
-            "a2r_correct": await correct(problem.answer, synthesis["boxed_answer"]),
-            "cons_answer": consensus,
-            "cons_correct": await correct(problem.answer, consensus),
-            "pass_at_n": pass_at_n([p["correct"] for p in paths], n),
-            "explore_usage": sum_usage(p["usage"] for p in first),
-            "synthesize_usage": synthesis["synthesis"]["usage"],
-        }
-        if n <= len(alone_paths):
-            alone_vote = await majority_vote([p["boxed"] for p in alone_paths[:n]], correct)
-            by_n[str(n)]["alone_cons_correct"] = await correct(problem.answer, alone_vote)
-            by_n[str(n)]["alone_usage"] = sum_usage(p["usage"] for p in alone_paths[:n])
+    paths = [await _judged_sample(SavedPath, attempt, p) for p in full["paths"]]
+    samples, alone_a2r = await _alone(attempt, alone) if alone else ([], None)
+    by_n = {str(n): await _synthesis_at(attempt, n, full, paths, samples) for n in attempt.ns}
+    top = attempt.top
 
     async def synthesize_top(chosen: list[dict[str, Any]]) -> dict[str, Any]:
         subset = [  # renumbered: a run's paths are 0..n-1
             {**full["paths"][p["index"]], "index": i} for i, p in enumerate(chosen)
         ]
-        n_context = seeded.model_copy(update={"n": len(subset), "min_paths": 1})
-        return await synthesize_over(
-            graph, f"{thread_id}/top{len(subset)}of{top}", problem.problem, subset, n_context
-        )
+        n_context = attempt.seeded.model_copy(update={"n": len(subset), "min_paths": 1})
+        return await attempt.synthesize(f"top{len(subset)}of{top}", subset, n_context)
 
-    try:
+    with _failing_as("policies: "):
         policies = await replay(
-            paths, by_n, top, problem.answer, correct, context.confidence, synthesize_top
+            paths,
+            by_n,
+            top,
+            attempt.problem.answer,
+            attempt.equivalent,
+            attempt.context.confidence,
+            synthesize_top,
         )
-        policies |= await variant_cells(
-            graph, thread_id, problem, full["paths"], paths[:top], seeded, variants, correct
-        )
-        if alone:
-            policies["alone_a2r"] = alone_a2r
-    except A2RError as error:
-        return failed(f"policies: {type(error).__name__}: {error}")
-    return {
-        **line,
-        "paths": paths,
-        **({"alone": alone_paths} if alone else {}),
-        "by_n": by_n,
-        "policies": policies,
-        "verify_timeouts": len(timed_out),
-        "wall_s": time.perf_counter() - started,
-    }
+        policies |= await variant_cells(attempt, full["paths"], paths, variants)
+    if alone_a2r is not None:
+        policies["alone_a2r"] = alone_a2r
+    return attempt.finished(paths=paths, alone=samples, by_n=by_n, policies=policies)
+
+
+Sample = TypeVar("Sample", SavedPath, AloneSample)
+
+
+async def _judged_sample(kind: type[Sample], attempt: Attempt, path: Mapping[str, Any]) -> Sample:
+    """A graph's explorer path as the results line keeps it, with its correctness."""
+    kept: dict[str, Any] = {n: path.get(n) for n in kind.model_fields if n != "correct"}
+    return kind(**kept, correct=await attempt.correct(path["boxed"]))
+
+
+async def _synthesis_at(
+    attempt: Attempt,
+    n: int,
+    full: dict[str, Any],
+    paths: list[SavedPath],
+    samples: list[AloneSample],
+) -> Synthesis:
+    """A2R over the first ``n`` paths (``full``'s own synthesis at K), and their vote."""
+    synthesis = full
+    if n < attempt.context.n:
+        seeded = attempt.seeded
+        n_context = seeded.model_copy(update={"n": n, "min_paths": min(seeded.min_paths, n)})
+        with _failing_as(f"N={n}: "):
+            synthesis = await attempt.synthesize(f"N{n}", full["paths"][:n], n_context)
+    first = paths[:n]
+    consensus = await majority_vote([p.boxed for p in first], attempt.equivalent)
+    cell = Synthesis(
+        a2r_boxed=synthesis["boxed_answer"],
+        a2r_finish_reason=synthesis["synthesis"]["finish_reason"],
+        a2r_correct=await attempt.correct(synthesis["boxed_answer"]),
+        cons_answer=consensus,
+        cons_correct=await attempt.correct(consensus),
+        pass_at_n=pass_at_n([p.correct for p in paths], n),
+        explore_usage=Usage.total(p.usage for p in first),
+        synthesize_usage=synthesis["synthesis"]["usage"],
+    )
+    if n <= len(samples):
+        alone_vote = await majority_vote([p.boxed for p in samples[:n]], attempt.equivalent)
+        cell.alone_cons_correct = await attempt.correct(alone_vote)
+        cell.alone_usage = Usage.total(p.usage for p in samples[:n])
+    return cell
+
+
+async def _alone(attempt: Attempt, k: int) -> tuple[list[AloneSample], PolicyCell]:
+    """The synthesizer's model answering alone ``k`` times, and A2R over its own samples (the
+    synthesizer's model in both stages)."""
+    question = attempt.problem.problem
+    with _failing_as("synthesizer alone: "):
+        solo = alone_context(attempt.context, k, attempt.repetition)
+        sampled = await sample_alone(attempt.graph, f"{attempt.thread_id}/alone", question, solo)
+    if unanswered := _unanswered(sampled):
+        raise _Failure(f"synthesizer alone: the server did not answer: {unanswered[0]['error']}")
+    samples = [await _judged_sample(AloneSample, attempt, p) for p in sampled]
+    context = attempt.context
+    own_context = context.model_copy(
+        update={"n": len(sampled), "min_paths": min(context.min_paths, len(sampled))}
+    )
+    with _failing_as("synthesizer alone, A2R: "):
+        own = await attempt.synthesize("alone/A2R", sampled, own_context)
+    a2r = PolicyCell(
+        boxed=own["boxed_answer"],
+        correct=await attempt.correct(own["boxed_answer"]),
+        usage=Usage.total([*(p["usage"] for p in sampled), own["synthesis"]["usage"]]),
+    )
+    return samples, a2r
 
 
 async def variant_cells(
-    graph: A2RGraph,
-    thread_id: str,
-    problem: Problem,
+    attempt: Attempt,
     explored: Sequence[Mapping[str, Any]],
-    paths: Sequence[Mapping[str, Any]],
-    context: A2RContext,
+    paths: Sequence[SavedPath],
     variants: Sequence[str],
-    correct: Callable[[str, str | None], Awaitable[bool]],
-) -> dict[str, dict[str, Any]]:
-    """Each variant's synthesis over the first ``len(paths)`` of ``explored`` (the graph's
-    paths; ``paths`` are their results lines, whose usage is counted), all at once: the
-    server batches them."""
-    top = len(paths)
+) -> dict[str, PolicyCell]:
+    """Each variant's synthesis over the first N of ``explored`` (the graph's paths; ``paths``
+    are their saved lines, whose usage is counted), at the largest N, all at once: the server
+    batches them."""
+    top = attempt.top
+    first = paths[:top]
 
-    async def cell(variant: str) -> dict[str, Any]:
-        v_context = variant_context(context.model_copy(update={"n": top}), variant)
-        synthesis = await synthesize_over(
-            graph, f"{thread_id}/N{top}/{variant}", problem.problem, explored[:top], v_context
+    async def cell(variant: str) -> PolicyCell:
+        v_context = variant_context(attempt.seeded.model_copy(update={"n": top}), variant)
+        synthesis = await attempt.synthesize(f"N{top}/{variant}", explored[:top], v_context)
+        return PolicyCell(
+            boxed=synthesis["boxed_answer"],
+            correct=await attempt.correct(synthesis["boxed_answer"]),
+            usage=Usage.total([*(p.usage for p in first), synthesis["synthesis"]["usage"]]),
         )
-        return {
-            "boxed": synthesis["boxed_answer"],
-            "correct": await correct(problem.answer, synthesis["boxed_answer"]),
-            "usage": sum_usage([*(p["usage"] for p in paths), synthesis["synthesis"]["usage"]]),
-        }
 
     cells = await asyncio.gather(*(cell(v) for v in variants))
     return dict(zip(variants, cells, strict=True))
@@ -340,7 +371,7 @@ async def _explore_and_synthesize(
     result taken, and the explorer paths the server failed are sampled again."""
     try:
         full = _plain(await threads.resume(graph, thread_id, context))
-        if _unanswered(full):
+        if _unanswered(full["paths"]):
             await reopen(graph, thread_id)
             full = _plain(await threads.resume(graph, thread_id, context))
     except UnknownThreadError:
@@ -348,16 +379,11 @@ async def _explore_and_synthesize(
     return full
 
 
-SAVED_PATH_FIELDS = ("index", "answer", "boxed", "error", "usage")
-"""What a results line keeps of each explorer path (with its confidence; not its trace)."""
-
-
-def replayed(saved: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A results line's paths as the graph's explorer paths."""
+def replayed(saved: Sequence[SavedPath]) -> list[dict[str, Any]]:
+    """Saved paths as the graph's explorer paths."""
     return [
         {
-            **{key: path[key] for key in SAVED_PATH_FIELDS},
-            "confidence": path.get("confidence"),
+            **path.model_dump(exclude={"correct"}),
             "model": "",
             "trace": "",
             "finish_reason": None,
@@ -383,7 +409,7 @@ async def sample_alone(
     before its synthesis, on a thread of its own (so a rerun samples only what is missing)."""
     config = threads.thread_config(thread_id)
     snapshot = await graph.aget_state(config)
-    if snapshot.next != ("reduce",) or _unanswered(snapshot.values):
+    if snapshot.next != ("reduce",) or _unanswered(snapshot.values["paths"]):
         await threads.run(
             graph, {"question": question}, thread_id, context, interrupt_before=["reduce"]
         )
@@ -391,9 +417,9 @@ async def sample_alone(
     return snapshot.values["paths"]
 
 
-def _unanswered(output: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _unanswered(paths: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The explorer paths the server never answered (a failure, not a wrong sample)."""
-    return [p for p in output["paths"] if not p.get("answered", True)]
+    return [p for p in paths if not p.get("answered", True)]
 
 
 async def reopen(graph: A2RGraph, thread_id: str) -> None:
@@ -416,22 +442,21 @@ async def run_eval(
     verifier: Verifier,
     alone: int = 0,
     variants: Sequence[str] = (),
-    saved: Mapping[str, Mapping[str, Any]] | None = None,
+    saved: Mapping[str, ResultLine] | None = None,
     keep_syntheses: bool = False,
-    on_result: Callable[[dict[str, Any]], None] = lambda line: None,
+    on_result: Callable[[ResultLine], None] = lambda line: None,
 ) -> Path:
     """Evaluate every (problem, repetition) not finished in ``out_dir/results.jsonl``, at most
     ``concurrency`` at once; each line (finished, or marked failed) is appended and passed to
     ``on_result``. With ``saved`` (lines of an earlier eval by key), each problem's explorer
-    paths are that line's (``evaluate_problem``'s ``saved_paths``); a problem without one is
-    left out. With ``keep_syntheses`` too, only the variants run: the rest of each line is the
-    saved one's (``evaluate_problem``'s ``kept``)."""
+    paths are that line's (``over_saved_paths``); a problem without one is left out. With
+    ``keep_syntheses`` too, only the variants run (``variants_only``)."""
     if concurrency < 1 or runs < 1:
         raise ValueError(f"concurrency and runs must be >= 1, got {concurrency} and {runs}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
     done = finished_keys(results_path)
-    _end_torn_line(results_path)
+    drop_torn_line(results_path)
     todo = [
         (problem, repetition)
         for repetition in range(runs)
@@ -439,28 +464,21 @@ async def run_eval(
         if result_key(problem.id, repetition) not in done
         and (saved is None or result_key(problem.id, repetition) in saved)
     ]
+    if saved is None:
+        mode = explored(alone=alone, variants=variants)
+    elif keep_syntheses:
+        mode = variants_only(saved, variants)
+    else:
+        mode = over_saved_paths(saved, alone=alone, variants=variants)
     gate = asyncio.Semaphore(concurrency)
     write = asyncio.Lock()
 
     async def one(problem: Problem, repetition: int) -> None:
-        problem_key = result_key(problem.id, repetition)
+        attempt = Attempt.of(graph, problem, repetition, ns, context, verifier, run_name)
         async with gate:
-            line = await evaluate_problem(
-                graph,
-                problem,
-                repetition,
-                ns,
-                context,
-                verifier,
-                run_name,
-                alone=alone,
-                variants=variants,
-                saved_paths=None if saved is None else saved[problem_key]["paths"],
-                kept=saved[problem_key] if saved is not None and keep_syntheses else None,
-            )
+            line = await evaluate_problem(attempt, mode)
         async with write:
-            with results_path.open("a", encoding="utf-8") as results:
-                results.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
+            append_result(results_path, line)
         on_result(line)
 
     await asyncio.gather(*(one(problem, repetition) for problem, repetition in todo))

@@ -69,7 +69,7 @@ def _add_curate(commands: Any) -> None:
 
 
 def curate_main(args: argparse.Namespace) -> int:
-    from a2r_graph.eval.runner import read_results
+    from a2r_graph.eval.results import read_results
     from a2r_graph.train.curate import (
         example_statistics,
         mix_examples,

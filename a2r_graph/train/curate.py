@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from a2r_graph.answers import last_boxed
+from a2r_graph.eval.results import ResultLine
 from a2r_graph.prompts import render_synthesizer_prompt
 
 Difficulty = Literal["easy", "hard", "none_right"]
@@ -74,17 +75,15 @@ def difficulty(candidates: Sequence[tuple[str, bool]]) -> Difficulty:
     return "easy" if majority_right(candidates) else "hard"
 
 
-def pool_queries(result_lines: Iterable[dict[str, Any]], max_candidates: int = 16) -> list[Query]:
+def pool_queries(result_lines: Iterable[ResultLine], max_candidates: int = 16) -> list[Query]:
     """One ``Query`` per problem id, its usable paths pooled over repetitions (first ones kept)."""
     queries: dict[str, Query] = {}
     for line in result_lines:
-        query = queries.setdefault(
-            str(line["id"]), Query(str(line["id"]), line["problem"], line["gold"])
-        )
-        for path in line.get("paths", []):
-            usable = path["error"] is None and path["answer"].strip()
+        query = queries.setdefault(line.id, Query(line.id, line.problem, line.gold))
+        for path in line.paths:
+            usable = path.error is None and path.answer.strip()
             if usable and len(query.candidates) < max_candidates:
-                query.candidates.append((path["answer"], bool(path["correct"])))
+                query.candidates.append((path.answer, path.correct))
     return list(queries.values())
 
 

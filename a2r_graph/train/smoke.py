@@ -30,6 +30,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from a2r_graph.answers import last_boxed
+from a2r_graph.eval.results import ResultLine, SavedPath, Usage
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -96,9 +99,10 @@ def build_model(directory: Path, tokenizer: Any, hidden_size: int, layers: int, 
     return sum(p.numel() for p in model.parameters())
 
 
-def synthetic_results(queries: int) -> list[dict[str, Any]]:
+def synthetic_results(queries: int) -> list[ResultLine]:
     """``a2r eval`` result lines: per query, explorer answers, some right and some wrong."""
     lines = []
+    no_usage = Usage(input_tokens=0, output_tokens=0, cost=0.0)
     for q in range(queries):
         gold = str(q + 7)
         answers = [
@@ -108,15 +112,27 @@ def synthetic_results(queries: int) -> list[dict[str, Any]]:
             (f"The product, not the sum: \\boxed{{{q * 2 + 1}}}.", False),
         ]
         lines.append(
-            {
-                "id": f"q{q}",
-                "problem": f"What is {q} + 7? Show the steps.",
-                "gold": gold,
-                "paths": [
-                    {"index": i, "answer": a, "error": None, "correct": ok}
+            ResultLine(
+                key=f"q{q}#0",
+                id=f"q{q}",
+                repetition=0,
+                problem=f"What is {q} + 7? Show the steps.",
+                gold=gold,
+                k=len(answers),
+                thread_id=f"smoke/q{q}/0",
+                paths=[
+                    SavedPath(
+                        index=i,
+                        boxed=last_boxed(a),
+                        answer=a,
+                        error=None,
+                        usage=no_usage,
+                        correct=ok,
+                    )
                     for i, (a, ok) in enumerate(answers)
                 ],
-            }
+                by_n={},
+            )
         )
     return lines
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from a2r_graph.eval.runner import read_results
+from a2r_graph.eval.results import read_results
 from tests.integration.conftest import a2r, stage_env
 from tests.loopback import LoopbackServer
 
@@ -43,7 +43,7 @@ def test_problems_failed_by_the_server_are_retried_by_the_same_command(tmp_path)
         again = a2r(*command, env=env)
         assert again.returncode == 0, again.stderr
         assert server.stats()["completed"] == {"explore": 6, "synth": 3}  # p2, p3 only
-    assert sorted(line["id"] for line in read_results(out / "results.jsonl")) == ["p1", "p2", "p3"]
+    assert sorted(line.id for line in read_results(out / "results.jsonl")) == ["p1", "p2", "p3"]
     summary = json.loads((out / "results.json").read_text())
     assert (summary["queries"], summary["failed"], summary["by_n"]["2"]["a2r"]) == (3, 0, 100)
     assert "3 queries finished." in again.stdout

@@ -8,7 +8,7 @@ import os
 import pytest
 from PIL import Image
 
-from a2r_graph.eval.runner import read_results
+from a2r_graph.eval.results import read_results
 from tests.integration.conftest import a2r
 
 pytestmark = pytest.mark.integration
@@ -41,14 +41,12 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reus
         assert f"| {n} |" in done.stdout
 
     lines = read_results(out / "results.jsonl")
-    assert len(lines) == 10 and all(len(line["paths"]) == 4 for line in lines)
+    assert len(lines) == 10 and all(len(line.paths) == 4 for line in lines)
     summary = json.loads((out / "results.json").read_text())
     assert summary["queries"] == 10 and set(summary["by_n"]) == {"1", "2", "4"}
     four = summary["by_n"]["4"]
     explore_tokens = sum(
-        p["usage"]["input_tokens"] + p["usage"]["output_tokens"]
-        for line in lines
-        for p in line["paths"]
+        p.usage.input_tokens + p.usage.output_tokens for line in lines for p in line.paths
     )
     assert four["cons_tokens_per_query"] == pytest.approx(explore_tokens / 10)
     assert four["a2r_cost_per_query"] > summary["by_n"]["1"]["a2r_cost_per_query"] > 0
@@ -67,13 +65,13 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reus
     done = a2r(*reuse, env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     assert vllm_server.requests_served() - served == 10
-    reused = {line["key"]: line for line in read_results(other / "results.jsonl")}
+    reused = {line.key: line for line in read_results(other / "results.jsonl")}
     assert len(reused) == 10
     for line in lines:
-        assert reused[line["key"]]["paths"] == line["paths"]
-        cell, before = reused[line["key"]]["by_n"]["4"], line["by_n"]["4"]
-        assert cell["explore_usage"] == before["explore_usage"]
-        assert cell["synthesize_usage"]["input_tokens"] > before["synthesize_usage"]["input_tokens"]
+        assert reused[line.key].paths == line.paths
+        cell, before = reused[line.key].by_n["4"], line.by_n["4"]
+        assert cell.explore_usage == before.explore_usage
+        assert cell.synthesize_usage.input_tokens > before.synthesize_usage.input_tokens
 
     # --keep-syntheses: only the variant is synthesized, the rest of each line is kept
     served = vllm_server.requests_served()
@@ -82,9 +80,9 @@ def test_eval_on_ten_builtin_problems_writes_the_table_json_and_plot_and_is_reus
     done = a2r(*keep, "--paths-from", str(out), env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     assert vllm_server.requests_served() - served == 10
-    kept = {line["key"]: line for line in read_results(variant / "results.jsonl")}
+    kept = {line.key: line for line in read_results(variant / "results.jsonl")}
     assert len(kept) == 10
     for line in lines:
-        assert kept[line["key"]]["by_n"]["4"] == line["by_n"]["4"]
-        tally = kept[line["key"]]["policies"]["tally"]
-        assert tally["usage"]["input_tokens"] > line["by_n"]["4"]["explore_usage"]["input_tokens"]
+        assert kept[line.key].by_n["4"] == line.by_n["4"]
+        tally = kept[line.key].policies["tally"]
+        assert tally.usage.input_tokens > line.by_n["4"].explore_usage.input_tokens

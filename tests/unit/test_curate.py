@@ -16,26 +16,22 @@ from a2r_graph.train.curate import (
     training_examples,
 )
 from tests.fakes import factory, make_context, reply, scripted
+from tests.result_lines import result_line, saved_path
 
 
-def result_line(qid, answers, correct, repetition=0, gold="7"):
-    return {
-        "key": f"{qid}#{repetition}",
-        "id": qid,
-        "problem": f"problem {qid}",
-        "gold": gold,
-        "paths": [
-            {"index": i, "answer": a, "error": None if a else "failed", "correct": ok}
-            for i, (a, ok) in enumerate(zip(answers, correct, strict=True))
-        ],
-    }
+def curated_line(qid, answers, correct, repetition=0, gold="7"):
+    paths = [
+        saved_path(index=i, answer=a, error=None if a else "failed", correct=ok)
+        for i, (a, ok) in enumerate(zip(answers, correct, strict=True))
+    ]
+    return result_line(qid, repetition, gold=gold, paths=paths)
 
 
 def test_candidates_pool_over_repetitions_up_to_the_cap_and_skip_failed_paths():
     lines = [
-        result_line("a", ["x \\boxed{7}", "", "y \\boxed{1}"], [True, False, False]),
-        result_line("a", ["z \\boxed{7}", "w \\boxed{2}"], [True, False], repetition=1),
-        result_line("b", ["\\boxed{7}", "\\boxed{7}"], [True, True]),
+        curated_line("a", ["x \\boxed{7}", "", "y \\boxed{1}"], [True, False, False]),
+        curated_line("a", ["z \\boxed{7}", "w \\boxed{2}"], [True, False], repetition=1),
+        curated_line("b", ["\\boxed{7}", "\\boxed{7}"], [True, True]),
     ]
     a, b = pool_queries(lines, max_candidates=3)
     assert [text for text, _ in a.candidates] == ["x \\boxed{7}", "y \\boxed{1}", "z \\boxed{7}"]
@@ -54,7 +50,7 @@ def test_candidates_pool_over_repetitions_up_to_the_cap_and_skip_failed_paths():
 
 def test_examples_draw_n_shuffled_candidates_deterministically_per_seed():
     answers = [f"answer {i} \\boxed{{{i}}}" for i in range(8)]
-    [query] = pool_queries([result_line("a", answers, [i == 3 for i in range(8)])])
+    [query] = pool_queries([curated_line("a", answers, [i == 3 for i in range(8)])])
     examples = training_examples([query], n=4, per_query=20, seed=1)
     assert examples == training_examples([query], n=4, per_query=20, seed=1)
     orders = set()
@@ -77,7 +73,7 @@ async def test_the_training_prompt_is_the_prompt_the_graph_sends():
     synthesizer = scripted(reply("\\boxed{2}"))
     graph = build_graph(factory(explorer, synthesizer))
     await graph.ainvoke({"question": "problem a"}, context=make_context(n=2))
-    [query] = pool_queries([result_line("a", answers, [False, True])])
+    [query] = pool_queries([curated_line("a", answers, [False, True])])
     for example in training_examples([query], n=2, per_query=10, seed=0):
         if example["references_correct"] == [False, True]:  # the graph's order
             assert example["prompt"] == [{"role": "user", "content": synthesizer.calls[0][0]}]
@@ -87,8 +83,8 @@ async def test_the_training_prompt_is_the_prompt_the_graph_sends():
 
 def test_cli_writes_examples_and_statistics(tmp_path):
     results = tmp_path / "results.jsonl"
-    lines = [result_line(q, ["a \\boxed{7}", "b \\boxed{1}"], [True, False]) for q in "xyz"]
-    results.write_text("\n".join(json.dumps(line) for line in lines) + "\n{torn")
+    lines = [curated_line(q, ["a \\boxed{7}", "b \\boxed{1}"], [True, False]) for q in "xyz"]
+    results.write_text("\n".join(line.model_dump_json() for line in lines) + "\n{torn")
     out = tmp_path / "train.jsonl"
     a2r = str(Path(sys.executable).with_name("a2r"))
     done = subprocess.run(
@@ -144,7 +140,7 @@ def test_agglm_mix_keeps_hard_and_easy_examples_in_the_asked_share():
 
 def test_examples_carry_their_difficulty():
     answers = ["a \\boxed{7}", "b \\boxed{7}", "c \\boxed{1}", "d \\boxed{1}"]
-    [query] = pool_queries([result_line("a", answers, [True, True, False, False])])
+    [query] = pool_queries([curated_line("a", answers, [True, True, False, False])])
     for example in training_examples([query], n=3, per_query=8, seed=0):
         right = sum(example["references_correct"])
         assert example["difficulty"] == ("easy" if right == 2 else "hard")
@@ -153,12 +149,12 @@ def test_examples_carry_their_difficulty():
 def test_cli_easy_fraction_mixes_and_reports_easy_and_hard_counts(tmp_path):
     results = tmp_path / "results.jsonl"
     easy = [
-        result_line(q, ["\\boxed{7}", "\\boxed{7}", "\\boxed{1}"], [True, True, False])
+        curated_line(q, ["\\boxed{7}", "\\boxed{7}", "\\boxed{1}"], [True, True, False])
         for q in "abcdef"
     ]
-    hard = [result_line(q, ["\\boxed{7}", "\\boxed{1}", "\\boxed{1}"], [True, False, False])
+    hard = [curated_line(q, ["\\boxed{7}", "\\boxed{1}", "\\boxed{1}"], [True, False, False])
             for q in "xy"]  # fmt: skip
-    results.write_text("\n".join(json.dumps(line) for line in easy + hard) + "\n")
+    results.write_text("\n".join(line.model_dump_json() for line in easy + hard) + "\n")
     out = tmp_path / "train.jsonl"
     a2r = str(Path(sys.executable).with_name("a2r"))
     done = subprocess.run(

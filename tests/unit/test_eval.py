@@ -13,9 +13,11 @@ from a2r_graph import build_graph, threads
 from a2r_graph.eval.data import DataError, Fields, Problem, load_problems
 from a2r_graph.eval.metrics import majority_vote, pass_at_1, pass_at_n
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
-from a2r_graph.eval.runner import RESULTS_FILE, read_results, run_eval
+from a2r_graph.eval.results import RESULTS_FILE, read_results
+from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from tests.fakes import factory, make_context, reply, scripted
+from tests.result_lines import result_line, saved_path, synthesis
 
 
 def needs(*modules: str) -> None:
@@ -132,14 +134,14 @@ async def test_metrics_per_n_reuse_the_same_explorer_samples(tmp_path):
 
     assert len(explorer.calls) == 4 and len(synthesizer.calls) == 3  # K once, a synthesis per N
     [line] = read_results(path)
-    assert [p["correct"] for p in line["paths"]] == [False, True, True, False]
-    by_n = line["by_n"]
-    assert (by_n["1"]["cons_correct"], by_n["1"]["pass_at_n"]) == (False, False)
-    assert (by_n["2"]["cons_answer"], by_n["2"]["pass_at_n"]) == ("1", True)  # tie: first group
-    assert (by_n["4"]["cons_answer"], by_n["4"]["cons_correct"]) == ("2", True)
+    assert [p.correct for p in line.paths] == [False, True, True, False]
+    by_n = line.by_n
+    assert (by_n["1"].cons_correct, by_n["1"].pass_at_n) == (False, False)
+    assert (by_n["2"].cons_answer, by_n["2"].pass_at_n) == ("1", True)  # tie: first group
+    assert (by_n["4"].cons_answer, by_n["4"].cons_correct) == ("2", True)
     # synthesizer calls: N=4 (the graph run), then N=1 and N=2 over the same first paths
-    assert [by_n[n]["a2r_correct"] for n in ("4", "1", "2")] == [True, False, True]
-    assert by_n["2"]["explore_usage"]["output_tokens"] == 20
+    assert [by_n[n].a2r_correct for n in ("4", "1", "2")] == [True, False, True]
+    assert by_n["2"].explore_usage.output_tokens == 20
     assert synthesizer.calls[1][0].count("</reference") == 1  # the N=1 synthesis saw path 0
 
 
@@ -149,7 +151,7 @@ async def test_mixed_generators_get_rows_of_their_own(tmp_path):
     synthesizer = scripted(reply("\\boxed{1}"), reply("\\boxed{2}"))
     path = await evaluate(tmp_path, problems, explorer, synthesizer, ns=(4,))
     lines = read_results(path)
-    assert {line["id"]: line["group"] for line in lines} == {"g1": "easy", "h1": "hard"}
+    assert {line.id: line.group for line in lines} == {"g1": "easy", "h1": "hard"}
     summary = summarize(lines, [4])
     assert summary["groups"]["easy"]["by_n"]["4"]["cons_at_n"] == 100
     assert summary["groups"]["hard"]["by_n"]["4"]["cons_at_n"] == 0
@@ -189,7 +191,7 @@ async def test_a_restarted_eval_skips_what_finished(tmp_path):
     await evaluate(tmp_path, problems, explorer, scripted(reply("\\boxed{3}")), ns=(4,))
     assert len(explorer.calls) == 4  # only problem c
     lines = read_results(tmp_path / RESULTS_FILE)
-    assert sorted(line["id"] for line in lines) == ["a", "b", "c"]
+    assert sorted(line.id for line in lines) == ["a", "b", "c"]
     summary = summarize(lines, [4])
     assert summary["by_n"]["4"]["a2r"] == pytest.approx(100 * 2 / 3)  # b's synthesis said 1
 
@@ -199,26 +201,26 @@ def test_table_json_and_plot(tmp_path):
     from PIL import Image
 
     rows = [
-        {
-            "paths": [
-                {"correct": c, "usage": {"input_tokens": 10, "output_tokens": 90, "cost": 1e-4}}
+        result_line(
+            paths=[
+                saved_path(correct=c, usage={"input_tokens": 10, "output_tokens": 90, "cost": 1e-4})
                 for c in (True, False)
             ],
-            "by_n": {
-                n: {
-                    "cons_correct": True,
-                    "pass_at_n": True,
-                    "a2r_correct": n == "2",
-                    "explore_usage": {
+            by_n={
+                n: synthesis(
+                    cons_correct=True,
+                    pass_at_n=True,
+                    a2r_correct=n == "2",
+                    explore_usage={
                         "input_tokens": 10 * int(n),
                         "output_tokens": 90 * int(n),
                         "cost": 1e-4 * int(n),
                     },
-                    "synthesize_usage": {"input_tokens": 50, "output_tokens": 20, "cost": 5e-5},
-                }
+                    synthesize_usage={"input_tokens": 50, "output_tokens": 20, "cost": 5e-5},
+                )
                 for n in ("1", "2")
             },
-        }
+        )
     ]
     summary = summarize(rows, [1, 2])
     assert summary["pass_at_1"] == 50 and summary["by_n"]["2"]["a2r"] == 100
@@ -261,9 +263,9 @@ async def test_report_writes_the_table_from_the_results_so_far_without_a_model(
     problems = load_problems(str(source))
     synthesizer = scripted(*[reply("\\boxed{1}")] * 3)
     await evaluate(out, problems[:1], scripted(*explorer_script(4, "1122")), synthesizer)
-    failed = {"key": "b#0", "id": "b", "failed": True, "error": "Down: the server", "paths": []}
+    failed = result_line("b", failed=True, error="Down: the server")
     with (out / RESULTS_FILE).open("a") as lines:  # b failed; c has not run
-        lines.write(json.dumps(failed | {"by_n": {}}) + "\n")
+        lines.write(failed.model_dump_json() + "\n")
     monkeypatch.setenv("A2R_EXPLORER__MODEL", "e")
     monkeypatch.setenv("A2R_SYNTHESIZER__MODEL", "s")
     monkeypatch.setenv("A2R_EXPLORER__BASE_URL", "http://127.0.0.1:9/v1")  # nothing there

@@ -8,7 +8,8 @@ import pytest
 from a2r_graph import threads
 from a2r_graph.eval.data import load_problems
 from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
-from a2r_graph.eval.runner import read_results, run_eval
+from a2r_graph.eval.results import read_results
+from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from tests.fakes import factory, make_context, reply, scripted
@@ -53,13 +54,13 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
             # then synthesized over its own samples' answers
             assert "<reference4>" in synthesizer.calls[5][0]
             [line] = read_results(path)
-            own = line["policies"]["alone_a2r"]
-            assert own["boxed"] == "3" and own["correct"] is False
-            assert own["usage"]["output_tokens"] == 4 * 10 + 20
-            assert [p["correct"] for p in line["alone"]] == [True, False, True, True]
-            assert line["by_n"]["2"]["alone_cons_correct"] is True  # tie: the first group
-            usage = line["by_n"]["4"]["alone_usage"]
-            assert usage["output_tokens"] == 40 and usage["cost"] == pytest.approx(
+            own = line.policies["alone_a2r"]
+            assert own.boxed == "3" and own.correct is False
+            assert own.usage.output_tokens == 4 * 10 + 20
+            assert [p.correct for p in line.alone] == [True, False, True, True]
+            assert line.by_n["2"].alone_cons_correct is True  # tie: the first group
+            usage = line.by_n["4"].alone_usage
+            assert usage.output_tokens == 40 and usage.cost == pytest.approx(
                 (4 * 10 * 1.0 + 40 * 2.0) / 1e6
             )
 

@@ -10,7 +10,7 @@ import pytest
 
 from a2r_graph.cli import main
 from a2r_graph.eval.report import markdown_table, summarize
-from a2r_graph.eval.runner import RESULTS_FILE, read_results
+from a2r_graph.eval.results import RESULTS_FILE, read_results
 from tests.eval_fakes import evaluate, problems
 from tests.fakes import reply, scripted
 
@@ -33,10 +33,10 @@ async def test_a_problem_whose_server_was_down_is_not_wrong_and_a_rerun_retries_
     explorer = scripted(down(), down(), *boxed("2", "2"))  # a: both paths fail; b: fine
     finished = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{2}")))
 
-    assert [line["id"] for line in finished] == ["b"]
+    assert [line.id for line in finished] == ["b"]
     everything = read_results(tmp_path / RESULTS_FILE, failed=True)
-    [failed] = [line for line in everything if line["id"] == "a"]
-    assert failed["failed"] is True and "NotEnoughPathsError" in failed["error"]
+    [failed] = [line for line in everything if line.id == "a"]
+    assert failed.failed is True and "NotEnoughPathsError" in failed.error
     summary = summarize(everything, [2])
     assert (summary["queries"], summary["failed"]) == (1, 1)
     assert summary["by_n"]["2"]["a2r"] == 100  # b, right; a is not counted as wrong
@@ -45,7 +45,7 @@ async def test_a_problem_whose_server_was_down_is_not_wrong_and_a_rerun_retries_
     explorer, synthesizer = scripted(*boxed("1", "1")), scripted(reply("\\boxed{1}"))
     finished = await evaluate(tmp_path, todo, explorer, synthesizer)  # the server is back
     assert len(explorer.calls) == 2 and len(synthesizer.calls) == 1  # only a, retried
-    assert sorted(line["id"] for line in finished) == ["a", "b"]
+    assert sorted(line.id for line in finished) == ["a", "b"]
     summary = summarize(read_results(tmp_path / RESULTS_FILE, failed=True), [2])
     assert (summary["queries"], summary["failed"], summary["by_n"]["2"]["a2r"]) == (2, 0, 100)
 
@@ -58,13 +58,13 @@ async def test_a_path_the_server_never_answered_fails_the_problem_and_only_it_is
     finished = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{1}")), n=3, ns=(3,))
     assert finished == []  # its Pass@1 would count the dead call as a wrong sample
     [failed] = read_results(tmp_path / RESULTS_FILE, failed=True)
-    assert "did not answer path(s)" in failed["error"]
+    assert "did not answer path(s)" in failed.error
 
     explorer, synthesizer = scripted(*boxed("1")), scripted(reply("\\boxed{1}"))
     [line] = await evaluate(tmp_path, todo, explorer, synthesizer, n=3, ns=(3,))
     assert len(explorer.calls) == 1  # the two answered paths are kept
-    assert [p["correct"] for p in line["paths"]] == [True, True, True]
-    assert line["by_n"]["3"]["a2r_correct"] is True
+    assert [p.correct for p in line.paths] == [True, True, True]
+    assert line.by_n["3"].a2r_correct is True
 
 
 async def test_a_failed_synthesis_for_one_n_is_retried_alone(tmp_path):
@@ -73,12 +73,12 @@ async def test_a_failed_synthesis_for_one_n_is_retried_alone(tmp_path):
     synthesizer = scripted(reply("\\boxed{1}"), down())  # N=2 (the run), then N=1 fails
     assert await evaluate(tmp_path, todo, explorer, synthesizer, ns=(1, 2)) == []
     [failed] = read_results(tmp_path / RESULTS_FILE, failed=True)
-    assert failed["error"].startswith("N=1: EndpointUnavailableError")
+    assert failed.error.startswith("N=1: EndpointUnavailableError")
 
     explorer, synthesizer = scripted(), scripted(reply("\\boxed{1}"))
     [line] = await evaluate(tmp_path, todo, explorer, synthesizer, ns=(1, 2))
     assert (len(explorer.calls), len(synthesizer.calls)) == (0, 1)
-    assert {n: cell["a2r_correct"] for n, cell in line["by_n"].items()} == {"1": True, "2": True}
+    assert {n: cell.a2r_correct for n, cell in line.by_n.items()} == {"1": True, "2": True}
 
 
 def test_an_eval_whose_runs_all_failed_exits_1_and_reports_no_accuracy(

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from a2r_graph.eval.outcomes import outcome, outcomes_table, synthesis_outcomes
+from tests.result_lines import result_line, saved_path, synthesis
 
 
 def line(boxes, synthesized, a2r_correct, cons_correct):
-    paths = [{"boxed": b} for b in boxes]
-    cell = {"a2r_boxed": synthesized, "a2r_correct": a2r_correct, "cons_correct": cons_correct}
-    return {"paths": paths, "by_n": {"4": cell}}
+    paths = [saved_path(boxed=b) for b in boxes]
+    cell = synthesis(a2r_boxed=synthesized, a2r_correct=a2r_correct, cons_correct=cons_correct)
+    return result_line(paths=paths, by_n={"4": cell})
+
+
+def refs(*boxes):
+    return [saved_path(boxed=b) for b in boxes]
 
 
 def test_each_synthesis_is_classified_against_its_references():
-    refs = ["12", "12", "\\frac{1}{2}", None]
-    assert outcome({"a2r_boxed": "12.0"}, [{"boxed": b} for b in refs]) == "majority"
-    assert outcome({"a2r_boxed": "0.5"}, [{"boxed": b} for b in refs]) == "minority"
-    assert outcome({"a2r_boxed": "7"}, [{"boxed": b} for b in refs]) == "new"
-    assert outcome({"a2r_boxed": None}, [{"boxed": b} for b in refs]) == "none"
-    cut = {"a2r_boxed": None, "a2r_finish_reason": "length"}
-    assert outcome(cut, [{"boxed": b} for b in refs]) == "cut"
+    paths = refs("12", "12", "\\frac{1}{2}", None)
+    assert outcome(synthesis(a2r_boxed="12.0"), paths) == "majority"
+    assert outcome(synthesis(a2r_boxed="0.5"), paths) == "minority"
+    assert outcome(synthesis(a2r_boxed="7"), paths) == "new"
+    assert outcome(synthesis(a2r_boxed=None), paths) == "none"
+    assert outcome(synthesis(a2r_finish_reason="length"), paths) == "cut"
     # only the first N paths were the references
-    assert outcome({"a2r_boxed": "9"}, [{"boxed": "9"}]) == "majority"
+    assert outcome(synthesis(a2r_boxed="9"), refs("9")) == "majority"
 
 
 def test_outcomes_count_right_answers_and_rescues_against_the_vote():
@@ -29,7 +33,7 @@ def test_outcomes_count_right_answers_and_rescues_against_the_vote():
         line(["1", "2", "2", "3"], "1", True, False),  # a minority answer: rescued
         line(["1", "1", "2", "3"], "5", False, True),  # a new answer: lost
         line(["1", "1", "2", "3"], None, False, False),  # no answer
-        {"paths": [], "by_n": {"2": {}}},  # no synthesis at N=4: not counted
+        result_line(by_n={"2": synthesis()}),  # no synthesis at N=4: not counted
     ]
     found = synthesis_outcomes(rows, 4)
     assert found["outcomes"] == {

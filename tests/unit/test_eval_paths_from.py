@@ -10,14 +10,16 @@ import pytest
 from a2r_graph import threads
 from a2r_graph.cli import main
 from a2r_graph.eval.data import load_problems
-from a2r_graph.eval.runner import read_results, run_eval
+from a2r_graph.eval.results import ResultLine, read_results
+from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from tests.fakes import factory, make_context, reply, scripted
+from tests.result_lines import as_json, result_line, saved_path, synthesis
 from tests.unit.test_eval import explorer_script, needs, write_jsonl
 
 
-async def first_eval(tmp_path, problems, context) -> dict:
+async def first_eval(tmp_path, problems, context) -> ResultLine:
     """An eval of ``problems`` (of which one line is returned) whose 4 paths answer 1, 2, 2,
     7 and whose synthesis answers 1."""
     first_dir = tmp_path / "first"
@@ -48,7 +50,7 @@ async def second_eval(tmp_path, problems, context, first, replies, **options):
                 out_dir=tmp_path / "second",
                 verifier=verifier,
                 variants=["tally"],
-                saved={first["key"]: first},
+                saved={first.key: first},
                 **options,
             )
     assert explorer.calls == []
@@ -68,16 +70,17 @@ async def test_a_second_eval_synthesizes_over_the_first_ones_paths(tmp_path):
     assert "<reference4>" in prompt and "\\boxed{7}" in prompt  # the saved answers
     assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt  # the tally of the saved answers
     [line] = read_results(tmp_path / "second" / "results.jsonl")  # "b" had no paths: left out
-    assert line["key"] == first["key"]
-    assert [p["boxed"] for p in line["paths"]] == [p["boxed"] for p in first["paths"]]
-    cell = line["by_n"]["4"]
-    assert cell["a2r_boxed"] == "2" and cell["a2r_correct"] is True
-    assert cell["cons_correct"] is True and cell["pass_at_n"] == 1.0
-    assert cell["explore_usage"] == first["by_n"]["4"]["explore_usage"]  # counted, not re-paid
-    assert line["policies"]["tally"]["boxed"] == "7"
+    assert line.key == first.key
+    assert [p.boxed for p in line.paths] == [p.boxed for p in first.paths]
+    cell = line.by_n["4"]
+    assert cell.a2r_boxed == "2" and cell.a2r_correct is True
+    assert cell.cons_correct is True and cell.pass_at_n == 1.0
+    assert cell.explore_usage == first.by_n["4"].explore_usage  # counted, not re-paid
+    assert line.policies["tally"].boxed == "7"
 
 
-GOOD_LINE = {"key": "a#0", "k": 4, "paths": [], "by_n": {}}
+GOOD_LINE = as_json(result_line())
+FOREIGN = "earlier/results.jsonl, line 1 is not a line of a2r eval's results"
 
 
 @pytest.mark.parametrize(
@@ -88,18 +91,20 @@ GOOD_LINE = {"key": "a#0", "k": 4, "paths": [], "by_n": {}}
             False,
             "sampled 2 paths per problem, this eval --n 4: use the same --n",
         ),
+        ({k: v for k, v in GOOD_LINE.items() if k != "k"}, False, f"{FOREIGN} (k: Field required)"),
+        (GOOD_LINE | {"paths": [1]}, False, f"{FOREIGN} (paths.0: Input should be"),
         (
-            {k: v for k, v in GOOD_LINE.items() if k != "k"},
+            GOOD_LINE | {"paths": [{"index": 0, "boxed": "2"}]},
             False,
-            "sampled None paths per problem, this eval --n 4: use the same --n",
+            f"{FOREIGN} (paths.0.answer: Field required; paths.0.error: Field required; "
+            "paths.0.usage: Field required; 1 more)",
         ),
-        (GOOD_LINE | {"paths": None}, False, "has no list of paths with index, answer"),
-        (GOOD_LINE | {"paths": [{"index": 0, "boxed": "2"}]}, False, "usage for a#0: name"),
         (
-            GOOD_LINE | {"paths": [dict.fromkeys(("index", "answer", "boxed", "error", "usage"))]},
+            GOOD_LINE | {"paths": [as_json(saved_path()) | {"usage": None}]},
             False,
-            "usage for a#0: name",
+            f"{FOREIGN} (paths.0.usage: Input should be an object)",
         ),
+        ('{"key": "a#0", "torn', False, "line 1 is not JSON (cut off by a crash?): delete"),
         (GOOD_LINE, True, "--paths-from must name another eval's directory than --out"),
         (None, False, "earlier/results.jsonl does not exist"),
     ],
@@ -114,7 +119,8 @@ def test_paths_that_do_not_fit_the_eval_are_refused(
     earlier = tmp_path / "earlier"
     if saved is not None:
         earlier.mkdir()
-        (earlier / "results.jsonl").write_text(json.dumps(saved) + "\n")
+        text = saved if isinstance(saved, str) else json.dumps(saved)
+        (earlier / "results.jsonl").write_text(text + "\n")
     out = earlier if out_is_source else tmp_path / "out"
     args = ["eval", str(source), "--n", "4", "--paths-from", str(earlier), "--out", str(out)]
     assert main(args) == 2
@@ -134,16 +140,16 @@ async def test_kept_syntheses_run_only_the_variants(tmp_path):
     [(tally_prompt, _)] = synthesizer.calls
     assert "2 (2 of 4), 1 (1 of 4), 7 (1 of 4)" in tally_prompt
     [line] = read_results(tmp_path / "second" / "results.jsonl")
-    assert line["paths"] == first["paths"] and line["by_n"] == first["by_n"]
-    assert line["by_n"]["4"]["a2r_boxed"] == "1"  # the kept synthesis, not run again
-    assert line["policies"] == {**first["policies"], "tally": line["policies"]["tally"]}
-    tally = line["policies"]["tally"]
-    assert tally["boxed"] == "2" and tally["correct"] is True
-    explored = first["by_n"]["4"]["explore_usage"]
-    assert tally["usage"]["input_tokens"] > explored["input_tokens"]  # paths + its synthesis
+    assert line.paths == first.paths and line.by_n == first.by_n
+    assert line.by_n["4"].a2r_boxed == "1"  # the kept synthesis, not run again
+    assert line.policies == {**first.policies, "tally": line.policies["tally"]}
+    tally = line.policies["tally"]
+    assert tally.boxed == "2" and tally.correct is True
+    explored = first.by_n["4"].explore_usage
+    assert tally.usage.input_tokens > explored.input_tokens  # paths + its synthesis
 
 
-KEPT_LINE = GOOD_LINE | {"by_n": {"4": {}}, "policies": {}}
+KEPT_LINE = GOOD_LINE | {"by_n": {"4": as_json(synthesis())}}
 
 
 @pytest.mark.parametrize(
@@ -156,12 +162,12 @@ KEPT_LINE = GOOD_LINE | {"by_n": {"4": {}}, "policies": {}}
         (["--variants", "tally"], KEPT_LINE, "{torn", "names synthesizer 'none'"),
         (["--variants", "tally"], KEPT_LINE, ["e -> s"], "names synthesizer 'none'"),
         (["--variants", "tally"], GOOD_LINE, "e -> s", "no synthesis at N=4 for a#0"),
-        (["--variants", "tally"], KEPT_LINE | {"policies": None}, "e -> s", "no policies"),
+        (["--variants", "tally"], KEPT_LINE | {"policies": []}, "e -> s", "policies: Input"),
         (
             ["--variants", "tally"],
             KEPT_LINE | {"verify_timeouts": "1"},
             "e -> s",
-            "verify_timeouts",
+            f"{FOREIGN} (verify_timeouts: Input should be a valid integer)",
         ),
     ],
 )

@@ -34,29 +34,26 @@ async def test_policies_are_replayed_on_the_saved_samples(tmp_path):
         tmp_path, todo, explorer, synthesizer, n=4, ns=(2, 4), confidence={"top_logprobs": 2}
     )
     assert len(explorer.calls) == 8 and len(synthesizer.calls) == 6  # one more synthesis each
-    a, b = sorted(lines, key=lambda line: line["id"])
-    assert a["paths"][0]["confidence"]["mean"] == pytest.approx(2.505)
+    a, b = sorted(lines, key=lambda line: line.id)
+    assert a.paths[0].confidence["mean"] == pytest.approx(2.505)
 
-    assert a["policies"]["shortcut"] == {
+    assert a.policies["shortcut"].model_dump(exclude_defaults=True) == {
         "boxed": "5",
         "usage": {"input_tokens": 40, "output_tokens": 40, "cost": 0.0},
         "shortcut": True,
         "correct": True,
     }
-    assert a["policies"]["waves_shortcut"]["usage"]["output_tokens"] == 20  # 2 paths, no synthesis
-    assert a["policies"]["waves"]["usage"]["output_tokens"] == 20 + 50  # the N=2 synthesis
+    assert a.policies["waves_shortcut"].usage.output_tokens == 20  # 2 paths, no synthesis
+    assert a.policies["waves"].usage.output_tokens == 20 + 50  # the N=2 synthesis
     # b: no agreement, so the shortcut and the waves fall back to the synthesis at N=4
-    assert b["policies"]["shortcut"]["boxed"] == "7" and b["policies"]["shortcut"]["correct"]
-    assert b["policies"]["waves"]["usage"]["output_tokens"] == 40 + 50
+    assert b.policies["shortcut"].boxed == "7" and b.policies["shortcut"].correct
+    assert b.policies["waves"].usage.output_tokens == 40 + 50
     # DeepConf: the two sure 8s outweigh the two unsure 7s; plain Cons@4's tie goes to 7
-    assert b["by_n"]["4"]["cons_correct"] is True
-    assert (
-        b["policies"]["cons_weighted"]["boxed"] == "8"
-        and not b["policies"]["cons_weighted"]["correct"]
-    )
-    assert b["policies"]["cons_top50"]["boxed"] == "8"
-    top = b["policies"]["top_references"]
-    assert top["references"] == [1, 2] and top["boxed"] == "8"
+    assert b.by_n["4"].cons_correct is True
+    assert b.policies["cons_weighted"].boxed == "8" and not b.policies["cons_weighted"].correct
+    assert b.policies["cons_top50"].boxed == "8"
+    top = b.policies["top_references"]
+    assert top.references == [1, 2] and top.boxed == "8"
     assert "\\boxed{7}" not in synthesizer.calls[5][0]  # the unsure paths stayed out
 
     summary = summarize(lines, (2, 4))
@@ -73,7 +70,7 @@ async def test_without_confidence_only_the_agreement_policies_are_replayed(tmp_p
     todo = problems(tmp_path, ("a", "q1", "5"))
     explorer = scripted(*[reply("\\boxed{5}")] * 2)
     lines = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{5}")), n=2, ns=(2,))
-    assert set(lines[0]["policies"]) == {"shortcut", "shortcut_75"}
+    assert set(lines[0].policies) == {"shortcut", "shortcut_75"}
 
 
 async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_paths(tmp_path):
@@ -92,20 +89,20 @@ async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_path
     temperatures = [kwargs["temperature"] for _, kwargs in synthesizer.calls]
     assert temperatures == [0.6, 0.6, 0.6, 0.6, 0.0]  # greedy: the same prompt, temperature 0
     assert synthesizer.calls[4][0] == synthesizer.calls[0][0]
-    assert line["policies"]["greedy"]["correct"] is False
+    assert line.policies["greedy"].correct is False
     assert synthesizer.calls[3][0].startswith("Solve the problem below yourself first")
     assert "<reference2>" in synthesizer.calls[3][0]
-    assert line["policies"]["solve_first"]["correct"] is True
+    assert line.policies["solve_first"].correct is True
     assert "Final answers of the references: 8 (1 of 2), 7 (1 of 2)." in synthesizer.calls[1][0]
     assert "Candidate solutions:" in synthesizer.calls[2][0]
-    assert line["by_n"]["2"]["a2r_correct"] is False
-    assert line["policies"]["tally"]["correct"] is True
-    assert line["policies"]["select"] | {"usage": None} == {
+    assert line.by_n["2"].a2r_correct is False
+    assert line.policies["tally"].correct is True
+    assert line.policies["select"].model_dump(exclude_defaults=True) | {"usage": None} == {
         "boxed": "7",
         "correct": True,
         "usage": None,
     }
-    assert line["policies"]["select"]["usage"]["output_tokens"] == 20 + 40
+    assert line.policies["select"].usage.output_tokens == 20 + 40
     summary = summarize([line], (2,))
     assert summary["policies"]["tally"]["accuracy"] == 100.0
     assert "| select mode (GenSelect) | 100.0 |" in markdown_table(summary, "b", "m")

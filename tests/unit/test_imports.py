@@ -1,49 +1,106 @@
-"""The package's layers: the core (``a2r_graph``'s top-level modules, ``nodes``, ``prompts``)
-knows nothing of the doors that serve it (``a2r_graph.serving``)."""
+"""The package's layers: its modules import each other without a cycle (deferred imports
+included), and the core (``a2r_graph``'s top-level modules, ``nodes``, ``prompts``) knows
+nothing of the doors that serve it (``a2r_graph.serving``)."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "a2r_graph"
-CORE_FOLDERS = {"nodes", "prompts"}
+import a2r_graph
+
+PACKAGE = Path(a2r_graph.__file__).parent
+CORE_FOLDERS = ("nodes", "prompts")
+DOORS = "a2r_graph.serving"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside a function."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def core_modules() -> list[Path]:
-    return [
-        path
-        for path in PACKAGE.rglob("*.py")
-        if path.parent == PACKAGE or path.relative_to(PACKAGE).parts[0] in CORE_FOLDERS
-    ]
+def imported(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool) -> list[str]:
+    """The modules an import statement names (``from pkg import sub``: ``pkg.sub``)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        anchor = importer.split(".")[: len(importer.split(".")) - node.level + is_package]
+        base = ".".join([*anchor, *([base] if base else [])])
+    return [base, *(f"{base}.{alias.name}" for alias in node.names)]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports, anywhere in its body
+    (a deferred import inside a function still closes a loop). The parent packages Python
+    imports on the way are not edges: every module would otherwise loop through
+    ``a2r_graph/__init__``."""
+    files = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    for name, path in files.items():
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        edges[name] = {
+            target
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for target in imported(node, name, is_package)
+            if target in files and target != name
+        }
+    # ``from pkg import sub`` names pkg too; when sub is a module, pkg is only its parent
+    for name, targets in edges.items():
+        edges[name] = {t for t in targets if not any(o.startswith(f"{t}.") for o in targets)}
+    return edges
+
+
+def cycle_in(edges: dict[str, set[str]]) -> list[str] | None:
+    try:
+        graphlib.TopologicalSorter(edges).prepare()
+    except graphlib.CycleError as error:
+        return list(reversed(error.args[1]))  # importer first: a -> b means a imports b
+    return None
+
+
+def test_no_module_of_the_package_imports_itself_back():
+    cycle = cycle_in(import_graph())
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def is_core(module: str) -> bool:
+    parts = module.split(".")
+    if module == "a2r_graph.cli":  # the command line is a door of its own
+        return False
+    return len(parts) <= 2 or parts[1] in CORE_FOLDERS
 
 
 def test_the_core_imports_no_door():
     """Catches: a node, the graph or the context reaching into a2r_graph.serving (a core that
     only works behind one door)."""
     edges = [
-        f"{path.relative_to(PACKAGE.parent)} imports {module}"
-        for path in core_modules()
-        if path.name != "cli.py"  # the command line is a door of its own
-        for module in imported_modules(path)
-        if module == "a2r_graph.serving" or module.startswith("a2r_graph.serving.")
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if is_core(module)
+        for target in targets
+        if target == DOORS or target.startswith(f"{DOORS}.")
     ]
     assert edges == []
 
 
-def test_the_walk_sees_imports_inside_functions(tmp_path):
-    module = tmp_path / "m.py"
-    module.write_text("def f():\n    from a2r_graph.serving.guard import Guard\n")
-    assert "a2r_graph.serving.guard" in imported_modules(module)
+def test_a_cycle_is_named_importer_first():
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    cycle = cycle_in(edges)
+    assert cycle is not None and len(cycle) == 4 and cycle[0] == cycle[-1]
+    assert all(cycle[i + 1] in edges[cycle[i]] for i in range(3))
+    assert cycle_in({"a": {"b"}, "b": set()}) is None
+
+
+def test_deferred_and_relative_imports_are_edges():
+    tree = ast.parse("def f():\n    from .eval import command\n    import a2r_graph.cli\n")
+    found = [
+        target
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for target in imported(node, "a2r_graph.serve", False)
+    ]
+    assert found == ["a2r_graph.eval", "a2r_graph.eval.command", "a2r_graph.cli"]
