@@ -185,7 +185,8 @@ class Venv:
             try:
                 run("install", *install, *self.first)
             except self.error:
-                log(self.prefix, f"{self.first} not found; retrying with {self.first_index}")
+                missing = f"{' '.join(self.first)} not found on the configured indexes"
+                log(self.prefix, f"{missing}; retrying with {self.first_index}")
                 run("install", *install, "--extra-index-url", self.first_index, *self.first)
         log(self.prefix, f"installing {self.requirements.name}")
         run(f"{self.title} install", *install, "-r", self.requirements)
