@@ -1,18 +1,12 @@
 """Convert a GGUF checkpoint into a Hugging Face safetensors directory that vLLM can serve.
 
-Runs inside the vLLM venv (needs torch, transformers, gguf, safetensors):
+Runs inside the vLLM venv (torch, transformers, gguf, safetensors); servers/README.md tells why
+and the tied-embeddings trap:
 
     python servers/convert_gguf.py MODEL.gguf OUT_DIR [--tied-embeddings auto|yes|no]
 
-vLLM CPU cannot serve GGUF directly, so the weights are dequantised once with transformers
-(``from_pretrained(..., gguf_file=...)``) and written as float32 safetensors. ``save_pretrained``
-refuses GGUF-loaded models, so only the config, generation config and tokenizer go through
-``save_pretrained``; the state dict is written with ``safetensors`` directly.
-
-Tied embeddings: when the GGUF has no separate ``output.weight`` (SmolLM2), the output layer is
-the embedding matrix. Then ``model.embed_tokens.weight`` is kept, ``lm_head.weight`` is dropped and
-``tie_word_embeddings`` is set, otherwise vLLM generates garbage. When the GGUF does ship an
-``output.weight`` (the Qwen2.5-Coder AWQ file), both matrices are kept and the config is untied.
+``save_pretrained`` refuses GGUF-loaded models, so only the config, generation config and
+tokenizer go through it; the dequantised float32 state dict is written with ``safetensors``.
 """
 
 from __future__ import annotations
@@ -28,24 +22,16 @@ def _log(msg: str) -> None:
     print(f"[convert_gguf] {msg}", file=sys.stderr, flush=True)
 
 
-def gguf_has_output_weight(gguf_path: Path) -> bool:
-    """True when the GGUF ships its own output projection (untied embeddings)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(gguf_path))
-    return any(t.name == "output.weight" for t in reader.tensors)
-
-
-def gguf_chat_template(gguf_path: Path) -> str | None:
-    """The ``tokenizer.chat_template`` string stored in the GGUF metadata, if any."""
+def gguf_metadata(gguf_path: Path) -> tuple[bool, str | None]:
+    """Whether the GGUF ships its own ``output.weight`` (untied embeddings), and its
+    ``tokenizer.chat_template``."""
     from gguf import GGUFReader
 
     reader = GGUFReader(str(gguf_path))
     field = reader.fields.get("tokenizer.chat_template")
-    if field is None:
-        return None
-    value = field.contents()
-    return value if isinstance(value, str) and value else None
+    template = field.contents() if field is not None else None
+    has_output = any(t.name == "output.weight" for t in reader.tensors)
+    return has_output, template if isinstance(template, str) and template else None
 
 
 def convert(gguf_path: Path, out_dir: Path, tied_embeddings: str = "auto") -> None:
@@ -56,11 +42,8 @@ def convert(gguf_path: Path, out_dir: Path, tied_embeddings: str = "auto") -> No
     gguf_path = gguf_path.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     src_dir, gguf_name = str(gguf_path.parent), gguf_path.name
-
-    if tied_embeddings == "auto":
-        tied = not gguf_has_output_weight(gguf_path)
-    else:
-        tied = tied_embeddings == "yes"
+    has_output, gguf_template = gguf_metadata(gguf_path)
+    tied = not has_output if tied_embeddings == "auto" else tied_embeddings == "yes"
     _log(f"tied embeddings: {tied} (mode {tied_embeddings})")
 
     t0 = time.monotonic()
@@ -71,23 +54,18 @@ def convert(gguf_path: Path, out_dir: Path, tied_embeddings: str = "auto") -> No
     model.eval()
     _log(f"loaded in {time.monotonic() - t0:.1f}s")
 
-    state = model.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for name, tensor in state.items():
-        if tied and name == "lm_head.weight":
-            continue
-        tensors[name] = tensor.detach().to(torch.float32).contiguous().clone()
-    if tied and "model.embed_tokens.weight" not in tensors:
-        raise SystemExit("tied embeddings requested but model.embed_tokens.weight is missing")
-    if not tied and "lm_head.weight" not in tensors:
-        raise SystemExit("untied embeddings requested but lm_head.weight is missing")
+    tensors = {
+        name: tensor.detach().to(torch.float32).contiguous().clone()
+        for name, tensor in model.state_dict().items()
+        if not (tied and name == "lm_head.weight")
+    }
+    if (kept := "model.embed_tokens.weight" if tied else "lm_head.weight") not in tensors:
+        raise SystemExit(f"tied embeddings {tied} requested but {kept} is missing")
 
-    model.config.tie_word_embeddings = tied
     # Older configs also carry the flag on a text sub-config; keep them consistent.
     text_config = getattr(model.config, "text_config", None)
     if text_config is not None and hasattr(text_config, "tie_word_embeddings"):
         text_config.tie_word_embeddings = tied
-    model.config.dtype = "float32"
     model.config.save_pretrained(out_dir)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(out_dir)
@@ -96,32 +74,25 @@ def convert(gguf_path: Path, out_dir: Path, tied_embeddings: str = "auto") -> No
     cfg_path = out_dir / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.pop("quantization_config", None)
-    cfg["tie_word_embeddings"] = tied
-    cfg["dtype"] = "float32"
+    cfg |= {"tie_word_embeddings": tied, "dtype": "float32"}
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
-    if not getattr(tokenizer, "chat_template", None):
-        template = gguf_chat_template(gguf_path)
-        if template:
-            tokenizer.chat_template = template
+    template = getattr(tokenizer, "chat_template", None) or gguf_template
+    if not template:
+        raise SystemExit("no chat template found in the GGUF; /v1/chat/completions would fail")
+    tokenizer.chat_template = template
     tokenizer.save_pretrained(out_dir)
+    # Newer transformers write chat_template.jinja instead; vLLM reads both, but keep the
+    # template in tokenizer_config.json too so every consumer finds it.
+    tok_cfg_path = out_dir / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.exists() else {}
+    if tok_cfg.get("chat_template") != template:
+        tok_cfg["chat_template"] = template
+        tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n")
 
     n_params = sum(t.numel() for t in tensors.values())
     _log(f"writing {len(tensors)} tensors ({n_params / 1e6:.1f}M params, float32)")
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-
-    tok_cfg_path = out_dir / "tokenizer_config.json"
-    tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.exists() else {}
-    template = tok_cfg.get("chat_template") or getattr(tokenizer, "chat_template", None)
-    if not template:
-        template = gguf_chat_template(gguf_path)
-    if not template:
-        raise SystemExit("no chat template found in the GGUF; /v1/chat/completions would fail")
-    if tok_cfg.get("chat_template") != template:
-        # Newer transformers write chat_template.jinja instead; vLLM reads both, but keep the
-        # template in tokenizer_config.json too so every consumer finds it.
-        tok_cfg["chat_template"] = template
-        tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n")
     _log(f"done in {time.monotonic() - t0:.1f}s -> {out_dir}")
 
 

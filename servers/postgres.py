@@ -8,23 +8,16 @@ Run as root, it runs the server as the ``postgres`` user (PostgreSQL refuses roo
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers._common import (
-    ManagedServer,
-    ServerError,
-    cli_errors,
-    run_with_server,
-    serve_foreground,
-)
+from servers._common import ManagedServer, serve, serve_parser
+from servers.cache import ServerError
 
 INSTALL_HINT = "apt-get install postgresql (Debian), or put PostgreSQL's bin/ on PATH"
 
@@ -34,13 +27,10 @@ class PostgresError(ServerError):
 
 
 def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        if (Path(folder) / "initdb").is_file():
-            return Path(folder)
-    raise PostgresError(f"PostgreSQL is not installed: {INSTALL_HINT}")
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    if found[-1] is None:
+        raise PostgresError(f"PostgreSQL is not installed: {INSTALL_HINT}")
+    return Path(found[-1]).parent
 
 
 class PostgresServer(ManagedServer):
@@ -51,12 +41,10 @@ class PostgresServer(ManagedServer):
     error_class = PostgresError
     tmp_prefix = "postgres-"
     log_glob = "postgres-*.log"
-
-    def __init__(self, port: int | None = None) -> None:
-        super().__init__(port, None, host="127.0.0.1", startup_timeout=60, env=None)
-        self._bin: Path | None = None
-        self._data: Path | None = None
-        """Outside the cache: the ``postgres`` user cannot enter root's home."""
+    poll_interval = 0.1
+    _bin: Path | None = None
+    _data: Path | None = None
+    """Outside the cache: the ``postgres`` user cannot enter root's home."""
 
     @property
     def dsn(self) -> str:
@@ -99,35 +87,22 @@ class PostgresServer(ManagedServer):
     def server_env(self) -> dict[str, str]:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
-    def _wait_ready(self, started: float) -> None:
-        assert self._bin is not None and self.process is not None
+    def _is_ready(self) -> bool:
+        assert self._bin is not None
         ready = [str(self._bin / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)]
-        while subprocess.run(ready, check=False).returncode != 0:
-            if self.process.poll() is not None or time.monotonic() > started + self.startup_timeout:
-                raise PostgresError(f"PostgreSQL did not start.\n{self._log_tail_block()}")
-            time.sleep(0.1)
+        return subprocess.run(ready, check=False).returncode == 0
 
-    def _ready_url(self) -> str:
-        return self.dsn
-
-    def stop(self, grace: float = 10.0) -> None:
-        self._shutdown(grace)
+    def stop(self, grace: float | None = None) -> None:
+        super().stop(grace)
         if self._data is not None:
             shutil.rmtree(self._data, ignore_errors=True)
             self._data = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.postgres", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run until Ctrl-C, then delete the data")
-    serve.add_argument("--port", type=int, help="listen port (default: a free one)")
-    args = parser.parse_args(argv)
-    server = PostgresServer(args.port)
-    body = lambda: serve_foreground(server, [f"export A2R_CHECKPOINT_DB={server.dsn}"])  # noqa: E731
-    return cli_errors(
-        lambda: run_with_server(server, body, serving=True, stopping="stopping PostgreSQL")
-    )
+    parser, _ = serve_parser("servers.postgres", __doc__, "run until Ctrl-C, then delete the data")
+    server = PostgresServer(parser.parse_args(argv).port)
+    return serve(server, lambda: [f"export A2R_CHECKPOINT_DB={server.dsn}"])
 
 
 if __name__ == "__main__":

@@ -5,21 +5,14 @@ scrapes those targets' ``/metrics`` every second on a free loopback port.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers._common import (
-    NO_PROXY_OPENER,
-    ManagedServer,
-    ServerError,
-    cli_errors,
-    run_with_server,
-    serve_foreground,
-)
+from servers._common import NO_PROXY_OPENER, ManagedServer, serve, serve_parser
+from servers.cache import ServerError
 
 INSTALL_HINT = "apt-get install prometheus (Debian), or put a prometheus 2.x binary on PATH"
 
@@ -37,16 +30,13 @@ class PrometheusServer(ManagedServer):
     error_class = PrometheusError
     tmp_prefix = "prometheus-"
     log_glob = "prometheus-*.log"
+    ready_path = "/-/ready"
 
     def __init__(
         self, targets: Sequence[str], *, interval: float = 1.0, port: int | None = None
     ) -> None:
-        super().__init__(port, None, host="127.0.0.1", startup_timeout=60, env=None)
+        super().__init__(port)
         self.targets, self.interval = list(targets), interval
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._started_port()}"
 
     def query(self, promql: str) -> list[dict]:
         """The instant vector of ``promql`` (``data.result``)."""
@@ -90,22 +80,13 @@ class PrometheusServer(ManagedServer):
     def server_env(self) -> dict[str, str]:
         return {"PATH": "/usr/bin:/bin"}
 
-    def _ready_url(self) -> str:
-        return f"{self.url}/-/ready"
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.prometheus", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="scrape TARGETS until Ctrl-C")
-    serve.add_argument("targets", nargs="+", help="host:port or a /metrics URL")
-    serve.add_argument("--port", type=int, help="listen port (default: a free one)")
+    parser, command = serve_parser("servers.prometheus", __doc__, "scrape TARGETS until Ctrl-C")
+    command.add_argument("targets", nargs="+", help="host:port or a /metrics URL")
     args = parser.parse_args(argv)
     server = PrometheusServer(args.targets, port=args.port)
-    body = lambda: serve_foreground(server, [f"# Prometheus on {server.url}"])  # noqa: E731
-    return cli_errors(
-        lambda: run_with_server(server, body, serving=True, stopping="stopping Prometheus")
-    )
+    return serve(server, lambda: [f"# Prometheus on {server.url}"])
 
 
 if __name__ == "__main__":

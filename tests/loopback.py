@@ -586,12 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
     )
 
-    def body() -> int:
-        lines = [f"# loopback server: {server.base_url} (models {', '.join(server.models)})"]
-        return _common.serve_foreground(server, lines)
-
-    return _common.cli_errors(
-        lambda: _common.run_with_server(server, body, serving=True, stopping="stopping")
+    models = ", ".join(server.models)
+    return _common.serve(
+        server, lambda: [f"# loopback server: {server.base_url} (models {models})"], "stopping"
     )
 
 

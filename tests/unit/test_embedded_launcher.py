@@ -1,5 +1,6 @@
-"""servers/embedded.py without starting a server: which servers the launcher builds for which
-flags, what each stage is told, and the GGUF checks (a wrong sha256 is refused)."""
+"""servers/embedded.py without starting a server: which servers (on which engine) the launcher
+builds for which flags, what each stage is told, and the GGUF checks (a wrong sha256 is
+refused)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,17 @@ import zipfile
 import pytest
 
 from servers import embedded
-from servers.embedded import (
-    MODELS,
-    ChecksumMismatchError,
-    EmbeddedLlamaCpp,
-    EmbeddedVLLM,
-    ModelSpec,
-    ensure_gguf,
-    stage_env,
-)
+from servers.engines import EmbeddedLlamaCpp, EmbeddedVLLM, ensure_gguf
+from servers.models import MODELS, ChecksumMismatchError, ModelSpec
 
 
 def stages_for(*argv: str) -> dict:
     args = embedded._build_parser().parse_args(["exec", *argv])
     return embedded._stage_servers(args, [])
+
+
+def engines(stages: dict) -> list[str]:
+    return [server.engine.name for server in stages.values()]
 
 
 @pytest.fixture
@@ -34,13 +32,13 @@ def two_cpus(monkeypatch):
 def test_one_model_is_one_server_for_both_stages():
     stages = stages_for("--model", "qwen2.5-coder-0.5b", "--port", "8123")
     assert stages["explorer"] is stages["synthesizer"]
-    assert isinstance(stages["explorer"], EmbeddedVLLM) and stages["explorer"].port == 8123
+    assert engines(stages) == ["vllm", "vllm"] and stages["explorer"].port == 8123
 
 
 def test_explorer_and_synthesizer_get_a_server_each(two_cpus):
     stages = stages_for("--explorer", "qwen2.5-coder-0.5b", "--synthesizer", "qwen2.5-coder-1.5b")
     explorer, synthesizer = stages["explorer"], stages["synthesizer"]
-    assert type(explorer) is type(synthesizer) is EmbeddedVLLM
+    assert engines(stages) == ["vllm", "vllm"]
     assert explorer.model_name == "Qwen2.5-Coder-0.5B-Instruct"
     assert synthesizer.model_name == "Qwen2.5-Coder-1.5B-Instruct"
     assert synthesizer.max_model_len == 8192
@@ -59,20 +57,19 @@ def test_one_stage_given_still_gives_two_servers(two_cpus):
 def test_llamacpp_engines_get_a_core_each(two_cpus):
     stages = stages_for("--explorer", "smollm2-135m", "--synthesizer", "smollm2-135m",
                         "--engine", "llamacpp")  # fmt: skip
-    assert all(isinstance(server, EmbeddedLlamaCpp) for server in stages.values())
+    assert engines(stages) == ["llamacpp", "llamacpp"]
     assert [stages["explorer"].cpus, stages["synthesizer"].cpus] == [[0], [1]]
 
 
 def test_mixed_engines(two_cpus):
     stages = stages_for("--model", "smollm2-135m", "--synthesizer-engine", "llamacpp")
-    assert type(stages["explorer"]) is EmbeddedVLLM
-    assert type(stages["synthesizer"]) is EmbeddedLlamaCpp
+    assert engines(stages) == ["vllm", "llamacpp"]
 
 
 def test_both_stage_engines_llamacpp_without_models_is_one_llamacpp_server():
     stages = stages_for("--explorer-engine", "llamacpp", "--synthesizer-engine", "llamacpp")
     assert stages["explorer"] is stages["synthesizer"]
-    assert isinstance(stages["explorer"], EmbeddedLlamaCpp)
+    assert engines(stages) == ["llamacpp", "llamacpp"]
 
 
 def test_the_environment_kv_cache_setting_wins(two_cpus, monkeypatch):
@@ -104,9 +101,8 @@ def test_exec_exports_each_stage_its_server():
         # llama.cpp's /v1/models has no max_model_len: its window is exported
         "A2R_SYNTHESIZER__CONTEXT_WINDOW": "8192",
     }
-    assert a.a2r_env() == stage_env("explorer", a.base_url, a.model_name) | stage_env(
-        "synthesizer", a.base_url, a.model_name
-    )
+    assert a.a2r_env() == a.a2r_env("explorer") | a.a2r_env("synthesizer")
+    assert a.a2r_env()["A2R_SYNTHESIZER__BASE_URL"] == "http://127.0.0.1:1111/v1"
 
 
 def test_the_15b_is_pinned():
@@ -135,7 +131,6 @@ def fake_model(tmp_path, monkeypatch, sha256: str) -> str:
         tied_embeddings=False,
     )
     monkeypatch.setitem(MODELS, "fake", spec)
-    monkeypatch.setattr(embedded, "ensure_llamacpp", lambda: tmp_path / "python")
     return "fake"
 
 
