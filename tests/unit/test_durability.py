@@ -73,8 +73,9 @@ async def test_a_run_killed_as_its_synthesis_starts_resumes_without_the_explorer
     saver, synthesizer = SlowSaver(), scripted(Hang())
     graph = build_graph(factory(scripted(*explorer_replies(4)), synthesizer), checkpointer=saver)
     run = asyncio.create_task(threads.ask(graph, QUESTION, "t", make_context()))
-    while not synthesizer.calls:
-        await asyncio.sleep(0.001)
+    async with asyncio.timeout(60):  # a deadline for a broken run, not a timing
+        while not synthesizer.calls:
+            await asyncio.sleep(0.001)
     killed = saver.killed()
     run.cancel()
 
@@ -159,15 +160,31 @@ async def test_asking_the_same_question_again_resumes_and_a_new_one_starts_fresh
 
 async def test_explorers_that_finished_before_a_timeout_are_kept(db):
     explorer = scripted(*explorer_replies(2), Hang(), Hang())
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(1.0):
-            await run_ask(db, explorer, scripted(), "t", make_context())
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        graph = build_graph(factory(explorer, scripted()), checkpointer=checkpointer)
+
+        async def time_out_once_two_are_saved() -> None:
+            async with asyncio.timeout(60):  # a deadline for a broken run, not a timing
+                while len(await finished_tasks(graph, "t")) < 2:
+                    await asyncio.sleep(0.01)
+            timeout.reschedule(asyncio.get_running_loop().time())
+
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(None) as timeout, asyncio.TaskGroup() as group:
+                group.create_task(time_out_once_two_are_saved())
+                await threads.ask(graph, QUESTION, "t", make_context())
 
     explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{3}"))
     result = await run_resume(db, explorer, synthesizer, "t", make_context())
 
     assert len(explorer.calls) == 2
     assert result["boxed_answer"] == "3" and len(result["paths"]) == 4
+
+
+async def finished_tasks(graph, thread_id: str) -> list:
+    """The saved results of the thread's pending step's tasks (explorers that finished)."""
+    snapshot = await graph.aget_state(threads.thread_config(thread_id))
+    return [task for task in snapshot.tasks if task.result is not None]
 
 
 async def test_a_finished_thread_resumes_to_its_saved_result_without_calls(db):
