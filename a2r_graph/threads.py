@@ -31,7 +31,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import ConfigurationError, UnknownThreadError
-from a2r_graph.state import A2ROutput, validated_question
+from a2r_graph.state import A2ROutput, changed_settings, explorer_settings, validated_question
 
 if TYPE_CHECKING:
     from a2r_graph.graph import A2RGraph
@@ -226,9 +226,12 @@ async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROut
         raise UnknownThreadError(f"no run is saved under thread {thread_id!r}")
     if not snapshot.next:
         return output_of(snapshot.values)
-    if {"decide", "reduce"} & set(snapshot.next):
-        # the explorers are done (too few usable, or some unanswered): ask again, so that
-        # dispatch keeps the answered paths and samples the others
-        question = snapshot.values["question"]
+    question = snapshot.values["question"]
+    if {"decide", "reduce"} & set(snapshot.next) or changed_settings(
+        snapshot.values, explorer_settings(context, question)
+    ):
+        # the explorers are done (too few usable, or some unanswered), or their paths were
+        # sampled with other settings: ask again, so that dispatch keeps the answered paths
+        # (none of other settings) and samples the others
         return output_of(await run(graph, {"question": question}, thread_id, context))
     return output_of(await run(graph, None, thread_id, context))

@@ -29,8 +29,13 @@ async def run_ask(db, explorer, synthesizer, thread, context, question=QUESTION)
 
 async def run_resume(db, explorer, synthesizer, thread, context):
     async with threads.sqlite_checkpointer(db) as checkpointer:
-        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
+        graph = build_graph(any_explorer(explorer, synthesizer), checkpointer=checkpointer)
         return await threads.resume(graph, thread, context)
+
+
+def any_explorer(explorer, synthesizer):
+    """``factory``, whatever the explorer stage's model is called."""
+    return lambda stage, _: synthesizer if stage.model == "synthesizer-model" else explorer
 
 
 async def test_synthesizer_failure_resumes_without_running_the_explorers_again(db):
@@ -221,3 +226,64 @@ async def test_a_write_started_as_the_checkpointer_closes_is_saved_not_cut_off(d
             await checkpointer.aput_writes(config, [("paths", [])], "task-2")
         saved = await checkpointer.aget_tuple(config)
     assert sorted(task for task, _, _ in saved.pending_writes) == ["task-1", "task-2"]
+
+
+RESAMPLED = {
+    "model": {"explorer": {"model": "other-explorer"}},
+    "prompt": {"prompts": {"explorer": "Think step by step. {question}"}},
+    "temperature": {"explorer": {"model": "explorer-model", "temperature": 1.0}},
+    "seed": {"explorer": {"model": "explorer-model", "seed": 7}},
+}
+
+
+@pytest.mark.parametrize("setting", sorted(RESAMPLED))
+async def test_resuming_with_other_explorer_settings_samples_every_path_again(db, caplog, setting):
+    """Paths sampled with another model, prompt or sampling are not this run's samples."""
+    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
+
+    changed = make_context(n=4, min_paths=3, max_attempts=1, **RESAMPLED[setting])
+    explorer, synthesizer = scripted(*explorer_replies(4)), scripted(reply("\\boxed{1}"))
+    with caplog.at_level("WARNING", logger="a2r_graph"):
+        result = await run_resume(db, explorer, synthesizer, "t", changed)
+
+    assert len(explorer.calls) == 4 and len(result["paths"]) == 4
+    assert f"the explorer's {setting} changed" in caplog.text
+    assert "sampling them again" in caplog.text
+
+
+async def test_a_synthesizer_failure_resumed_with_another_explorer_explores_again(db):
+    """With the explorers done, resuming runs only the synthesizer, unless the explorer
+    changed: then the references would be another model's."""
+    down = scripted(connection_error())
+    with pytest.raises(EndpointUnavailableError):
+        await run_ask(
+            db, scripted(*explorer_replies(2)), down, "t", make_context(n=2, max_attempts=1)
+        )
+
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{1}"))
+    other = make_context(n=2, explorer={"model": "other-explorer"})
+    result = await run_resume(db, explorer, synthesizer, "t", other)
+    assert len(explorer.calls) == 2 and result["boxed_answer"] == "1"
+
+
+@pytest.mark.parametrize(
+    "fix",
+    [
+        {"explorer": {"model": "explorer-model", "max_tokens": 16384}},
+        {"explorer": {"model": "explorer-model", "base_url": "http://moved:8000/v1"}},
+    ],
+    ids=["max_tokens raised", "server moved"],
+)
+async def test_a_fix_that_does_not_change_the_samples_keeps_them(db, caplog, fix):
+    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
+
+    fixed = make_context(n=4, min_paths=3, max_attempts=1, **fix)
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{1}"))
+    with caplog.at_level("WARNING", logger="a2r_graph"):
+        result = await run_resume(db, explorer, synthesizer, "t", fixed)
+    assert len(explorer.calls) == 2 and len(result["paths"]) == 4
+    assert "changed" not in caplog.text
