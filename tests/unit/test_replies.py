@@ -25,7 +25,7 @@ from a2r_graph import EndpointUnavailableError, MissingUsageError, build_graph, 
 from a2r_graph.calls import complete, is_transient, retry_after_s, wait_retry_after
 from a2r_graph.chat_models import vllm_chat_model
 from a2r_graph.context import StageConfig
-from a2r_graph.errors import MalformedReplyError
+from a2r_graph.errors import MalformedReplyError, ModelRequestError
 from tests.fakes import factory, make_context, reply, scripted
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
@@ -301,6 +301,22 @@ async def test_a_429_retry_waits_what_retry_after_asks_for(server, caplog):
     assert result["boxed"] == "42" and server.chat_requests() == 2
     assert time.monotonic() - started >= 0.3  # the backoff alone would be 0 s
     assert "retrying in 0.3 s" in caplog.text  # Retry-After: 1, capped by retry_max_wait_s
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 503])
+async def test_transient_statuses_are_retried(server, status):
+    server.scripts["/v1/chat/completions"] = [answer(status, {"error": {"message": "again"}})]
+    result = await call(server, retry_initial_wait_s=0.0, retry_max_wait_s=0.0)
+    assert result["boxed"] == "42" and server.chat_requests() == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_other_4xx_fail_at_once_with_the_servers_message(server, status):
+    server.scripts["/v1/chat/completions"] = [answer(status, {"error": {"message": "no good"}})]
+    with pytest.raises(ModelRequestError) as caught:
+        await call(server, retry_initial_wait_s=0.0, retry_max_wait_s=0.0)
+    assert caught.value.status == status and "no good" in caught.value.server_message
+    assert server.chat_requests() == 1
 
 
 def test_server_faults_in_a_200_reply_are_transient():
