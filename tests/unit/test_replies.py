@@ -369,3 +369,61 @@ async def test_odd_tokenize_counts_give_no_count(server, body):
 async def test_tokenize_count_is_read(server):
     server.scripts["/tokenize"] = [answer(body={"count": 12})]
     assert await endpoint.count_prompt_tokens(stage_at(server), "q", 10) == 12
+
+
+# -- the context-window cache: it expires, it is bounded, an overflow reply invalidates it ---
+
+
+def listing(window, *models):
+    return answer(body={"data": [{"id": m, "max_model_len": window} for m in models or ["m"]]})
+
+
+def models_requests(server):
+    return sum(path == "/v1/models" for path, _ in server.requests)
+
+
+async def test_a_cached_window_is_asked_again_once_it_expired(
+    server, no_cached_windows, monkeypatch
+):
+    server.scripts["/v1/models"] = [listing(4096), listing(2048)]  # the server restarted
+    stage = stage_at(server)
+    assert await endpoint.context_window(stage, 10) == 4096
+    assert await endpoint.context_window(stage, 10) == 4096
+    assert models_requests(server) == 1  # cached
+    monkeypatch.setattr(endpoint, "WINDOW_TTL_S", 0.0)  # now older than the time to live
+    assert await endpoint.context_window(stage, 10) == 2048
+    assert models_requests(server) == 2
+
+
+async def test_the_window_cache_keeps_only_the_newest(server, no_cached_windows, monkeypatch):
+    monkeypatch.setattr(endpoint, "MAX_WINDOWS", 2)
+    server.defaults["/v1/models"] = listing(4096, "a", "b", "c")
+    for model in ("a", "b", "c", "c", "a"):
+        assert await endpoint.context_window(StageConfig(base_url=server.base_url, model=model), 10)
+    assert [model for _, model in endpoint._windows] == ["c", "a"]
+    assert models_requests(server) == 4  # "c" again came from the cache, "a" was dropped
+
+
+async def test_a_prompt_rejected_as_too_long_is_fitted_to_the_servers_new_window(
+    server, no_cached_windows, caplog
+):
+    """The synthesizer's server restarted with a smaller --max-model-len since its window was
+    cached: its 400 makes the run read the window again and fit the references to it."""
+    chat, long_answer = "/v1/chat/completions", "step " * 300 + "so \\boxed{42}"
+    too_long = "This model's maximum context length is 2048 tokens and your request has 3300"
+    server.scripts[chat] = [
+        answer(body=completion(long_answer)),
+        answer(body=completion(long_answer)),
+        answer(400, {"error": {"message": too_long, "type": "BadRequestError"}}),
+    ]
+    server.scripts["/v1/models"] = [listing(32768), listing(2048)]
+    stage = {"base_url": server.base_url, "model": "m", "max_tokens": 64}
+    with caplog.at_level(logging.WARNING, logger="a2r_graph"):
+        result = await build_graph().ainvoke(
+            {"question": "q"}, context=make_context(n=2, explorer=stage, synthesizer=stage)
+        )
+    assert result["boxed_answer"] == "42"
+    assert result["reference_fit"]["context_window"] == 2048
+    assert result["reference_fit"]["truncated"] == [0, 1]
+    assert server.chat_requests() == 4 and models_requests(server) == 2
+    assert "fitted again to its 2048-token window" in caplog.text
