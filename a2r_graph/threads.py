@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
@@ -168,7 +169,7 @@ async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseChec
     shown = redact_url(str(db))
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg import OperationalError
+        from psycopg import OperationalError, ProgrammingError
     except ImportError:
         raise CheckpointDatabaseError(
             shown, "PostgreSQL needs the postgres extra: pip install 'a2r-graph[postgres]'"
@@ -177,10 +178,22 @@ async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseChec
         try:
             postgres = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(str(db)))
             await postgres.setup()
-        except OperationalError as error:  # before any run: the database is unusable
-            reason = (str(error).replace(str(db), shown).splitlines() or ["unreachable"])[0]
-            raise CheckpointDatabaseError(shown, reason) from None
+        # Before any run: the database is unusable (OperationalError), or the DSN malformed
+        # (ProgrammingError, which quotes the bad part: it may be the password).
+        except (OperationalError, ProgrammingError) as error:
+            reason = (str(error).splitlines() or ["unreachable"])[0]
+            raise CheckpointDatabaseError(shown, _without_password(reason, str(db))) from None
         yield postgres
+
+
+def _without_password(text: str, dsn: str) -> str:
+    """``text`` with the DSN, and its password as written or decoded, replaced by ***."""
+    text = text.replace(dsn, redact_url(dsn))
+    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 async def holds_unfinished_run(graph: A2RGraph, thread_id: str) -> bool:
