@@ -427,3 +427,22 @@ async def test_a_prompt_rejected_as_too_long_is_fitted_to_the_servers_new_window
     assert result["reference_fit"]["truncated"] == [0, 1]
     assert server.chat_requests() == 4 and models_requests(server) == 2
     assert "fitted again to its 2048-token window" in caplog.text
+
+
+async def test_an_overflow_reply_the_window_does_not_explain_fails_without_a_second_call(
+    server, no_cached_windows
+):
+    """The server still reports the window the prompt was fitted to: fitting again would send
+    the same prompt, so the server's 400 surfaces at once."""
+    too_long = "This model's maximum context length is 32768 tokens and your request has 40000"
+    server.scripts["/v1/chat/completions"] = [
+        answer(body=completion()),
+        answer(400, {"error": {"message": too_long, "type": "BadRequestError"}}),
+    ]
+    server.defaults["/v1/models"] = listing(32768)
+    stage = {"base_url": server.base_url, "model": "m", "max_tokens": 64}
+    with pytest.raises(ModelRequestError, match="maximum context length"):
+        await build_graph().ainvoke(
+            {"question": "q"}, context=make_context(n=1, explorer=stage, synthesizer=stage)
+        )
+    assert server.chat_requests() == 2 and models_requests(server) == 2
