@@ -8,10 +8,11 @@ It builds a small Qwen2-style model with random weights and a byte-level BPE tok
 spot, curates a training file from synthetic explorer samples (``a2r curate``'s format and
 prompt), runs a few GRPO steps of ``a2r train-synthesizer`` (``TrainConfig`` with its hardware
 defaults, DAPO loss, dynamic sampling with refill, micro-batches), saves the checkpoint, checks
-that the steps changed its weights, reloads it and generates from it, then prints the figures: step time, peak GPU memory, the dtype of
-the saved weights, and what dynamic sampling did. The reward is a stand-in (a hash of the
-completion: random models rarely box the right answer) so that it needs no math-verify; the
-soft overlong penalty is the real one. Exit status 0 when every check passed.
+that the steps changed its weights, reloads it and generates from it, then prints the figures:
+step time, peak GPU memory, the dtype of the saved weights, and what dynamic sampling did.
+The reward is a stand-in (a hash of the completion: random models rarely box the right answer)
+so that it needs no math-verify; the soft overlong penalty is the real one. Exit status 0 when
+every check passed.
 
 Needs torch, transformers, accelerate, peft (for ``--lora``), TRL and datasets, pydantic and
 pyyaml; not LangGraph, LangChain, OpenAI or math-verify (``scripts/gpu_smoke_wheels.txt``).
