@@ -240,9 +240,11 @@ async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROut
     if not snapshot.next:
         return output_of(snapshot.values)
     question = snapshot.values["question"]
-    if {"decide", "reduce"} & set(snapshot.next) or changed_settings(
-        snapshot.values, explorer_settings(context, question)
-    ):
+    try:
+        changed = changed_settings(snapshot.values, explorer_settings(context, question))
+    except ValueError:  # a prompts_dir gone or broken: the run's nodes report it, as before
+        changed = []
+    if {"decide", "reduce"} & set(snapshot.next) or changed:
         # the explorers are done (too few usable, or some unanswered), or their paths were
         # sampled with other settings: ask again, so that dispatch keeps the answered paths
         # (none of other settings) and samples the others
