@@ -1,8 +1,9 @@
 """What a vLLM endpoint says about its model besides completions: window and token counts.
 
 vLLM's ``/v1/models`` reports ``max_model_len``, and its ``/tokenize`` counts a chat prompt
-exactly as ``/v1/chat/completions`` will (chat template included). Servers without them
-(other OpenAI-compatible APIs) give ``None``, and callers fall back on what they know.
+exactly as ``/v1/chat/completions`` will (chat template included); so do llama.cpp's
+``/apply-template`` and ``/tokenize`` together. Servers without them (other OpenAI-compatible
+APIs) give ``None``, and callers fall back on what they know.
 """
 
 from __future__ import annotations
@@ -89,17 +90,30 @@ def _is_count(value: object, minimum: int = 0) -> bool:
 
 
 async def count_prompt_tokens(stage: StageConfig, prompt: str, timeout_s: float) -> int | None:
-    """Tokens of ``prompt`` sent as one user message, by the server's tokenizer, or None."""
-    request = {
-        "model": stage.model,
-        "messages": [{"role": "user", "content": prompt}],
-        "add_generation_prompt": True,
-    }
+    """Tokens of ``prompt`` sent as one user message, by the server's tokenizer, or None.
+
+    vLLM's ``/tokenize`` takes the chat messages and answers their ``count``. llama.cpp's
+    takes text ``content`` and answers ``tokens`` only: the messages are templated first by
+    its ``/apply-template``, then tokenized as its chat completions do (special tokens
+    added and parsed)."""
+    messages = [{"role": "user", "content": prompt}]
+    request = {"model": stage.model, "messages": messages, "add_generation_prompt": True}
     try:
         async with _client_for(stage, timeout_s) as client:
             response = await client.post("/tokenize", json=request)
-        response.raise_for_status()
-        count = response.json().get("count")
-    except (httpx.HTTPError, ValueError, AttributeError):
+            response.raise_for_status()
+            reply = response.json()
+            count = reply.get("count")
+            if count is None and isinstance(reply.get("tokens"), list):  # llama.cpp
+                templated = await client.post("/apply-template", json={"messages": messages})
+                templated.raise_for_status()
+                content = {"content": templated.json()["prompt"]}
+                response = await client.post(
+                    "/tokenize", json={**content, "add_special": True, "parse_special": True}
+                )
+                response.raise_for_status()
+                tokens = response.json().get("tokens")
+                count = len(tokens) if isinstance(tokens, list) else None
+    except (httpx.HTTPError, ValueError, AttributeError, KeyError, TypeError):
         return None
     return count if _is_count(count) else None

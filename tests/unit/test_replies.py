@@ -446,3 +446,12 @@ async def test_an_overflow_reply_the_window_does_not_explain_fails_without_a_sec
             {"question": "q"}, context=make_context(n=1, explorer=stage, synthesizer=stage)
         )
     assert server.chat_requests() == 2 and models_requests(server) == 2
+
+
+async def test_a_llamacpp_tokenize_reply_is_counted_over_its_chat_template(server):
+    """llama.cpp's /tokenize answers ``tokens`` (none for a vLLM-style request): the prompt
+    is templated by /apply-template, then its text tokenized."""
+    server.scripts["/tokenize"] = [answer(body={"tokens": []}), answer(body={"tokens": [1, 9, 9]})]
+    server.scripts["/apply-template"] = [answer(body={"prompt": "<|user|>q<|assistant|>"})]
+    assert await endpoint.count_prompt_tokens(stage_at(server), "q", 10) == 3
+    assert [path for path, _ in server.requests] == ["/tokenize", "/apply-template", "/tokenize"]
