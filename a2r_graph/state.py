@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, NotRequired
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
 from a2r_graph.confidence import PathConfidence
 from a2r_graph.errors import InvalidQuestionError
+from a2r_graph.prompts import render_explorer_prompt
+
+if TYPE_CHECKING:
+    from a2r_graph.context import A2RContext
 
 
 class TokenUsage(TypedDict):
@@ -158,6 +163,35 @@ class A2RState(A2RInput, A2ROutput):  # type: ignore[misc]  # adds reducers to p
     explored_question: str
     """The question the ``paths`` answer: rerunning it on a thread whose run did not finish
     keeps the answered paths (see ``nodes.dispatch``)."""
+    explored_with: dict[str, Any]
+    """What else the ``paths`` were sampled with (``explorer_settings``): rerunning the
+    question with other settings samples every path again."""
+
+
+def explorer_settings(context: A2RContext, question: str) -> dict[str, Any]:
+    """What an explorer path of ``question`` is a sample of: the model, the exact prompt (as
+    a digest) and the sampling. Not the endpoint's URL (a moved server is a fix, not another
+    model) nor ``max_tokens`` (raising it is the fix for paths it cut off, and those are
+    sampled again anyway)."""
+    stage = context.explorer
+    prompt = render_explorer_prompt(question, context.prompts_dir, context.prompts.explorer)
+    return {
+        "model": stage.model,
+        "prompt": hashlib.sha256(prompt.encode()).hexdigest(),
+        "temperature": stage.temperature,
+        "top_p": stage.top_p,
+        "seed": stage.seed,
+        "extra_body": stage.extra_body,
+    }
+
+
+def changed_settings(state: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """The names of the ``explorer_settings`` that differ from those the saved paths were
+    sampled with (none for a run saved before they were recorded)."""
+    saved = state.get("explored_with")
+    if saved is None:
+        return []
+    return sorted(name for name in {*saved, *settings} if saved.get(name) != settings.get(name))
 
 
 def reusable_paths(

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
@@ -31,7 +32,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import ConfigurationError, UnknownThreadError
-from a2r_graph.state import A2ROutput, validated_question
+from a2r_graph.state import A2ROutput, changed_settings, explorer_settings, validated_question
 
 if TYPE_CHECKING:
     from a2r_graph.graph import A2RGraph
@@ -168,7 +169,7 @@ async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseChec
     shown = redact_url(str(db))
     try:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg import OperationalError
+        from psycopg import OperationalError, ProgrammingError
     except ImportError:
         raise CheckpointDatabaseError(
             shown, "PostgreSQL needs the postgres extra: pip install 'a2r-graph[postgres]'"
@@ -177,10 +178,22 @@ async def checkpointer_for(db: str | os.PathLike[str]) -> AsyncIterator[BaseChec
         try:
             postgres = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(str(db)))
             await postgres.setup()
-        except OperationalError as error:  # before any run: the database is unusable
-            reason = (str(error).replace(str(db), shown).splitlines() or ["unreachable"])[0]
-            raise CheckpointDatabaseError(shown, reason) from None
+        # Before any run: the database is unusable (OperationalError), or the DSN malformed
+        # (ProgrammingError, which quotes the bad part: it may be the password).
+        except (OperationalError, ProgrammingError) as error:
+            reason = (str(error).splitlines() or ["unreachable"])[0]
+            raise CheckpointDatabaseError(shown, _without_password(reason, str(db))) from None
         yield postgres
+
+
+def _without_password(text: str, dsn: str) -> str:
+    """``text`` with the DSN, and its password as written or decoded, replaced by ***."""
+    text = text.replace(dsn, redact_url(dsn))
+    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 async def holds_unfinished_run(graph: A2RGraph, thread_id: str) -> bool:
@@ -226,9 +239,14 @@ async def resume(graph: A2RGraph, thread_id: str, context: A2RContext) -> A2ROut
         raise UnknownThreadError(f"no run is saved under thread {thread_id!r}")
     if not snapshot.next:
         return output_of(snapshot.values)
-    if {"decide", "reduce"} & set(snapshot.next):
-        # the explorers are done (too few usable, or some unanswered): ask again, so that
-        # dispatch keeps the answered paths and samples the others
-        question = snapshot.values["question"]
+    question = snapshot.values["question"]
+    try:
+        changed = changed_settings(snapshot.values, explorer_settings(context, question))
+    except ValueError:  # a prompts_dir gone or broken: the run's nodes report it, as before
+        changed = []
+    if {"decide", "reduce"} & set(snapshot.next) or changed:
+        # the explorers are done (too few usable, or some unanswered), or their paths were
+        # sampled with other settings: ask again, so that dispatch keeps the answered paths
+        # (none of other settings) and samples the others
         return output_of(await run(graph, {"question": question}, thread_id, context))
     return output_of(await run(graph, None, thread_id, context))

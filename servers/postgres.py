@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from servers._common import ManagedServer, serve, serve_parser
 from servers.cache import ServerError
@@ -34,7 +35,9 @@ def _bin_dir() -> Path:
 
 
 class PostgresServer(ManagedServer):
-    """``postgres`` with trust auth on 127.0.0.1, database ``postgres``; ``dsn`` reaches it."""
+    """``postgres`` on 127.0.0.1, database ``postgres``; ``dsn`` reaches it. Trust auth, or
+    with ``password``: scram-sha-256 password auth for user ``postgres``, the password in
+    ``dsn``."""
 
     display_name = "PostgreSQL"
     log_prefix = "[a2r-postgres]"
@@ -46,9 +49,14 @@ class PostgresServer(ManagedServer):
     _data: Path | None = None
     """Outside the cache: the ``postgres`` user cannot enter root's home."""
 
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+        super().__init__(port)
+        self.password = password
+
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self._started_port()}/postgres"
+        user = "postgres" + (f":{quote(self.password, safe='')}" if self.password else "")
+        return f"postgresql://{user}@{self.host}:{self._started_port()}/postgres"
 
     def _as_postgres(self, command: list[str]) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
@@ -63,8 +71,15 @@ class PostgresServer(ManagedServer):
         if os.geteuid() == 0:
             shutil.chown(self._data, "postgres")
         initdb = [str(self._bin / "initdb"), "-D", str(self._data / "data"), "-U", "postgres"]
+        auth = ["--auth=trust"]
+        if self.password is not None:
+            password_file = self._data / "password"
+            password_file.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(password_file, "postgres")
+            auth = ["--auth=scram-sha-256", f"--pwfile={password_file}"]
         done = subprocess.run(
-            self._as_postgres([*initdb, "--auth=trust", "--no-sync"]),
+            self._as_postgres([*initdb, *auth, "--no-sync"]),
             check=False,
             capture_output=True,
             text=True,

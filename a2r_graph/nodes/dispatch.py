@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Literal
 
@@ -15,7 +16,16 @@ from a2r_graph.errors import ConfigurationError
 from a2r_graph.policies import wave_size
 from a2r_graph.prompts import check_prompts_dir
 from a2r_graph.runtime import context_of
-from a2r_graph.state import A2RState, ExplorerTask, reusable_paths, validated_question
+from a2r_graph.state import (
+    A2RState,
+    ExplorerTask,
+    changed_settings,
+    explorer_settings,
+    reusable_paths,
+    validated_question,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def dispatch(
@@ -33,7 +43,17 @@ def dispatch(
     # reach min_paths, its answered unusable ones), so only failed, unusable or missing
     # explorers are paid for again. Otherwise, and on a thread's next question, the run
     # starts from empty results.
+    settings = explorer_settings(context, question)
     kept = reusable_paths(state, question, n, context.min_paths)
+    if kept and (changed := changed_settings(state, settings)):
+        # Paths of another model, prompt or sampling would mix into this run's references.
+        logger.warning(
+            "the explorer's %s changed since this thread's %d kept path(s) were sampled: "
+            "sampling them again (to keep them, resume with the settings the run started with)",
+            ", ".join(changed),
+            len(kept),
+        )
+        kept = []
     missing = sorted(set(range(n)) - {path["index"] for path in kept})
     wave = missing[: wave_size(context, len(kept))]
     session = str(get_config().get("configurable", {}).get("thread_id") or uuid.uuid4())
@@ -41,6 +61,7 @@ def dispatch(
         update={
             "question": question,
             "explored_question": question,
+            "explored_with": settings,
             "session": session,
             "paths": Overwrite(kept),
             "usage": Overwrite({}),

@@ -7,11 +7,12 @@
 It builds a small Qwen2-style model with random weights and a byte-level BPE tokenizer on the
 spot, curates a training file from synthetic explorer samples (``a2r curate``'s format and
 prompt), runs a few GRPO steps of ``a2r train-synthesizer`` (``TrainConfig`` with its hardware
-defaults, DAPO loss, dynamic sampling with refill, micro-batches), saves the checkpoint, reloads
-it and generates from it, then prints the figures: step time, peak GPU memory, the dtype of
-the saved weights, and what dynamic sampling did. The reward is a stand-in (a hash of the
-completion: random models rarely box the right answer) so that it needs no math-verify; the
-soft overlong penalty is the real one. Exit status 0 when every check passed.
+defaults, DAPO loss, dynamic sampling with refill, micro-batches), saves the checkpoint, checks
+that the steps changed its weights, reloads it and generates from it, then prints the figures:
+step time, peak GPU memory, the dtype of the saved weights, and what dynamic sampling did.
+The reward is a stand-in (a hash of the completion: random models rarely box the right answer)
+so that it needs no math-verify; the soft overlong penalty is the real one. Exit status 0 when
+every check passed.
 
 Needs torch, transformers, accelerate, peft (for ``--lora``), TRL and datasets, pydantic and
 pyyaml; not LangGraph, LangChain, OpenAI or math-verify (``scripts/gpu_smoke_wheels.txt``).
@@ -147,6 +148,23 @@ def stand_in_reward(prompts: list, completions: list, **_: Any) -> list[float]:
 stand_in_reward.__name__ = "stand_in_reward"
 
 
+def changed_weights(initial: Path, saved: Path, lora: bool) -> list[str]:
+    """The saved tensors that training changed: those that differ from the initial model's
+    (a LoRA adapter's, which start at zero: those that are not zero)."""
+    import torch
+    from safetensors.torch import load_file
+
+    trained = load_file(str(saved))
+    if lora:
+        return sorted(name for name, tensor in trained.items() if "lora_B" in name and tensor.any())
+    start = load_file(str(initial))
+    return sorted(
+        name
+        for name, tensor in trained.items()
+        if not torch.equal(tensor.float(), start[name].float())
+    )
+
+
 def run(
     *,
     device: str = "auto",
@@ -162,6 +180,8 @@ def run(
     lora: bool = False,
     dtype: str = "auto",
     gradient_checkpointing: str | bool = "auto",
+    reward: Any = stand_in_reward,
+    learning_rate: float = 1e-5,
 ) -> dict[str, Any]:
     """Train, save, reload, generate; return the figures, also written to
     ``out/figures.json`` (raises AssertionError on a failed check)."""
@@ -197,7 +217,7 @@ def run(
         prompts_per_step=prompts_per_step,
         micro_batch_size=micro_batch_size,
         max_steps=steps,
-        learning_rate=1e-5,
+        learning_rate=learning_rate,
         max_completion_length=completion_length,
         overlong_buffer=completion_length // 4,
         max_refill_rounds=max_refill_rounds,
@@ -211,7 +231,7 @@ def run(
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    train(config, answer_reward=stand_in_reward, hardware=hardware)
+    train(config, answer_reward=reward, hardware=hardware)
     wall = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() if cuda else None
 
@@ -240,6 +260,8 @@ def run(
     expected = {"bfloat16": "BF16", "float32": "F32", "float16": "F16"}[settings["dtype"]]
     if not lora:
         assert dtypes == [expected], (dtypes, expected)
+    changed = changed_weights(model_dir / "model.safetensors", saved, lora)
+    assert changed, "training left every weight as it was"
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -284,6 +306,7 @@ def run(
         "peak_gpu_memory_gib": round(peak / 2**30, 3) if peak is not None else None,
         "saved_weights": saved.name,
         "saved_weight_dtypes": dtypes,
+        "changed_weights": changed,
         "generated_tokens_after_reload": int(new_tokens),
         "dynamic_sampling": [
             {k.split("/", 1)[1]: s[k] for k in s if k.startswith("dynamic_sampling/")}

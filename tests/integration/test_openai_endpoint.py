@@ -273,6 +273,7 @@ def test_the_endpoint_over_a_real_vllm_server(langgraph_server, vllm_server):
     assert reply.usage.completion_tokens == (
         after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
     )
+    before = vllm_server.token_counters()
     chunks = list(
         client.chat.completions.create(
             model="a2r:n=2",
@@ -282,5 +283,16 @@ def test_the_endpoint_over_a_real_vllm_server(langgraph_server, vllm_server):
             stream_options={"include_usage": True},
         )
     )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
-    assert chunks[-1].usage.total_tokens > 0
+    after = vllm_server.token_counters()
+    deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert "".join(deltas).strip()
+    assert sum(map(bool, deltas)) > 1  # the synthesizer's tokens as vLLM streamed them
+    assert chunks[-2].choices[0].finish_reason in {"stop", "length"}
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == []
+    assert usage.prompt_tokens == (
+        after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+    )
+    assert usage.completion_tokens == (
+        after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    )

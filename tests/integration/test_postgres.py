@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -114,3 +115,43 @@ def test_langgraph_dev_on_postgres_resumes_after_a_sigkill(postgres, loop, tmp_p
     with psycopg.connect(postgres.dsn) as db:
         query = "SELECT count(*) FROM checkpoints WHERE thread_id = %s"
         assert db.execute(query, (thread_id,)).fetchone()[0] > 0
+
+
+def test_runs_are_saved_in_a_postgres_that_asks_for_a_password(loop):
+    """Password authentication on: the right password saves the run there; a wrong one is
+    refused before any model call, the password shown nowhere."""
+    password = f"pw-{uuid.uuid4().hex}"
+    with PostgresServer(password=password) as secured:
+        assert password in secured.dsn
+        env = {**os.environ, **loop_env(loop, secured.dsn, 2)}
+        done = subprocess.run(
+            [A2R, "ask", QUESTION, "--thread", "pg-password", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["boxed_answer"] == "42"
+        assert password not in done.stdout + done.stderr
+        with psycopg.connect(secured.dsn) as db:
+            query = "SELECT count(*) FROM checkpoints WHERE thread_id = %s"
+            assert db.execute(query, ("pg-password",)).fetchone()[0] > 0
+        with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+            psycopg.connect(secured.dsn.replace(password, ""))  # it does ask for one
+
+        wrong = f"wrong-{uuid.uuid4().hex}"
+        env["A2R_CHECKPOINT_DB"] = secured.dsn.replace(password, wrong)
+        explored = loop.stats()["requests"]
+        refused = subprocess.run(
+            [A2R, "ask", QUESTION, "--thread", "pg-password-2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert refused.returncode == 2, refused.stderr
+    assert "cannot use A2R_CHECKPOINT_DB postgresql://***@127.0.0.1:" in refused.stderr
+    assert 'password authentication failed for user "postgres"' in refused.stderr
+    assert wrong not in refused.stderr + refused.stdout
+    assert loop.stats()["requests"] == explored  # no model call

@@ -88,15 +88,15 @@ async def test_two_waves_of_fifty_concurrent_runs_lose_nothing(served):
     url, process, loopback, _, _ = served
     await wave(url, 1000)  # warm-up: imports, first graph build
     rss_start = group_rss_mb(process.pid)
-    before = loopback.stats()["completed"]
+    before = loopback.stats()
     figures = []
     for number in range(2):
         latencies, wall = await wave(url, number * RUNS_PER_WAVE)
         figures.append((latencies, wall, group_rss_mb(process.pid)))
-    completed = loopback.stats()["completed"]
-    assert completed["explore"] - before["explore"] == 2 * RUNS_PER_WAVE * 4
-    assert completed["synth"] - before["synth"] == 2 * RUNS_PER_WAVE
-    assert loopback.stats()["failed"] == {}
+    after = loopback.stats()
+    completed = {model: n - before["completed"][model] for model, n in after["completed"].items()}
+    assert completed == {"explore": 2 * RUNS_PER_WAVE * 4, "synth": 2 * RUNS_PER_WAVE}
+    assert after["failed"] == before["failed"]  # another test's injected faults count there
 
     for number, (latencies, wall, rss) in enumerate(figures, 1):
         p50 = statistics.median(latencies)
@@ -106,10 +106,9 @@ async def test_two_waves_of_fifty_concurrent_runs_lose_nothing(served):
             f"{RUNS_PER_WAVE / wall:.1f} runs/s; latency p50 {p50:.2f} s, p95 {p95:.2f} s; "
             f"server RSS {rss:.0f} MB (start {rss_start:.0f} MB)"
         )
-    growth_first = figures[0][2] - rss_start
-    growth_second = figures[1][2] - figures[0][2]
-    # In-memory threads are kept, so some growth is expected; a leak per run would double it.
-    assert growth_second <= max(64.0, 1.5 * growth_first), (growth_first, growth_second)
+    # Memory per run is benchmarks.memory's to measure; here nothing may stay in flight.
+    client = get_client(url=url)
+    assert await client.threads.search(status="busy") == []
 
 
 async def test_a_failed_server_run_resumes_on_its_thread_without_new_explorer_calls(served):

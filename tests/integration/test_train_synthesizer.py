@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from a2r_graph import A2RContext, build_graph
+from a2r_graph.train.smoke import changed_weights
 from servers.embedded import EmbeddedVLLM, ensure_model
 from tests.integration.conftest import a2r
 
@@ -64,6 +65,8 @@ async def test_two_grpo_steps_then_the_checkpoint_serves_as_the_synthesizer(vllm
         assert {"rewards/answer_reward/mean", "entropy", "completions/mean_length"} <= set(step)
         print(f"GRPO step {step['step']}: {step['step_time']:.1f} s")
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "config.json").is_file()
+    base = ensure_model("smollm2-135m") / "model.safetensors"
+    assert changed_weights(base, checkpoint / "model.safetensors", lora=False)  # it learned
     settings = json.loads((checkpoint / "train_settings.json").read_text())
     assert settings["resolved"] == {  # on a CPU
         "dtype": "float32", "gradient_checkpointing": False, "use_vllm": False,

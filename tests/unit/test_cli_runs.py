@@ -133,7 +133,9 @@ def test_ctrl_c_stops_the_run_whichever_thread_takes_it(models, capsys, tmp_path
     explorer, synthesizer = models(scripted(*explorer_replies(4)), scripted(reply("\\boxed{7}")))
     code, err = a2r(capsys, "resume", "t", "--n", "4", "--db", str(db))
     assert code == 0, err
-    assert 2 <= len(explorer.calls) <= 4  # never more than the paths that did not finish
+    assert len(explorer.calls) == 2  # only the 2 paths that hung, not the 2 that answered
+    finished = asyncio.run(saved(db, "t")).values
+    assert sorted(path["index"] for path in finished["paths"]) == [0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,8 +36,13 @@ async def run_ask(db, explorer, synthesizer, thread, context, question=QUESTION)
 
 async def run_resume(db, explorer, synthesizer, thread, context):
     async with threads.sqlite_checkpointer(db) as checkpointer:
-        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
+        graph = build_graph(any_explorer(explorer, synthesizer), checkpointer=checkpointer)
         return await threads.resume(graph, thread, context)
+
+
+def any_explorer(explorer, synthesizer):
+    """``factory``, whatever the explorer stage's model is called."""
+    return lambda stage, _: synthesizer if stage.model == "synthesizer-model" else explorer
 
 
 async def test_synthesizer_failure_resumes_without_running_the_explorers_again(db):
@@ -80,8 +85,9 @@ async def test_a_run_killed_as_its_synthesis_starts_resumes_without_the_explorer
     saver, synthesizer = SlowSaver(), scripted(Hang())
     graph = build_graph(factory(scripted(*explorer_replies(4)), synthesizer), checkpointer=saver)
     run = asyncio.create_task(threads.ask(graph, QUESTION, "t", make_context()))
-    while not synthesizer.calls:
-        await asyncio.sleep(0.001)
+    async with asyncio.timeout(60):  # a deadline for a broken run, not a timing
+        while not synthesizer.calls:
+            await asyncio.sleep(0.001)
     killed = saver.killed()
     run.cancel()
 
@@ -166,15 +172,31 @@ async def test_asking_the_same_question_again_resumes_and_a_new_one_starts_fresh
 
 async def test_explorers_that_finished_before_a_timeout_are_kept(db):
     explorer = scripted(*explorer_replies(2), Hang(), Hang())
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(1.0):
-            await run_ask(db, explorer, scripted(), "t", make_context())
+    async with threads.sqlite_checkpointer(db) as checkpointer:
+        graph = build_graph(factory(explorer, scripted()), checkpointer=checkpointer)
+
+        async def time_out_once_two_are_saved() -> None:
+            async with asyncio.timeout(60):  # a deadline for a broken run, not a timing
+                while len(await finished_tasks(graph, "t")) < 2:
+                    await asyncio.sleep(0.01)
+            timeout.reschedule(asyncio.get_running_loop().time())
+
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(None) as timeout, asyncio.TaskGroup() as group:
+                group.create_task(time_out_once_two_are_saved())
+                await threads.ask(graph, QUESTION, "t", make_context())
 
     explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{3}"))
     result = await run_resume(db, explorer, synthesizer, "t", make_context())
 
     assert len(explorer.calls) == 2
     assert result["boxed_answer"] == "3" and len(result["paths"]) == 4
+
+
+async def finished_tasks(graph, thread_id: str) -> list:
+    """The saved results of the thread's pending step's tasks (explorers that finished)."""
+    snapshot = await graph.aget_state(threads.thread_config(thread_id))
+    return [task for task in snapshot.tasks if task.result is not None]
 
 
 async def test_a_finished_thread_resumes_to_its_saved_result_without_calls(db):
@@ -211,3 +233,64 @@ async def test_a_write_started_as_the_checkpointer_closes_is_saved_not_cut_off(d
             await checkpointer.aput_writes(config, [("paths", [])], "task-2")
         saved = await checkpointer.aget_tuple(config)
     assert sorted(task for task, _, _ in saved.pending_writes) == ["task-1", "task-2"]
+
+
+RESAMPLED = {
+    "model": {"explorer": {"model": "other-explorer"}},
+    "prompt": {"prompts": {"explorer": "Think step by step. {question}"}},
+    "temperature": {"explorer": {"model": "explorer-model", "temperature": 1.0}},
+    "seed": {"explorer": {"model": "explorer-model", "seed": 7}},
+}
+
+
+@pytest.mark.parametrize("setting", sorted(RESAMPLED))
+async def test_resuming_with_other_explorer_settings_samples_every_path_again(db, caplog, setting):
+    """Paths sampled with another model, prompt or sampling are not this run's samples."""
+    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
+
+    changed = make_context(n=4, min_paths=3, max_attempts=1, **RESAMPLED[setting])
+    explorer, synthesizer = scripted(*explorer_replies(4)), scripted(reply("\\boxed{1}"))
+    with caplog.at_level("WARNING", logger="a2r_graph"):
+        result = await run_resume(db, explorer, synthesizer, "t", changed)
+
+    assert len(explorer.calls) == 4 and len(result["paths"]) == 4
+    assert f"the explorer's {setting} changed" in caplog.text
+    assert "sampling them again" in caplog.text
+
+
+async def test_a_synthesizer_failure_resumed_with_another_explorer_explores_again(db):
+    """With the explorers done, resuming runs only the synthesizer, unless the explorer
+    changed: then the references would be another model's."""
+    down = scripted(connection_error())
+    with pytest.raises(EndpointUnavailableError):
+        await run_ask(
+            db, scripted(*explorer_replies(2)), down, "t", make_context(n=2, max_attempts=1)
+        )
+
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{1}"))
+    other = make_context(n=2, explorer={"model": "other-explorer"})
+    result = await run_resume(db, explorer, synthesizer, "t", other)
+    assert len(explorer.calls) == 2 and result["boxed_answer"] == "1"
+
+
+@pytest.mark.parametrize(
+    "fix",
+    [
+        {"explorer": {"model": "explorer-model", "max_tokens": 16384}},
+        {"explorer": {"model": "explorer-model", "base_url": "http://moved:8000/v1"}},
+    ],
+    ids=["max_tokens raised", "server moved"],
+)
+async def test_a_fix_that_does_not_change_the_samples_keeps_them(db, caplog, fix):
+    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    with pytest.raises(NotEnoughPathsError):
+        await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
+
+    fixed = make_context(n=4, min_paths=3, max_attempts=1, **fix)
+    explorer, synthesizer = scripted(*explorer_replies(2)), scripted(reply("\\boxed{1}"))
+    with caplog.at_level("WARNING", logger="a2r_graph"):
+        result = await run_resume(db, explorer, synthesizer, "t", fixed)
+    assert len(explorer.calls) == 2 and len(result["paths"]) == 4
+    assert "changed" not in caplog.text

@@ -120,6 +120,13 @@ async def test_any_references_fit_or_fail_clearly(lengths, window, overflow):
         )
     except ContextOverflowError as error:
         assert "context window" in str(error)
+        # Only when even the smallest prompt the policy may build does not fit: the shortest
+        # reference alone, cut to the floor when truncating.
+        shortest = min((answer for _, answer in refs), key=len)
+        if overflow == "truncate" and len(shortest) > MIN_REFERENCE_CHARS + len(TRUNCATION_MARK):
+            shortest = TRUNCATION_MARK + shortest[-MIN_REFERENCE_CHARS:]
+        smallest = render_synthesizer_prompt(QUESTION, [shortest])
+        assert len(smallest.split()) > window - 100, "it failed where a prompt fits"
         return
     assert len(prompt.split()) <= window - 100
     kept = [i for i, _ in refs if i not in fit["dropped"]]

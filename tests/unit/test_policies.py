@@ -22,8 +22,8 @@ def boxed(answer, *, tokens=10, top=None):
     return reply(f"so \\boxed{{{answer}}}", output_tokens=tokens, logprobs=logprobs)
 
 
-async def run(explorer, synthesizer, **context):
-    graph = build_graph(factory(explorer, synthesizer))
+async def run(explorer_model, synthesizer, **context):
+    graph = build_graph(factory(explorer_model, synthesizer))
     events, result = [], None
     async for mode, chunk in graph.astream(
         {"question": "q?"}, context=make_context(**context), stream_mode=["custom", "values"]
@@ -210,6 +210,26 @@ async def test_budget_stops_new_explorers_and_synthesizes_over_the_finished():
     assert reached == {"spent": {"output_tokens": 30, "cost": 0.0}, "skipped": [2, 3]}
     assert named(events, "budget_reached")[0]["skipped"] == [2, 3]
     assert result["boxed_answer"] == "2"
+
+
+async def test_a_cost_budget_stops_new_explorers():
+    """At 1000 per million output tokens (nothing for input), the first wave's 10 tokens cost
+    0.01, under the 0.025 budget, and the second wave's 20 more bring it to 0.03: stop."""
+    explorer = scripted(boxed(1, tokens=10), boxed(2, tokens=20), boxed(3), boxed(4))
+    priced = {"model": "explorer-model", "output_price_per_mtok": 1000.0}
+    result, events = await run(
+        explorer,
+        scripted(reply("\\boxed{2}")),
+        n=4,
+        waves=[1, 2, 3],
+        budget={"max_cost": 0.025},
+        explorer=priced,
+    )
+    assert len(explorer.calls) == 2
+    reached = result["decisions"]["budget_reached"]
+    assert reached["skipped"] == [2, 3] and reached["spent"]["cost"] == pytest.approx(0.03)
+    assert named(events, "budget_reached")[0]["skipped"] == [2, 3]
+    assert result["usage"]["explore"]["cost"] == pytest.approx(0.03)
 
 
 # -- reference filtering ---------------------------------------------------------------

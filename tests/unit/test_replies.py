@@ -25,7 +25,7 @@ from a2r_graph import EndpointUnavailableError, MissingUsageError, build_graph, 
 from a2r_graph.calls import complete, is_transient, retry_after_s, wait_retry_after
 from a2r_graph.chat_models import vllm_chat_model
 from a2r_graph.context import StageConfig
-from a2r_graph.errors import MalformedReplyError
+from a2r_graph.errors import MalformedReplyError, ModelRequestError
 from tests.fakes import factory, make_context, reply, scripted
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
@@ -273,7 +273,8 @@ def test_retry_after_is_read_in_seconds_or_as_a_date(status, headers, seconds):
 
 def test_retry_after_as_an_http_date_is_the_time_left():
     in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
-    assert retry_after_s(status_error(503, {"Retry-After": in_a_minute})) == pytest.approx(60, 2)
+    # The date has whole seconds: between 59 and 60 s are left.
+    assert 58 <= retry_after_s(status_error(503, {"Retry-After": in_a_minute})) <= 60
 
 
 def waited(error, backoff=0.1, cap=10.0):
@@ -300,6 +301,22 @@ async def test_a_429_retry_waits_what_retry_after_asks_for(server, caplog):
     assert result["boxed"] == "42" and server.chat_requests() == 2
     assert time.monotonic() - started >= 0.3  # the backoff alone would be 0 s
     assert "retrying in 0.3 s" in caplog.text  # Retry-After: 1, capped by retry_max_wait_s
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 503])
+async def test_transient_statuses_are_retried(server, status):
+    server.scripts["/v1/chat/completions"] = [answer(status, {"error": {"message": "again"}})]
+    result = await call(server, retry_initial_wait_s=0.0, retry_max_wait_s=0.0)
+    assert result["boxed"] == "42" and server.chat_requests() == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_other_4xx_fail_at_once_with_the_servers_message(server, status):
+    server.scripts["/v1/chat/completions"] = [answer(status, {"error": {"message": "no good"}})]
+    with pytest.raises(ModelRequestError) as caught:
+        await call(server, retry_initial_wait_s=0.0, retry_max_wait_s=0.0)
+    assert caught.value.status == status and "no good" in caught.value.server_message
+    assert server.chat_requests() == 1
 
 
 def test_server_faults_in_a_200_reply_are_transient():
@@ -352,3 +369,89 @@ async def test_odd_tokenize_counts_give_no_count(server, body):
 async def test_tokenize_count_is_read(server):
     server.scripts["/tokenize"] = [answer(body={"count": 12})]
     assert await endpoint.count_prompt_tokens(stage_at(server), "q", 10) == 12
+
+
+# -- the context-window cache: it expires, it is bounded, an overflow reply invalidates it ---
+
+
+def listing(window, *models):
+    return answer(body={"data": [{"id": m, "max_model_len": window} for m in models or ["m"]]})
+
+
+def models_requests(server):
+    return sum(path == "/v1/models" for path, _ in server.requests)
+
+
+async def test_a_cached_window_is_asked_again_once_it_expired(
+    server, no_cached_windows, monkeypatch
+):
+    server.scripts["/v1/models"] = [listing(4096), listing(2048)]  # the server restarted
+    stage = stage_at(server)
+    assert await endpoint.context_window(stage, 10) == 4096
+    assert await endpoint.context_window(stage, 10) == 4096
+    assert models_requests(server) == 1  # cached
+    monkeypatch.setattr(endpoint, "WINDOW_TTL_S", 0.0)  # now older than the time to live
+    assert await endpoint.context_window(stage, 10) == 2048
+    assert models_requests(server) == 2
+
+
+async def test_the_window_cache_keeps_only_the_newest(server, no_cached_windows, monkeypatch):
+    monkeypatch.setattr(endpoint, "MAX_WINDOWS", 2)
+    server.defaults["/v1/models"] = listing(4096, "a", "b", "c")
+    for model in ("a", "b", "c", "c", "a"):
+        assert await endpoint.context_window(StageConfig(base_url=server.base_url, model=model), 10)
+    assert [model for _, model in endpoint._windows] == ["c", "a"]
+    assert models_requests(server) == 4  # "c" again came from the cache, "a" was dropped
+
+
+async def test_a_prompt_rejected_as_too_long_is_fitted_to_the_servers_new_window(
+    server, no_cached_windows, caplog
+):
+    """The synthesizer's server restarted with a smaller --max-model-len since its window was
+    cached: its 400 makes the run read the window again and fit the references to it."""
+    chat, long_answer = "/v1/chat/completions", "step " * 300 + "so \\boxed{42}"
+    too_long = "This model's maximum context length is 2048 tokens and your request has 3300"
+    server.scripts[chat] = [
+        answer(body=completion(long_answer)),
+        answer(body=completion(long_answer)),
+        answer(400, {"error": {"message": too_long, "type": "BadRequestError"}}),
+    ]
+    server.scripts["/v1/models"] = [listing(32768), listing(2048)]
+    stage = {"base_url": server.base_url, "model": "m", "max_tokens": 64}
+    with caplog.at_level(logging.WARNING, logger="a2r_graph"):
+        result = await build_graph().ainvoke(
+            {"question": "q"}, context=make_context(n=2, explorer=stage, synthesizer=stage)
+        )
+    assert result["boxed_answer"] == "42"
+    assert result["reference_fit"]["context_window"] == 2048
+    assert result["reference_fit"]["truncated"] == [0, 1]
+    assert server.chat_requests() == 4 and models_requests(server) == 2
+    assert "fitted again to its 2048-token window" in caplog.text
+
+
+async def test_an_overflow_reply_the_window_does_not_explain_fails_without_a_second_call(
+    server, no_cached_windows
+):
+    """The server still reports the window the prompt was fitted to: fitting again would send
+    the same prompt, so the server's 400 surfaces at once."""
+    too_long = "This model's maximum context length is 32768 tokens and your request has 40000"
+    server.scripts["/v1/chat/completions"] = [
+        answer(body=completion()),
+        answer(400, {"error": {"message": too_long, "type": "BadRequestError"}}),
+    ]
+    server.defaults["/v1/models"] = listing(32768)
+    stage = {"base_url": server.base_url, "model": "m", "max_tokens": 64}
+    with pytest.raises(ModelRequestError, match="maximum context length"):
+        await build_graph().ainvoke(
+            {"question": "q"}, context=make_context(n=1, explorer=stage, synthesizer=stage)
+        )
+    assert server.chat_requests() == 2 and models_requests(server) == 2
+
+
+async def test_a_llamacpp_tokenize_reply_is_counted_over_its_chat_template(server):
+    """llama.cpp's /tokenize answers ``tokens`` (none for a vLLM-style request): the prompt
+    is templated by /apply-template, then its text tokenized."""
+    server.scripts["/tokenize"] = [answer(body={"tokens": []}), answer(body={"tokens": [1, 9, 9]})]
+    server.scripts["/apply-template"] = [answer(body={"prompt": "<|user|>q<|assistant|>"})]
+    assert await endpoint.count_prompt_tokens(stage_at(server), "q", 10) == 3
+    assert [path for path, _ in server.requests] == ["/tokenize", "/apply-template", "/tokenize"]

@@ -26,6 +26,7 @@ def test_gpu_smoke_script_runs_on_a_cpu(tmp_path):
     assert figures["settings"]["dtype"] == "float32"
     assert figures["settings"]["gradient_checkpointing"] is False
     assert figures["saved_weight_dtypes"] == ["F32"]
+    assert figures["changed_weights"]  # the steps changed the weights they saved
     assert figures["generated_tokens_after_reload"] >= 1
     assert len(figures["step_time_s"]) == 2
     for step in figures["dynamic_sampling"]:
