@@ -239,6 +239,33 @@ def langgraph_dev(
         yield up
 
 
+def vllm_env(server: Server) -> dict[str, str]:
+    """A deployment's ``A2R_*`` over the vLLM test server: both stages on it, short
+    completions, prices."""
+    return {
+        "A2R_EXPLORER__BASE_URL": server.base_url,
+        "A2R_EXPLORER__MODEL": server.model_name,
+        "A2R_EXPLORER__MAX_TOKENS": "48",
+        "A2R_SYNTHESIZER__BASE_URL": server.base_url,
+        "A2R_SYNTHESIZER__MODEL": server.model_name,
+        "A2R_SYNTHESIZER__MAX_TOKENS": "48",
+        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
+        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
+        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+    }
+
+
+@pytest.fixture(scope="session")
+def serve_over_vllm(vllm_server: Server, tmp_path_factory) -> Iterator[str]:
+    """``a2r serve`` (the tests' API key) over the vLLM test server; yields its URL."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("a2r-serve") / "a2r-serve.log"
+    command = [A2R, "serve", "--port", str(port)]
+    with server_process(command, vllm_env(vllm_server), log_path, port) as (url, _):
+        yield url
+
+
 @pytest.fixture(scope="session")
 def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator[str]:
     """``langgraph dev`` over the vLLM test server, exporting spans to Phoenix.
@@ -248,16 +275,7 @@ def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator
     (project ``a2r-langgraph-server``).
     """
     env = {
-        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
-        "A2R_EXPLORER__MODEL": vllm_server.model_name,
-        "A2R_EXPLORER__MAX_TOKENS": "48",
-        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
-        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
-        "A2R_SYNTHESIZER__MAX_TOKENS": "48",
-        "A2R_EXPLORER__INPUT_PRICE_PER_MTOK": "0.1",
-        "A2R_EXPLORER__OUTPUT_PRICE_PER_MTOK": "0.4",
-        "A2R_SYNTHESIZER__INPUT_PRICE_PER_MTOK": "0.3",
-        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "1.2",
+        **vllm_env(vllm_server),
         **phoenix.otel_env("a2r-langgraph-server", project=LANGGRAPH_SERVER_PROJECT),
     }
     log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"

@@ -190,3 +190,21 @@ async def test_the_tool_over_a_real_vllm_server(langgraph_server):
     usage = result.structuredContent["usage"]
     assert usage["total"]["calls"] == 3 and usage["total"]["input_tokens"] > 0
     assert result.structuredContent["cost"] > 0
+
+
+async def test_the_tool_through_a2r_serve_over_a_real_vllm_server(serve_over_vllm, vllm_server):
+    """MCP on ``a2r serve`` over the real model server: the usage it reports is what vLLM
+    counted."""
+    before = vllm_server.token_counters()
+    async with mcp_session(f"{serve_over_vllm}/mcp") as session:
+        result = await session.call_tool("a2r", {"question": QUESTION, "n": 2})
+    after = vllm_server.token_counters()
+    assert not result.isError, result.content
+    total = result.structuredContent["usage"]["total"]
+    assert total["calls"] == 3 and result.structuredContent["cost"] > 0
+    assert total["input_tokens"] == (
+        after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+    )
+    assert total["output_tokens"] == (
+        after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    )

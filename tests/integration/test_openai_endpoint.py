@@ -296,3 +296,19 @@ def test_the_endpoint_over_a_real_vllm_server(langgraph_server, vllm_server):
     assert usage.completion_tokens == (
         after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
     )
+
+
+def test_an_error_inside_a_stream_over_a_real_vllm_server(serve_over_vllm, vllm_server):
+    """A synthesizer the real server does not serve fails after the explorers streamed
+    nothing: the stream carries OpenAI's error, with vLLM's own words, not a cut connection."""
+    client = openai.OpenAI(base_url=f"{serve_over_vllm}/v1", api_key=SERVER_KEY, max_retries=0)
+    served = vllm_server.requests_served()
+    stream = client.chat.completions.create(
+        model="a2r:n=2,synthesizer.model=nope",
+        messages=USER,
+        stream=True,
+    )
+    with pytest.raises(openai.APIError, match="nope.*does not exist") as failed:
+        list(stream)
+    assert "HTTP 404" in str(failed.value)
+    assert vllm_server.requests_served() - served == 2  # the explorers ran on vLLM

@@ -10,6 +10,7 @@ which the operator allows runs to choose, records the headers it is sent.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -344,3 +345,55 @@ def test_fuzzed_openai_and_mcp_bodies_never_get_a_500(http, door, chat, call):
     if door == "mcp" and answer.status_code == 200 and "error" not in answer.json():
         result = answer.json()["result"]
         assert "Traceback" not in json.dumps(result)
+
+
+@pytest.fixture(scope="module")
+def keyed_vllm(monkeypatch_module) -> Iterator[tuple[object, str]]:
+    """A real vLLM server started with ``--api-key`` (the key in ``A2R_TEST_VLLM_KEY``)."""
+    if os.environ.get("A2R_TEST_BASE_URL"):
+        pytest.skip("starts its own embedded vLLM server with --api-key")
+    from servers.embedded import EmbeddedVLLM
+
+    key = f"sk-vllm-{uuid.uuid4().hex}"
+    monkeypatch_module.setenv("A2R_TEST_VLLM_KEY", key)
+    model = os.environ.get("A2R_TEST_SERVER_MODEL", "smollm2-135m")
+    server = EmbeddedVLLM(model=model, extra_args=["--api-key", key])
+    server.ready_path = "/health"  # /v1/models now answers 401 to the readiness check
+    with server:
+        yield server, key
+
+
+def test_a_real_model_servers_key_stays_with_it(keyed_vllm, tmp_path):
+    """LangGraph Server over a vLLM that requires its key: runs use the key, a run that
+    points a stage at its own host is refused before any call, and the key shows nowhere."""
+    server, key = keyed_vllm
+    assert httpx.get(f"{server.base_url}/models", timeout=30).status_code == 401
+    stage = {
+        "BASE_URL": server.base_url,
+        "MODEL": server.model_name,
+        "API_KEY_ENV": "A2R_TEST_VLLM_KEY",
+        "MAX_TOKENS": "32",
+    }
+    env = {f"A2R_{name}__{k}": v for name in ("EXPLORER", "SYNTHESIZER") for k, v in stage.items()}
+    attacker = RecordingServer()
+    log_path = tmp_path / "langgraph-dev.log"
+    try:
+        with (
+            langgraph_dev({**env, "A2R_MAX_ATTEMPTS": "1"}, log_path) as (url, _),
+            httpx.Client(base_url=url, headers=AUTH, timeout=300) as http,
+        ):
+            answered = http.post("/runs/wait", json=run(context={"n": 2}))
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["usage"]["total"]["calls"] == 3
+            answers = [answered.text]
+            for explorer in (
+                {"model": server.model_name, "base_url": attacker.base_url},
+                {"model": "x", "api_key_env": "A2R_TEST_VLLM_KEY", "base_url": attacker.base_url},
+            ):
+                refused = http.post("/runs/wait", json=run(context={"explorer": explorer}))
+                assert refused.status_code == 422, refused.text
+                answers.append(refused.text)
+    finally:
+        attacker.close()
+    assert attacker.requests == []
+    assert not any(key in text for text in [*answers, log_path.read_text()])
