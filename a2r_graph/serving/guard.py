@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from langgraph_sdk import Auth
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,7 +96,6 @@ async def check_request(scope: Scope) -> None:
     """Refuse (``Refusal``) what the route must never see: development-only routes, foreign
     hosts and origins, a missing or wrong key."""
     from a2r_graph.serving.run_options import ServerSettings
-    from a2r_graph.serving.server import authenticate
 
     path = scope["path"]
     if path.startswith(DEVELOPMENT_ONLY):
@@ -120,13 +121,42 @@ async def check_request(scope: Scope) -> None:
         )
     if path in HEALTH_PATHS and scope["method"] in ("GET", "HEAD"):
         return
-    from langgraph_sdk import Auth
-
     try:
         await authenticate({key.lower(): value for key, value in scope["headers"]})
     except Auth.exceptions.HTTPException as refused:
         message = f"{refused.detail}; OpenAI clients: api_key=KEY (sent as Authorization: Bearer)"
         raise Refusal(refused.status_code, message, "invalid_api_key") from None
+
+
+async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDict:
+    """The key check (LangGraph Server's auth handler, and the guard's): the deployment's
+    ``A2R_SERVER_API_KEY`` in ``x-api-key`` or ``Authorization: Bearer``, compared in
+    constant time."""
+    from a2r_graph.serving.run_options import ServerSettings
+
+    settings = ServerSettings()
+    if settings.auth == "none":
+        return {"identity": "anonymous"}
+    expected = settings.api_key.get_secret_value().encode() if settings.api_key else b""
+    if not expected:  # unset or empty: an empty key would admit an empty header
+        raise Auth.exceptions.HTTPException(
+            status_code=401,
+            detail="this server has no API key: its operator must set A2R_SERVER_API_KEY "
+            "(or A2R_SERVER_AUTH=none on a server that only it can reach)",
+        )
+    given = headers.get(b"x-api-key", b"") or _bearer(headers.get(b"authorization", b""))
+    if not hmac.compare_digest(given, expected):
+        raise Auth.exceptions.HTTPException(
+            status_code=401,
+            detail="missing or wrong API key: send it as the x-api-key header "
+            "(langgraph_sdk: get_client(api_key=...) or LANGGRAPH_API_KEY)",
+        )
+    return {"identity": "a2r-api-key"}
+
+
+def _bearer(authorization: bytes) -> bytes:
+    scheme, _, token = authorization.partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
 
 
 def _hostname(host: str) -> str:

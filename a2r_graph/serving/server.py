@@ -9,7 +9,6 @@ only with the deployment's key, ``A2R_SERVER_API_KEY``, in ``x-api-key`` (what
 
 from __future__ import annotations
 
-import hmac
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,8 @@ from langgraph_sdk import Auth
 
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.graph import build_graph
-from a2r_graph.serving.run_options import RunOptions, ServerSettings
+from a2r_graph.serving.guard import authenticate
+from a2r_graph.serving.run_options import RunOptions
 from a2r_graph.telemetry import configure_from_env
 from a2r_graph.threads import checkpointer_for, is_postgres
 
@@ -44,28 +44,4 @@ async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
         yield saver
 
 
-@auth.authenticate
-async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDict:
-    settings = ServerSettings()
-    if settings.auth == "none":
-        return {"identity": "anonymous"}
-    expected = settings.api_key.get_secret_value().encode() if settings.api_key else b""
-    if not expected:  # unset or empty: an empty key would admit an empty header
-        raise Auth.exceptions.HTTPException(
-            status_code=401,
-            detail="this server has no API key: its operator must set A2R_SERVER_API_KEY "
-            "(or A2R_SERVER_AUTH=none on a server that only it can reach)",
-        )
-    given = headers.get(b"x-api-key", b"") or _bearer(headers.get(b"authorization", b""))
-    if not hmac.compare_digest(given, expected):
-        raise Auth.exceptions.HTTPException(
-            status_code=401,
-            detail="missing or wrong API key: send it as the x-api-key header "
-            "(langgraph_sdk: get_client(api_key=...) or LANGGRAPH_API_KEY)",
-        )
-    return {"identity": "a2r-api-key"}
-
-
-def _bearer(authorization: bytes) -> bytes:
-    scheme, _, token = authorization.partition(b" ")
-    return token.strip() if scheme.lower() == b"bearer" else b""
+auth.authenticate(authenticate)

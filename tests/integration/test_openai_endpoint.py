@@ -312,3 +312,20 @@ def test_an_error_inside_a_stream_over_a_real_vllm_server(serve_over_vllm, vllm_
         list(stream)
     assert "HTTP 404" in str(failed.value)
     assert vllm_server.requests_served() - served == 2  # the explorers ran on vLLM
+
+
+def test_select_mode_streams_its_deliberation_as_reasoning_over_a_real_vllm_server(
+    serve_over_vllm,
+):
+    """In select mode the synthesizer's text is deliberation: over the real server it streams
+    as ``reasoning_content`` deltas, and the answer (a reference's) as content."""
+    client = openai.OpenAI(base_url=f"{serve_over_vllm}/v1", api_key=SERVER_KEY, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="a2r:n=2,synthesis_mode=select", messages=USER, stream=True
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = [d.model_extra.get("reasoning_content") or "" for d in deltas]
+    assert sum(map(bool, reasoning)) > 1  # vLLM's tokens, one delta at a time
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
