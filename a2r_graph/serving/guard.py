@@ -30,6 +30,8 @@ from langgraph_sdk import Auth
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from a2r_graph.serving.run_options import ServerSettings
+
 HEALTH_PATHS = frozenset({"/ok", "/"})
 DEVELOPMENT_ONLY = ("/internal/", "/deploy", "/ui")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -95,8 +97,6 @@ def _in_process(scope: Scope) -> bool:
 async def check_request(scope: Scope) -> None:
     """Refuse (``Refusal``) what the route must never see: development-only routes, foreign
     hosts and origins, a missing or wrong key."""
-    from a2r_graph.serving.run_options import ServerSettings
-
     path = scope["path"]
     if path.startswith(DEVELOPMENT_ONLY):
         raise Refusal(404, f"{path}: not served by this deployment", "not_found")
@@ -132,8 +132,6 @@ async def authenticate(headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDic
     """The key check (LangGraph Server's auth handler, and the guard's): the deployment's
     ``A2R_SERVER_API_KEY`` in ``x-api-key`` or ``Authorization: Bearer``, compared in
     constant time."""
-    from a2r_graph.serving.run_options import ServerSettings
-
     settings = ServerSettings()
     if settings.auth == "none":
         return {"identity": "anonymous"}
@@ -176,8 +174,6 @@ def _same_origin(origin: str, host: str, allowed: list[str]) -> bool:
 async def read_json_body(scope: Scope, receive: Receive) -> bytes:
     """The request's body, refused (``Refusal``) unless it is empty or JSON, within the size
     limit and nested at most :data:`MAX_JSON_DEPTH` deep."""
-    from a2r_graph.serving.run_options import ServerSettings
-
     limit = ServerSettings().max_body_bytes
     headers = dict(scope["headers"])
     content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
