@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from a2r_graph.argtypes import positive_int
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, load_problems
 from a2r_graph.eval.policies import VARIANTS
@@ -27,7 +26,8 @@ from a2r_graph.eval.results import (
 from a2r_graph.eval.runner import NO_POLICIES, run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
-from a2r_graph.interrupt import interruptible
+from a2r_graph.serving.argtypes import positive_int
+from a2r_graph.serving.interrupt import interruptible
 from a2r_graph.threads import checkpointer_for
 
 

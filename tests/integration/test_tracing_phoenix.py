@@ -103,7 +103,7 @@ def test_cli_run_is_traced_into_phoenix_with_the_servers_tokens(vllm_server, pho
         env[f"A2R_{stage.upper()}__OUTPUT_PRICE_PER_MTOK"] = str(price_out)
     before = vllm_server.token_counters()
     shown = subprocess.run(
-        [sys.executable, "-m", "a2r_graph.cli", "ask", QUESTION, "--n", "3",
+        [sys.executable, "-m", "a2r_graph.serving.cli", "ask", QUESTION, "--n", "3",
          "--max-tokens", "40", "--json"],
         env=env, check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -137,7 +137,7 @@ def test_cli_prints_answers_and_the_token_table(vllm_server):
     command = [
         sys.executable,
         "-m",
-        "a2r_graph.cli",
+        "a2r_graph.serving.cli",
         "ask",
         QUESTION,
         "--n",

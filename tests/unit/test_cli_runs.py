@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from a2r_graph import build_graph, cli, threads
+from a2r_graph import build_graph, threads
+from a2r_graph.serving import cli
 from tests.fakes import Hang, connection_error, explorer_replies, factory, reply, scripted
 
 QUESTION = "What is 6*7?"
@@ -246,7 +247,7 @@ def test_the_cli_process_reports_a_directory_db_without_a_traceback(tmp_path):
     """The real process: no thread of aiosqlite's left to print after the loop closed."""
     env = {**os.environ, "A2R_EXPLORER__MODEL": "e", "A2R_SYNTHESIZER__MODEL": "s"}
     shown = subprocess.run(
-        [sys.executable, "-m", "a2r_graph.cli", "ask", QUESTION, "--db", str(tmp_path)],
+        [sys.executable, "-m", "a2r_graph.serving.cli", "ask", QUESTION, "--db", str(tmp_path)],
         env=env,
         capture_output=True,
         text=True,

@@ -4,9 +4,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from a2r_graph.cli import _parser, context_from_args
 from a2r_graph.context import A2RContext
 from a2r_graph.errors import describe_validation_error
+from a2r_graph.serving.cli import _parser, context_from_args
 
 BOTH = {"explorer": {"model": "e"}, "synthesizer": {"model": "s"}}
 
@@ -127,7 +127,7 @@ def test_cli_reports_bad_configuration_without_calling_a_server():
         [
             sys.executable,
             "-m",
-            "a2r_graph.cli",
+            "a2r_graph.serving.cli",
             "ask",
             "q",
             "--n",

@@ -255,7 +255,7 @@ def test_cli_names_a_bad_source_or_n_range_before_calling_anything(tmp_path):
 async def test_report_writes_the_table_from_the_results_so_far_without_a_model(
     tmp_path, monkeypatch, capsys
 ):
-    from a2r_graph.cli import main
+    from a2r_graph.serving.cli import main
 
     source = write_jsonl(tmp_path, [("a", "q1", "1"), ("b", "q2", "2"), ("c", "q3", "3")])
     out = tmp_path / "out"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from a2r_graph.cli import main
+from a2r_graph.serving.cli import main
 
 EVAL = ["eval", "no-such-file.jsonl"]  # were a value let through, this would say so instead
 

@@ -8,9 +8,9 @@ import httpx
 import openai
 import pytest
 
-from a2r_graph.cli import main
 from a2r_graph.eval.report import markdown_table, summarize
 from a2r_graph.eval.results import RESULTS_FILE, read_results
+from a2r_graph.serving.cli import main
 from tests.eval_fakes import evaluate, problems
 from tests.fakes import reply, scripted
 

@@ -8,12 +8,12 @@ import json
 import pytest
 
 from a2r_graph import threads
-from a2r_graph.cli import main
 from a2r_graph.eval.data import load_problems
 from a2r_graph.eval.results import ResultLine, read_results
 from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
+from a2r_graph.serving.cli import main
 from tests.fakes import factory, make_context, reply, scripted
 from tests.result_lines import as_json, result_line, saved_path, synthesis
 from tests.unit.test_eval import explorer_script, needs, write_jsonl

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from a2r_graph.cli import main
 from a2r_graph.eval.results import RESULTS_FILE, SUMMARY_FILE, ResultsError, read_results
+from a2r_graph.serving.cli import main
 from tests.result_lines import result_line
 from tests.unit.test_eval import needs
 

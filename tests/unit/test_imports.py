@@ -69,9 +69,13 @@ def test_no_module_of_the_package_imports_itself_back():
 
 def is_core(module: str) -> bool:
     parts = module.split(".")
-    if module == "a2r_graph.cli":  # the command line is a door of its own
-        return False
     return len(parts) <= 2 or parts[1] in CORE_FOLDERS
+
+
+def test_the_package_root_holds_only_the_core():
+    """Catches: a door (a server, the command line) dropped beside the core modules."""
+    doors = {"server", "serve", "webapp", "runners", "openai_api", "mcp_tool", "tool", "cli"}
+    assert not {path.stem for path in PACKAGE.glob("*.py")} & doors
 
 
 def test_the_core_imports_no_door():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from a2r_graph.cli import _parser
+from a2r_graph.serving.cli import _parser
 from a2r_graph.serving.serve import DEFAULT_HOST, build_app, startup_problem
 from a2r_graph.serving.tool import DESCRIPTION
 from tests.fakes import PRESETS, ScriptedRunner, fake_deployment

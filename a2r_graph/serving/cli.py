@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from a2r_graph import telemetry, threads
-from a2r_graph.argtypes import non_negative_float, positive_float, positive_int
 from a2r_graph.context import A2RContext, redact_url
 from a2r_graph.errors import (
     A2RError,
@@ -29,8 +28,9 @@ from a2r_graph.errors import (
 )
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
-from a2r_graph.interrupt import Interrupted, interruptible
 from a2r_graph.serving import serve as serve_command
+from a2r_graph.serving.argtypes import non_negative_float, positive_float, positive_int
+from a2r_graph.serving.interrupt import Interrupted, interruptible
 from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
 from a2r_graph.state import A2ROutput
 from a2r_graph.threads import (
