@@ -12,6 +12,7 @@ from a2r_graph import A2RContext, build_graph
 from a2r_graph.train.smoke import changed_weights
 from servers.embedded import EmbeddedVLLM, ensure_model
 from tests.integration.conftest import a2r
+from tests.result_lines import as_json, result_line, saved_path
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +23,11 @@ def eval_results(path: Path) -> Path:
     for q in range(4):
         gold = str(10 + q)
         answers = [(f"Adding up gives \\boxed{{{gold}}}.", True), ("So it is \\boxed{3}.", False)]
+        paths = [saved_path(index=i, answer=a, correct=ok) for i, (a, ok) in enumerate(answers)]
         lines.append(
-            {
-                "key": f"q{q}#0",
-                "id": f"q{q}",
-                "problem": f"What is {q} + 10?",
-                "gold": gold,
-                "paths": [
-                    {"index": i, "answer": a, "error": None, "correct": ok}
-                    for i, (a, ok) in enumerate(answers)
-                ],
-            }
+            result_line(f"q{q}", problem=f"What is {q} + 10?", gold=gold, k=2, paths=paths)
         )
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    path.write_text("\n".join(json.dumps(as_json(line)) for line in lines) + "\n")
     return path
 
 
