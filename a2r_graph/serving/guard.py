@@ -190,7 +190,8 @@ async def read_json_body(scope: Scope, receive: Receive) -> bytes:
             "content-type: application/json",
             "unsupported_media_type",
         )
-    if json_depth(body) > MAX_JSON_DEPTH:
+    # counting brackets runs at C speed: only a body with enough of them is walked in Python
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
         raise Refusal(
             400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep", "invalid_json"
         )
