@@ -77,9 +77,10 @@ class Guard:
         if scope["type"] != "http" or _in_process(scope):
             return await self.app(scope, receive, send)
         try:
-            await check_request(scope)
+            settings = ServerSettings()
+            await check_request(scope, settings)
             if scope["method"] in STATE_CHANGING:
-                body = await read_json_body(scope, receive)
+                body = await read_json_body(scope, receive, settings.max_body_bytes)
                 receive = replay(body, receive)
         except Refusal as refusal:
             render = (
@@ -94,13 +95,12 @@ def _in_process(scope: Scope) -> bool:
     return root_path == "/noauth" or root_path.startswith("/noauth/")
 
 
-async def check_request(scope: Scope) -> None:
+async def check_request(scope: Scope, settings: ServerSettings) -> None:
     """Refuse (``Refusal``) what the route must never see: development-only routes, foreign
     hosts and origins, a missing or wrong key."""
     path = scope["path"]
     if path.startswith(DEVELOPMENT_ONLY):
         raise Refusal(404, f"{path}: not served by this deployment", "not_found")
-    settings = ServerSettings()
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
     host = headers.get("host", "")
     allowed_hosts = settings.allowed_hosts or (LOOPBACK_HOSTS if settings.auth == "none" else ())
@@ -171,10 +171,9 @@ def _same_origin(origin: str, host: str, allowed: list[str]) -> bool:
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host
 
 
-async def read_json_body(scope: Scope, receive: Receive) -> bytes:
+async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request's body, refused (``Refusal``) unless it is empty or JSON, within the size
     limit and nested at most :data:`MAX_JSON_DEPTH` deep."""
-    limit = ServerSettings().max_body_bytes
     headers = dict(scope["headers"])
     content_type = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
     declared = headers.get(b"content-length", b"").decode("latin-1")
