@@ -1,8 +1,8 @@
 """LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422;
 serve the OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``: ``openai_api``)
 and the A2R MCP tool (``/mcp``: ``mcp_tool``, in place of the server's generic one), both as
-runs of this server and behind its auth
-(``enable_custom_route_auth``).
+runs of this server and behind its auth (``enable_custom_route_auth``); and put the guard
+(``a2r_graph.serving.guard``) in front of every route.
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
 later as a run error. The middleware checks every request that creates a run or stores a
