@@ -207,7 +207,7 @@ def thread_config(thread_id: str) -> RunnableConfig:
 
 
 async def run(
-    graph: A2RGraph, values: Any, thread_id: str, context: A2RContext, **options: Any
+    graph: A2RGraph, values: Any, thread_id: str, context: Any, **options: Any
 ) -> dict[str, Any]:
     """``graph.ainvoke`` on the thread, each step saved before the next one starts: with
     LangGraph's default durability (``"async"``) a step is saved while the next one runs, so a

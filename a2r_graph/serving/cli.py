@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from a2r_graph.graph import build_graph
 from a2r_graph.serving import serve as serve_command
 from a2r_graph.serving.argtypes import non_negative_float, positive_float, positive_int
 from a2r_graph.serving.interrupt import Interrupted, interruptible
+from a2r_graph.serving.registry import DEFAULT, strategy
 from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
-from a2r_graph.state import A2ROutput
+from a2r_graph.state import A2ROutput, validated_question
 from a2r_graph.threads import (
     CheckpointDatabaseError,
     checkpointer_for,
@@ -172,6 +173,12 @@ def _parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", parents=one_run, help="answer one question")
     ask.add_argument("question")
     ask.add_argument(
+        "--graph",
+        default=DEFAULT,
+        help=f"the strategy to run (default {DEFAULT}); the run options above are {DEFAULT}'s, "
+        "another strategy takes its configuration from the environment",
+    )
+    ask.add_argument(
         "--thread",
         help="thread id to save the run under (default: a new one); asking a thread's "
         "unfinished question again resumes it",
@@ -280,13 +287,7 @@ def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -
         out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
     final = result["boxed_answer"] or r"(no \boxed{} in the synthesizer's answer)"
     out += ["", f"Final answer: {final}", ""]
-    out.append(f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}")
-    for stage in (*USAGE_KEYS, "total"):
-        usage = result["usage"][stage]
-        out.append(
-            f"{stage:<12}{usage['calls']:>6}{usage['input_tokens']:>15}"
-            f"{usage['output_tokens']:>15}{usage['cost']:>12.6f}"
-        )
+    out.append(_usage_table(result["usage"], [*USAGE_KEYS, "total"]))
     out.append(f"\nwall time: {wall_s:.1f} s")
     return "\n".join(out)
 
@@ -373,6 +374,72 @@ def _eval(args: argparse.Namespace) -> int:
         )
 
 
+def _ask_strategy(args: argparse.Namespace) -> int:
+    """``ask --graph NAME``: one run of another strategy, saved on a thread, printed."""
+    flags = [
+        action.option_strings[0]
+        for action in _context_options()._actions
+        if action.option_strings and action.dest != "db" and getattr(args, action.dest) is not None
+    ]
+    if flags:
+        return _fail(
+            f"a2r: {', '.join(flags)}: options of the {DEFAULT} graph; the {args.graph} graph "
+            "takes its configuration from its environment",
+            2,
+        )
+    try:
+        chosen = strategy(args.graph)
+        question = validated_question(args.question)
+    except A2RError as error:
+        return _fail(f"a2r: {error}", 2)
+    thread_id = args.thread or str(uuid.uuid4())
+
+    async def saved_run() -> dict[str, Any]:
+        async with checkpointer_for(args.db or default_db_path()) as checkpointer:
+            graph = chosen.graph(checkpointer)
+            async with asyncio.timeout(args.run_timeout):
+                return await threads.run(graph, {"question": question}, thread_id, None)
+
+    started = time.perf_counter()
+    try:
+        result = asyncio.run(interruptible(saved_run()))
+    except TimeoutError:
+        return _fail(f"a2r: the run took longer than --run-timeout {args.run_timeout} s", 1)
+    except A2RError as error:
+        return _fail(f"a2r: {error}", 1)
+    except (Interrupted, KeyboardInterrupt):
+        return _fail("a2r: interrupted", 130)
+    wall_s = time.perf_counter() - started
+    if args.json:
+        output = {**result, "thread_id": thread_id, "wall_s": round(wall_s, 3)}
+        print(json.dumps(output, indent=2, ensure_ascii=False))
+    else:
+        print(format_answer(result, wall_s))
+        print(f"thread: {thread_id}")
+    return 0
+
+
+def format_answer(result: Mapping[str, Any], wall_s: float) -> str:
+    """Any strategy's result: the question, the answer, the final answer, usage per stage."""
+    final = result.get("boxed_answer") or r"(no \boxed{} in the answer)"
+    out = [f"Question: {result['question']}", "", "Answer:"]
+    out += [textwrap.indent(result.get("answer") or "(empty)", "  "), ""]
+    out += [f"Final answer: {final}", "", _usage_table(result["usage"], list(result["usage"]))]
+    out.append(f"\nwall time: {wall_s:.1f} s")
+    return "\n".join(out)
+
+
+def _usage_table(usage: Mapping[str, Any], stages: list[str]) -> str:
+    rows = [f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}"]
+    for stage in stages:
+        row = usage[stage]
+        rows.append(
+            f"{stage:<12}{row['calls']:>6}{row['input_tokens']:>15}"
+            f"{row['output_tokens']:>15}{row['cost']:>12.6f}"
+        )
+    return "\n".join(rows)
+
+
 def _fail(message: str, exit_code: int) -> int:
     print(message, file=sys.stderr)
     return exit_code
@@ -387,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ask(args: argparse.Namespace) -> int:
     """``ask`` and ``resume``: one run, printed; a failure names what to fix and how to resume."""
+    if getattr(args, "graph", DEFAULT) != DEFAULT:
+        return _ask_strategy(args)
     try:
         context = context_from_args(args)
     except ValidationError as error:

@@ -1,14 +1,15 @@
-"""A2R as an MCP tool (Model Context Protocol, streamable HTTP at ``/mcp``), with the official
-``mcp`` SDK's low-level server.
+"""The strategies as MCP tools (Model Context Protocol, streamable HTTP at ``/mcp``), with the
+official ``mcp`` SDK's low-level server.
 
 It replaces LangGraph Server's generic ``/mcp`` (``langgraph.json``: ``disable_mcp``), which
 lists every assistant as "Tool based on the ... assistant" and returns the run's whole state
 as a Python ``repr``. Here:
 
-- ``tools/list``: the ``a2r`` tool (the server's default assistant), plus each assistant of the
-  ``a2r`` graph that has a description (the assistants meant as tools), each described for an
-  agent: when to call it, what it returns, what it costs.
-- ``tools/call``: arguments ``question``, optional ``n`` and ``include_traces``. The text is
+- ``tools/list``: a tool per strategy (``a2r`` first: the server's own assistants), plus each
+  assistant of a strategy's graph that has a description (the assistants meant as tools),
+  each described for an agent: when to call it, what it returns, what it costs.
+- ``tools/call``: the strategy's arguments (A2R: ``question``, optional ``n``) and
+  ``include_traces``. The text is
   the final answer and the synthesizer's answer; ``structuredContent`` holds the boxed
   answer, each path's answer, usage and cost (schema: ``outputSchema``); traces only with
   ``include_traces``.
@@ -25,17 +26,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from functools import cache
 from typing import Any
 
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import McpError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from a2r_graph.serving.guard import CancelOnDisconnect
+from a2r_graph.serving.registry import DEFAULT, Strategy, strategy
 from a2r_graph.serving.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
 from a2r_graph.serving.tool import tool_content
 
@@ -51,24 +54,16 @@ INSTRUCTIONS = (
 )
 
 
-class ToolArguments(BaseModel):
-    """What a call of an A2R tool may pass."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
-    question: str = Field(
-        min_length=1,
-        description="The complete, self-contained problem statement, with every number and "
-        "condition it needs.",
-    )
-    n: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="Parallel solution attempts (default: the server's). More is more reliable "
-        "and costs proportionally more.",
-    )
-    include_traces: bool = Field(
-        False, description="Also return every attempt's full reasoning trace (long)."
+@cache
+def arguments_of(chosen: Strategy) -> type[BaseModel]:
+    """What a call of one of ``chosen``'s tools may pass: its arguments, and the traces."""
+    return create_model(
+        f"{chosen.arguments.__name__}Call",
+        __base__=chosen.arguments,
+        include_traces=(
+            bool,
+            Field(False, description="Also return every attempt's full reasoning trace (long)."),
+        ),
     )
 
 
@@ -101,7 +96,6 @@ class ToolResult(BaseModel):
     )
 
 
-INPUT_SCHEMA = ToolArguments.model_json_schema()
 OUTPUT_SCHEMA = ToolResult.model_json_schema()
 ANNOTATIONS = types.ToolAnnotations(
     readOnlyHint=True, destructiveHint=False, idempotentHint=False, openWorldHint=False
@@ -119,13 +113,12 @@ async def tools_of(runner: Runner) -> dict[str, Preset]:
 
 
 def tool_of(name: str, preset: Preset) -> types.Tool:
-    from a2r_graph.serving.tool import DESCRIPTION
-
+    chosen = strategy(preset.graph)
     return types.Tool(
         name=name,
-        title=f"A2R parallel reasoning ({preset.name})",
-        description=f"{(preset.description or DESCRIPTION).strip()}\n\n{RETURNS}",
-        inputSchema=INPUT_SCHEMA,
+        title=f"{chosen.name} reasoning ({preset.name})",
+        description=f"{(preset.description or chosen.description).strip()}\n\n{RETURNS}",
+        inputSchema=arguments_of(chosen).model_json_schema(),
         outputSchema=OUTPUT_SCHEMA,
         annotations=ANNOTATIONS,
     )
@@ -158,7 +151,7 @@ def result_of(output: Mapping[str, Any], include_traces: bool) -> tuple[str, dic
     return text, structured
 
 
-def describe_arguments(error: ValidationError, tool: str) -> str:
+def describe_arguments(error: ValidationError, tool: str, known: type[BaseModel]) -> str:
     """One line per invalid argument, naming it and saying what to pass."""
     lines = [f"invalid arguments for {tool}:"]
     for problem in error.errors():
@@ -168,7 +161,7 @@ def describe_arguments(error: ValidationError, tool: str) -> str:
             if problem["type"] == "missing":
                 what = "required: pass the complete, self-contained problem statement"
         elif problem["type"] == "extra_forbidden":
-            what = f"unknown argument; the arguments are {', '.join(ToolArguments.model_fields)}"
+            what = f"unknown argument; the arguments are {', '.join(known.model_fields)}"
         else:
             what = f"{problem['msg']} (got {problem['input']!r})"
         lines.append(f"  arguments.{name}: {what}")
@@ -201,27 +194,29 @@ def build_server(runner: Runner) -> Server:
 
     async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
         params = request.params
+        tools = await tools_of(runner)
+        preset = tools.get(params.name)
+        known = arguments_of(strategy(preset.graph if preset else DEFAULT))
         if "context" in (params.model_extra or {}):
             raise _invalid_params(
                 "params.context: not supported: a call passes its options as arguments "
-                f"({', '.join(ToolArguments.model_fields)}); the rest is the server's"
+                f"({', '.join(known.model_fields)}); the rest is the server's"
             )
-        tools = await tools_of(runner)
-        preset = tools.get(params.name)
         if preset is None:
             raise _invalid_params(f"Unknown tool: {params.name!r}; tools: {', '.join(tools)}")
         try:
-            arguments = ToolArguments.model_validate(params.arguments or {})
+            arguments = known.model_validate(params.arguments or {}, strict=True)
         except ValidationError as error:
-            return _tool_error(describe_arguments(error, params.name))
-        context = merged(preset.context, {"n": arguments.n} if arguments.n is not None else {})
-        if problem := request_problem(arguments.question, context):
+            return _tool_error(describe_arguments(error, params.name, known))
+        chosen = strategy(preset.graph)
+        context = merged(preset.context, chosen.options_of(arguments))
+        if problem := request_problem(arguments.question, context, preset.graph):  # type: ignore[attr-defined]
             return _tool_error(f"invalid call of {params.name}: {problem}")
         try:
-            output = await runner.invoke(preset, arguments.question, context)
+            output = await runner.invoke(preset, arguments.question, context)  # type: ignore[attr-defined]
         except RunFailure as failure:
-            return _tool_error(f"the A2R run failed ({failure.error}): {failure.message}")
-        text, structured = result_of(output, arguments.include_traces)
+            return _tool_error(f"the {chosen.name} run failed ({failure.error}): {failure.message}")
+        text, structured = result_of(output, arguments.include_traces)  # type: ignore[attr-defined]
         return types.ServerResult(
             types.CallToolResult(
                 content=[types.TextContent(type="text", text=text)],

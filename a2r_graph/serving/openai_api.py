@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from a2r_graph.answers import THINK_CLOSE, THINK_OPEN
 from a2r_graph.serving.guard import cancel_on_disconnect
+from a2r_graph.serving.registry import DEFAULT
 from a2r_graph.serving.runners import (
     Finished,
     Preset,
@@ -114,7 +115,7 @@ class ChatRequest:
     include_usage: bool = False
 
 
-def parse_options(text: str, model: str) -> dict[str, Any]:
+def parse_options(text: str, model: str, graph: str = DEFAULT) -> dict[str, Any]:
     """``n=8,min_paths=6,synthesizer.temperature=0.7`` as run options (values are JSON
     scalars where they read as one, else strings)."""
     options: dict[str, Any] = {}
@@ -137,7 +138,7 @@ def parse_options(text: str, model: str) -> dict[str, Any]:
         if not isinstance(target, dict):
             raise bad_request(f"model {model!r}: {stage} is set and has fields", "model")
         target[name] = value
-    if problem := options_problem(options, f"model {model!r}: "):
+    if problem := options_problem(options, f"model {model!r}: ", graph):
         raise bad_request(problem, "model")
     return options
 
@@ -149,7 +150,7 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
         return by_name[model], {}
     name, sep, options = model.partition(":")
     if name in by_name and sep:
-        return by_name[name], parse_options(options, model)
+        return by_name[name], parse_options(options, model, by_name[name].graph)
     known = ", ".join(preset.name for preset in presets)
     raise OpenAIError(
         404,
@@ -534,7 +535,7 @@ def routes(runner: Runner) -> list[Route]:
             chat = parse_request(body)
             preset, model_options = resolve_model(chat.model, await runner.presets())
             context = merged(preset.context, model_options, chat.options)
-            if problem := request_problem(chat.question, context):
+            if problem := request_problem(chat.question, context, preset.graph):
                 raise bad_request(problem)
         except OpenAIError as error:
             return error.response()

@@ -176,15 +176,15 @@ def _is_deployment_field(loc: list[str]) -> bool:
     return len(loc) == 2 and loc[0] in ENDPOINTS and loc[1] in StageConfig.model_fields
 
 
-def parse_options(options: Any) -> BaseModel:
-    """``options`` (JSON values, as a request carries them) as ``RunOptions``, strictly as
+def parse_options(options: Any, schema: type[BaseModel] = RunOptions) -> BaseModel:
+    """``options`` (JSON values, as a request carries them) as ``schema``, strictly as
     OpenAI reads a request: ``"4"`` or ``true`` is no count; ``ValidationError`` otherwise."""
     try:
         text = json.dumps(options, allow_nan=False)
     except (TypeError, ValueError):
         # not JSON (a Python caller's objects, NaN): validated as given, still strictly
-        return RunOptions.model_validate(options, strict=True)
-    return RunOptions.model_validate_json(text, strict=True)
+        return schema.model_validate(options, strict=True)
+    return schema.model_validate_json(text, strict=True)
 
 
 def run_context(options: BaseModel | dict | None) -> A2RContext:

@@ -1,16 +1,17 @@
-"""How the HTTP front ends (the OpenAI-compatible API, the MCP tool) run A2R.
+"""How the HTTP front ends (the OpenAI-compatible API, the MCP tool) run a strategy's graph.
 
 Two runners with one interface:
 
 - ``ServerRunner`` inside LangGraph Server: every request becomes a run of the server's own
   (``langgraph_sdk.get_client()`` without a URL talks to the server in-process), so it is
   queued, persisted and traced like any other run, and presets are the server's assistants.
-- ``LocalRunner`` for ``a2r serve``: the graph in this process (``build_graph(context_schema=
-  RunOptions)``, the same graph LangGraph Server serves), with this process's ``A2R_*``.
+- ``LocalRunner`` for ``a2r serve``: the graphs in this process (each strategy's
+  ``served_graph()``, the same graphs LangGraph Server serves), with this process's ``A2R_*``.
 
-Either way a request chooses only ``RunOptions`` (how to sample): the front ends check the
-preset's context merged with the request's options with :func:`request_problem` before
-anything runs, and the graph applies ``run_context`` to every run again.
+Either serves every strategy of ``a2r_graph.serving.registry``: a preset names the graph it
+runs. A request chooses only that strategy's options (for A2R, ``RunOptions``: how to sample):
+the front ends check the preset's context merged with the request's options with
+:func:`request_problem` before anything runs, and the graph resolves them on every run again.
 """
 
 from __future__ import annotations
@@ -29,24 +30,24 @@ from a2r_graph.errors import (
     describe_validation_error,
     error_class,
 )
-from a2r_graph.serving.run_options import RunOptions, describe_run_error, parse_options, run_context
-from a2r_graph.stages import SYNTHESIZE
+from a2r_graph.serving.registry import DEFAULT, Strategy, strategies, strategy
+from a2r_graph.serving.run_options import parse_options
 from a2r_graph.state import A2RInputModel
-from a2r_graph.threads import output_of
 
-GRAPH_ID = "a2r"
-DEFAULT_PRESET = "a2r"
 _TOOL_NAME_INVALID = re.compile(r"[^a-zA-Z0-9_\-.]")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named starting context: the default ``a2r``, or a LangGraph Server assistant."""
+    """A named starting context of a strategy's graph: the strategy's own (named after it),
+    or a LangGraph Server assistant."""
 
     name: str
     assistant_id: str
     context: Mapping[str, Any] = field(default_factory=dict)
     description: str | None = None
+    graph: str = DEFAULT
+    """The strategy it runs (``a2r_graph.serving.registry``)."""
 
 
 class RunFailure(Exception):
@@ -99,7 +100,7 @@ class Finished:
 
 class Runner(Protocol):
     async def presets(self) -> list[Preset]:
-        """The presets a request may name; the default ``a2r`` first."""
+        """The presets a request may name: one per strategy (``a2r`` first), then others."""
         ...
 
     async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
@@ -133,37 +134,45 @@ def merged(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-def options_problem(options: Any, where: str) -> str | None:
-    """What is wrong with ``options`` as ``RunOptions`` on their own (fields, types, ranges),
-    naming each field as ``where`` + its path; None if nothing."""
+def options_problem(options: Any, where: str, graph: str = DEFAULT) -> str | None:
+    """What is wrong with ``options`` as ``graph``'s options on their own (fields, types,
+    ranges), naming each field as ``where`` + its path; None if nothing."""
+    chosen = strategy(graph)
     try:
-        parse_options(options)
+        parse_options(options, chosen.options)
     except ValidationError as error:
-        return describe_run_error(error, prefix=where)
+        return chosen.describe_error(error, prefix=where)
     return None
 
 
-def request_problem(question: Any, context: dict[str, Any]) -> str | None:
-    """What is wrong with this run (the question, the merged context against the deployment),
-    the way LangGraph Server's 422 says it; None if it may run."""
+def request_problem(question: Any, context: dict[str, Any], graph: str = DEFAULT) -> str | None:
+    """What is wrong with this run of ``graph`` (the question, the merged context against the
+    deployment), the way LangGraph Server's 422 says it; None if it may run."""
     try:
         A2RInputModel(question=question)
     except ValidationError as error:
         return describe_validation_error(error, field_prefix="input.", env_prefix=None)
     try:
-        run_context(context)
+        strategy(graph).resolve(context)
     except ConfigurationError as error:
         return str(error)
     return None
 
 
-def selects(preset: Preset, context: Mapping[str, Any]) -> bool:
-    """Whether runs of ``preset`` with ``context`` use the select mode, whose synthesizer
-    text is deliberation (streamed as reasoning): its answer is the chosen reference's."""
+def reasoning_only(preset: Preset, context: Mapping[str, Any]) -> bool:
+    """Whether runs of ``preset`` with ``context`` stream only deliberation (A2R's select
+    mode: its answer is the chosen reference's), streamed as reasoning."""
     try:
-        return run_context({**preset.context, **context}).synthesis_mode == "select"
+        chosen = strategy(preset.graph)
+        return chosen.reasoning_only(chosen.resolve({**preset.context, **context}))
     except A2RError:
         return False  # the run itself reports the bad context
+
+
+def _stream(preset: Preset, parts: AsyncIterator[Part], context: dict) -> AsyncIterator[Any]:
+    return tokens_then_output(
+        parts, strategy(preset.graph), all_reasoning=reasoning_only(preset, context)
+    )
 
 
 Part = tuple[str, Any]
@@ -172,9 +181,9 @@ content, additional_kwargs))`` for each streamed message chunk."""
 
 
 async def tokens_then_output(
-    parts: AsyncIterator[Part], selecting: bool
+    parts: AsyncIterator[Part], chosen: Strategy, *, all_reasoning: bool = False
 ) -> AsyncIterator[Token | Finished]:
-    """The synthesizer's tokens as they come (chunks of other nodes are skipped), then
+    """The answer node's tokens as they come (chunks of other nodes are skipped), then
     ``Finished`` with the run's last state."""
     final: Mapping[str, Any] = {}
     async for kind, data in parts:
@@ -182,10 +191,10 @@ async def tokens_then_output(
             final = data
             continue
         metadata, content, additional_kwargs = data
-        if (metadata or {}).get("langgraph_node") == SYNTHESIZE.node:
-            for token in token_of(content, additional_kwargs, all_reasoning=selecting):
+        if (metadata or {}).get("langgraph_node") == chosen.answer_node:
+            for token in token_of(content, additional_kwargs, all_reasoning=all_reasoning):
                 yield token
-    yield Finished(output_of(final))
+    yield Finished(chosen.output_of(final))
 
 
 def token_of(
@@ -207,34 +216,38 @@ def token_of(
 
 
 class LocalRunner:
-    """A2R in this process (``a2r serve``): the server's graph, this process's ``A2R_*``."""
+    """The strategies in this process (``a2r serve``): each one's served graph, built when
+    first run, with this process's ``A2R_*``."""
 
-    def __init__(self, graph: Any = None) -> None:
-        if graph is None:
-            from a2r_graph.graph import build_graph
+    def __init__(self, graphs: Mapping[str, Any] | None = None) -> None:
+        self.graphs = dict(graphs or {})
 
-            graph = build_graph(context_schema=RunOptions)
-        self.graph = graph
+    def graph(self, name: str) -> Any:
+        if name not in self.graphs:
+            self.graphs[name] = strategy(name).served_graph()
+        return self.graphs[name]
 
     async def presets(self) -> list[Preset]:
-        from a2r_graph.serving.tool import DESCRIPTION
-
-        return [Preset(DEFAULT_PRESET, DEFAULT_PRESET, {}, DESCRIPTION)]
+        return [
+            Preset(name, name, {}, found.description, name) for name, found in strategies().items()
+        ]
 
     async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
+        graph = self.graph(preset.graph)
         try:
-            return output_of(await self.graph.ainvoke({"question": question}, context=context))
+            return await graph.ainvoke({"question": question}, context=context)
         except A2RError as error:
             raise RunFailure.of(error) from error
 
     def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
-        return tokens_then_output(self._parts(question, context), selects(preset, context))
+        return _stream(preset, self._parts(preset, question, context), context)
 
-    async def _parts(self, question: str, context: dict) -> AsyncIterator[Part]:
+    async def _parts(self, preset: Preset, question: str, context: dict) -> AsyncIterator[Part]:
+        graph = self.graph(preset.graph)
         try:
-            async for mode, data in self.graph.astream(
+            async for mode, data in graph.astream(
                 {"question": question}, context=context, stream_mode=["messages", "values"]
             ):
                 if mode == "values":
@@ -261,39 +274,31 @@ class ServerRunner:
         return self._client
 
     async def presets(self) -> list[Preset]:
-        from a2r_graph.serving.tool import DESCRIPTION
+        served = list(strategies().values())
+        names = [strategy.name for strategy in served]
 
-        found = await self.client.assistants.search(graph_id=GRAPH_ID, limit=1000)
-        # the server's default assistant (named after the graph) first, then oldest first
-        found = sorted(
-            found,
-            key=lambda a: (
-                (a.get("metadata") or {}).get("created_by") != "system",
-                str(a.get("created_at")),
-            ),
-        )
-        presets, names = [Preset(DEFAULT_PRESET, GRAPH_ID, {}, DESCRIPTION)], {DEFAULT_PRESET}
-        for assistant in found:
-            name = assistant.get("name") or assistant["assistant_id"]
-            description = assistant.get("description")
-            if (
-                name == DEFAULT_PRESET
-                and (assistant.get("metadata") or {}).get("created_by") == "system"
-            ):
-                presets[0] = Preset(
-                    name,
-                    assistant["assistant_id"],
-                    assistant.get("context") or {},
-                    description or DESCRIPTION,
-                )
-                continue
-            if name in names:
-                continue  # the same name twice: the older one keeps it (use the id for others)
-            names.add(name)
-            presets.append(
-                Preset(name, assistant["assistant_id"], assistant.get("context") or {}, description)
+        def own(assistant: Mapping[str, Any]) -> bool:  # the server's, named after its graph
+            return assistant.get("name") == assistant["graph_id"] and (
+                (assistant.get("metadata") or {}).get("created_by") == "system"
             )
-        return presets
+
+        found = await self.client.assistants.search(limit=1000)
+        found = sorted(  # the strategies' own assistants in their order, then oldest first
+            (a for a in found if a.get("graph_id") in names),
+            key=lambda a: (not own(a), names.index(a["graph_id"]), str(a.get("created_at"))),
+        )
+        presets: dict[str, Preset] = {}
+        for assistant in found:
+            name, graph = assistant.get("name") or assistant["assistant_id"], assistant["graph_id"]
+            if name in presets:
+                continue  # the same name twice: the older one keeps it (use the id for others)
+            description = assistant.get("description")
+            if own(assistant):
+                description = description or served[names.index(graph)].description
+            presets[name] = Preset(
+                name, assistant["assistant_id"], assistant.get("context") or {}, description, graph
+            )
+        return list(presets.values())
 
     async def invoke(self, preset: Preset, question: str, context: dict) -> Mapping[str, Any]:
         # A stream, not runs.wait: the server cancels a streamed run when its reader goes, so
@@ -301,13 +306,13 @@ class ServerRunner:
         final: Mapping[str, Any] = {}
         async for _, state in self._parts(preset, question, context, ["values"]):
             final = state
-        return output_of(final)
+        return strategy(preset.graph).output_of(final)
 
     def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
         parts = self._parts(preset, question, context, ["messages-tuple", "values"])
-        return tokens_then_output(parts, selects(preset, context))
+        return _stream(preset, parts, context)
 
     async def _parts(
         self, preset: Preset, question: str, context: dict, modes: list[str]

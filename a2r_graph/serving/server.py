@@ -1,10 +1,13 @@
-"""What LangGraph Server serves (``langgraph.json``): the graph for untrusted runs, and auth.
+"""What LangGraph Server serves (``langgraph.json``): each strategy's graph for untrusted
+runs (``graph``: A2R), and auth.
 
 A run that reaches the server is somebody else's input. ``graph`` takes ``RunOptions`` as its
 context: how to sample, never which endpoint, key, prompts or prices (those are the
-deployment's ``A2R_*`` variables; see ``a2r_graph.serving.run_options``). ``auth`` admits a request
-only with the deployment's key, ``A2R_SERVER_API_KEY``, in ``x-api-key`` (what
-``langgraph_sdk.get_client(api_key=...)`` sends) or ``Authorization: Bearer``.
+deployment's ``A2R_*`` variables; see ``a2r_graph.serving.run_options``). Every strategy of
+``a2r_graph.serving.registry.BUILT_IN`` is a graph id of ``langgraph.json`` (a test says so).
+``auth`` admits a request only with the deployment's key, ``A2R_SERVER_API_KEY``, in
+``x-api-key`` (what ``langgraph_sdk.get_client(api_key=...)`` sends) or ``Authorization:
+Bearer``.
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph_sdk import Auth
 
 from a2r_graph.errors import ConfigurationError
-from a2r_graph.graph import build_graph
 from a2r_graph.serving.guard import authenticate
-from a2r_graph.serving.run_options import RunOptions
+from a2r_graph.serving.registry import A2R
 from a2r_graph.telemetry import configure_from_env
 from a2r_graph.threads import checkpointer_for, is_postgres
 
 configure_from_env()  # LangGraph Server imports this module: its entry point
-graph = build_graph(context_schema=RunOptions)
+graph = A2R.served_graph()
 """The A2R graph as LangGraph Server runs it: a run's context is ``RunOptions``."""
 
 auth = Auth()

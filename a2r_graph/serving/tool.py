@@ -1,4 +1,4 @@
-"""The A2R graph as a LangChain tool, for agents that call it to reason."""
+"""A strategy's graph as a LangChain tool, for agents that call it to reason."""
 
 from __future__ import annotations
 
@@ -7,51 +7,49 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, Field
 
-from a2r_graph.graph import graph as default_graph
-from a2r_graph.state import A2ROutput
-
-DESCRIPTION = (
-    "Solve a hard reasoning or math problem carefully: several independent solvers attempt it "
-    "in parallel and a stronger model synthesizes their answers into one final answer. Slow "
-    "and costly: use it for problems that need careful multi-step reasoning. Pass the full, "
-    "self-contained problem statement."
-)
-
-
-class A2RToolArgs(BaseModel):
-    question: str = Field(min_length=1, description="The complete, self-contained problem.")
-    n: int | None = Field(
-        None, ge=1, le=64, description="Parallel solution attempts (default: the configured n)."
-    )
+from a2r_graph.serving import registry
+from a2r_graph.serving.registry import DEFAULT, Strategy
 
 
 def as_tool(
-    a2r: Runnable = default_graph,
+    graph: Runnable | str = DEFAULT,
     *,
+    strategy: Strategy | str | None = None,
     context: dict[str, Any] | None = None,
-    name: str = "a2r_reason",
-    description: str = DESCRIPTION,
+    name: str | None = None,
+    description: str | None = None,
 ) -> BaseTool:
-    """Wrap the A2R graph (local, or a ``RemoteGraph`` of a LangGraph Server) as a tool.
+    """Wrap a strategy's graph as a tool: a registered name (``"a2r"``: built here, with the
+    deployment's ``A2R_*``), or a graph of one (local, or a ``RemoteGraph`` of a LangGraph
+    Server) with ``strategy`` saying which (a ``Strategy``, or its registered name; default
+    ``a2r``).
 
-    ``context`` holds A2RContext fields for every call (endpoints, sampling...); unset
-    fields come from the A2R_* environment (local) or the server's assistant (remote).
-    The tool's content is the final answer and the synthesizer's reasoning; its artifact
-    is the whole A2R result.
+    ``context`` holds context fields for every call (endpoints, sampling...); unset fields
+    come from the A2R_* environment (local) or the server's assistant (remote). The tool's
+    arguments are the strategy's (``question``, and for A2R ``n``); its content is the final
+    answer and the answer's text; its artifact is the whole result.
     """
+    if isinstance(strategy, Strategy):
+        chosen = strategy
+    else:
+        chosen = registry.strategy(graph if isinstance(graph, str) else strategy or DEFAULT)
+    runnable = chosen.graph() if isinstance(graph, str) else graph
 
-    async def reason(question: str, n: int | None = None) -> tuple[str, A2ROutput]:
-        run_context = {**(context or {}), **({"n": n} if n is not None else {})}
-        result = await a2r.ainvoke({"question": question}, context=run_context or None)
+    async def reason(**passed: Any) -> tuple[str, Mapping[str, Any]]:
+        arguments = chosen.arguments.model_validate(passed)
+        run_context = {**(context or {}), **chosen.options_of(arguments)}
+        result = await runnable.ainvoke(
+            {"question": arguments.question},  # type: ignore[attr-defined]
+            context=run_context or None,
+        )
         return tool_content(result), result
 
     return StructuredTool.from_function(
         coroutine=reason,
-        name=name,
-        description=description,
-        args_schema=A2RToolArgs,
+        name=name or f"{chosen.name}_reason",
+        description=description or chosen.description,
+        args_schema=chosen.arguments,
         response_format="content_and_artifact",
     )
 

@@ -1,4 +1,4 @@
-"""LangGraph Server additions (langgraph.json ``http.app``): reject bad A2R runs with a 422;
+"""LangGraph Server additions (langgraph.json ``http.app``): reject bad runs with a 422;
 serve the OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``: ``openai_api``)
 and the A2R MCP tool (``/mcp``: ``mcp_tool``, in place of the server's generic one), both as
 runs of this server and behind its auth (``enable_custom_route_auth``); and put the guard
@@ -6,10 +6,10 @@ runs of this server and behind its auth (``enable_custom_route_auth``); and put 
 
 Without this a run with a blank question or an out-of-range context is accepted and fails
 later as a run error. The middleware checks every request that creates a run or stores a
-run's context (runs, batches, crons, assistants) the way the graph will:
-``input`` against :class:`A2RInputModel`, and the assistant's context merged with the run's
-(the server's own shallow merge) with :func:`run_context`. The graph applies the same
-``run_context`` to every run, so a route this does not know still cannot bypass it; it only
+run's context (runs, batches, crons, assistants) of a strategy's graph the way the graph
+will: ``input`` against :class:`A2RInputModel`, and the assistant's context merged with the
+run's (the server's own shallow merge) with the strategy's ``resolve``. The graph resolves
+every run's context again, so a route this does not know still cannot bypass it; it only
 fails later, as a run error.
 """
 
@@ -26,16 +26,14 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from a2r_graph.context import A2RContext
 from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.serving import openai_api
 from a2r_graph.serving.guard import Guard, read_body, replay
 from a2r_graph.serving.mcp_tool import MCPEndpoint
-from a2r_graph.serving.run_options import run_context
+from a2r_graph.serving.registry import Strategy, strategies
 from a2r_graph.serving.runners import ServerRunner
 from a2r_graph.state import A2RInputModel
 
-GRAPH_ID = "a2r"
 RUN_CREATE = re.compile(
     r"^/(?:threads/(?P<thread_id>[^/]+)/)?runs(?P<kind>/wait|/stream|/batch|/crons)?/?$"
 )
@@ -44,7 +42,7 @@ CRON = re.compile(r"^/runs/crons/(?P<cron_id>[^/]+)/?$")
 
 
 class ValidateA2RRuns:
-    """ASGI middleware: 422 for a run of the a2r graph whose input or context is invalid."""
+    """ASGI middleware: 422 for a run of a strategy's graph whose input or context is invalid."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -96,14 +94,15 @@ async def _batch_problem(payload: Any) -> str | None:
 
 
 async def run_request_problem(payload: Any, thread_id: str | None = None) -> str | None:
-    """What is wrong with this run request for the a2r graph, or None.
+    """What is wrong with this run request for a strategy's graph, or None.
 
     ``input: null`` on a thread resumes the thread's unfinished run (``a2r_graph.threads``).
     """
     if not isinstance(payload, dict):
         return None  # not a run of ours: the server answers it
     assistant = await _assistant(payload.get("assistant_id"))
-    if assistant is None or assistant.get("graph_id") != GRAPH_ID:
+    strategy = strategies().get((assistant or {}).get("graph_id"))  # type: ignore[arg-type]
+    if assistant is None or strategy is None:
         return None
     if payload.get("input") is None and payload.get("command") is None:
         if not await _has_unfinished_run(thread_id):
@@ -117,13 +116,13 @@ async def run_request_problem(payload: Any, thread_id: str | None = None) -> str
             A2RInputModel.model_validate(payload.get("input"))
         except ValidationError as error:
             return describe_validation_error(error, field_prefix="input.", env_prefix=None)
-    context = run_context_of(payload)
+    context = run_context_of(payload, strategy)
     if isinstance(context, str):
         return context
-    return context_problem({**(assistant.get("context") or {}), **context})
+    return context_problem({**(assistant.get("context") or {}), **context}, strategy)
 
 
-def run_context_of(payload: dict) -> dict | str:
+def run_context_of(payload: dict, strategy: Strategy) -> dict | str:
     """The context a run request passes: ``context``, or LangGraph's older ``configurable``
     (which the server copies into the context), or what is wrong with it."""
     context = payload.get("context")
@@ -136,32 +135,34 @@ def run_context_of(payload: dict) -> dict | str:
     if not isinstance(configurable, dict):
         return {}
     # The server keeps only the schema's fields of a ``configurable``; the rest is its own.
-    return {key: value for key, value in configurable.items() if key in A2RContext.model_fields}
+    fields = strategy.options.model_fields
+    return {key: value for key, value in configurable.items() if key in fields}
 
 
-def context_problem(context: dict) -> str | None:
+def context_problem(context: dict, strategy: Strategy) -> str | None:
     try:
-        run_context(context)
+        strategy.resolve(context)
     except ConfigurationError as error:
         return str(error)
     return None
 
 
 async def assistant_problem(payload: Any, assistant_id: str | None) -> str | None:
-    """What is wrong with an a2r assistant's context (a preset every run of it starts from)."""
+    """What is wrong with an assistant's context (a preset every run of it starts from)."""
     if not isinstance(payload, dict) or "context" not in payload:
         return None
     graph_id = payload.get("graph_id")
     if assistant_id is not None:
         graph_id = (await _assistant(assistant_id) or {}).get("graph_id")
-    if graph_id != GRAPH_ID:
+    strategy = strategies().get(graph_id)  # type: ignore[arg-type]
+    if strategy is None:
         return None
-    context = run_context_of({"context": payload["context"]})
-    return context if isinstance(context, str) else context_problem(context)
+    context = run_context_of({"context": payload["context"]}, strategy)
+    return context if isinstance(context, str) else context_problem(context, strategy)
 
 
 async def cron_patch_problem(payload: Any, cron_id: str) -> str | None:
-    """What is wrong with the run a cron of the a2r graph would start once patched: the
+    """What is wrong with the run a cron of a strategy's graph would start once patched: the
     patch's input, context and config over the cron's own."""
     if not isinstance(payload, dict):
         return None
@@ -189,10 +190,10 @@ async def _has_unfinished_run(thread_id: str | None) -> bool:
 
 
 async def _assistant(assistant_id: Any) -> dict | None:
-    if assistant_id == GRAPH_ID:
-        return {"graph_id": GRAPH_ID, "context": {}}
     if not isinstance(assistant_id, str):
         return None
+    if assistant_id in strategies():  # a graph id names the graph's own assistant
+        return {"graph_id": assistant_id, "context": {}}
     try:  # get_client() without a URL talks to this server in-process
         return dict(await get_client().assistants.get(assistant_id))
     except httpx.HTTPStatusError:  # unknown assistant: the server itself answers 404

@@ -17,7 +17,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from a2r_graph.serving.tool import DESCRIPTION
+from a2r_graph.serving.registry import A2R
 from examples.agent import build_agent
 from tests.fakes import ToolCallingFake
 from tests.integration.a2r_serve import a2r_serve, loopback_env
@@ -74,7 +74,10 @@ async def test_the_mcp_client_lists_the_tools_with_descriptions(server):
     expected = ["a2r", "wide"] if server["name"] == "langgraph dev" else ["a2r"]
     assert list(tools) == expected  # not every assistant: "scratch" has no description
     a2r = tools["a2r"]
-    assert a2r.description.startswith(DESCRIPTION) and "Returns the final answer" in a2r.description
+    assert (
+        a2r.description.startswith(A2R.description)
+        and "Returns the final answer" in a2r.description
+    )
     assert a2r.inputSchema["required"] == ["question"]
     assert a2r.outputSchema["properties"]["usage"]
     if "wide" in tools:

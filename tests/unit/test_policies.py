@@ -349,13 +349,13 @@ async def test_select_mode_answers_with_the_named_reference(named, selected, ans
 def test_a_streamed_select_run_sends_the_selectors_text_as_reasoning(monkeypatch):
     """Streaming front ends (a2r serve, the OpenAI endpoint) send a selector's text as
     reasoning: the answer is the chosen reference's, sent once the run ends."""
-    from a2r_graph.serving.runners import Preset, selects, token_of
+    from a2r_graph.serving.runners import Preset, reasoning_only, token_of
     from tests.fakes import fake_deployment
 
     fake_deployment(monkeypatch)
-    assert selects(Preset("a2r", "a2r", {"synthesis_mode": "select"}), {})
-    assert selects(Preset("a2r", "a2r", {}), {"synthesis_mode": "select"})
-    assert not selects(Preset("a2r", "a2r", {}), {})
-    assert not selects(Preset("a2r", "a2r", {}), {"n": 0})  # the run reports that itself
+    assert reasoning_only(Preset("a2r", "a2r", {"synthesis_mode": "select"}), {})
+    assert reasoning_only(Preset("a2r", "a2r", {}), {"synthesis_mode": "select"})
+    assert not reasoning_only(Preset("a2r", "a2r", {}), {})
+    assert not reasoning_only(Preset("a2r", "a2r", {}), {"n": 0})  # the run reports that itself
     [token] = token_of("pick \\boxed{2}", {}, all_reasoning=True)
     assert token.reasoning and token.text == "pick \\boxed{2}"

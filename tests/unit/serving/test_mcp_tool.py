@@ -13,8 +13,8 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from a2r_graph.serving.mcp_tool import build_server
+from a2r_graph.serving.registry import A2R
 from a2r_graph.serving.runners import Preset, RunFailure
-from a2r_graph.serving.tool import DESCRIPTION
 from tests.fakes import ScriptedRunner, fake_deployment
 
 PRESETS = [
@@ -40,7 +40,7 @@ async def test_tools_are_the_default_and_the_described_presets():
         tools = (await client.list_tools()).tools
     assert [tool.name for tool in tools] == ["a2r", "wide_one"]
     a2r, wide = tools
-    assert a2r.description.startswith(DESCRIPTION)
+    assert a2r.description.startswith(A2R.description)
     assert "Returns the final answer" in a2r.description
     assert wide.description.startswith("Wide A2R for contest problems.")
     assert a2r.inputSchema["required"] == ["question"]
@@ -117,7 +117,7 @@ async def test_a_failed_run_is_a_tool_error_with_the_reason():
         result = await client.call_tool("a2r", {"question": "q"})
     assert result.isError
     assert result.content[0].text == (
-        "the A2R run failed (NotEnoughPathsError): only 0 explorer path(s) succeeded"
+        "the a2r run failed (NotEnoughPathsError): only 0 explorer path(s) succeeded"
     )
 
 

@@ -4,6 +4,7 @@ the LangGraph Server configuration that serves the same routes."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from a2r_graph.serving.cli import _parser
+from a2r_graph.serving.registry import BUILT_IN, strategy
 from a2r_graph.serving.serve import DEFAULT_HOST, build_app, startup_problem
-from a2r_graph.serving.tool import DESCRIPTION
 from tests.fakes import PRESETS, ScriptedRunner, fake_deployment
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -69,9 +70,21 @@ def test_auth_none_serves_without_a_key(deployment):
         assert http.post("/mcp", json={}).status_code == 404
 
 
+@pytest.mark.parametrize("config_file", ["langgraph.json", "langgraph.postgres.json"])
+def test_langgraph_server_serves_every_built_in_strategy_for_untrusted_runs(config_file):
+    """Catches: a strategy the doors list that LangGraph Server lacks (its model and tool
+    answer 404), a graph id no door knows (its runs go unchecked), or a served graph that takes
+    the whole configuration as its context (a caller could choose the endpoints)."""
+    graphs = json.loads((ROOT / config_file).read_text())["graphs"]
+    assert list(graphs) == [strategy.name for strategy in BUILT_IN]
+    for name, path in graphs.items():
+        module, _, attribute = path.partition(":")
+        graph = getattr(importlib.import_module(module), attribute)
+        assert graph.context_schema is strategy(name).options
+
+
 def test_langgraph_server_serves_the_same_routes_behind_its_auth():
     config = json.loads((ROOT / "langgraph.json").read_text())
-    assert config["graphs"]["a2r"]["description"] == DESCRIPTION  # the a2r tool's description
     http = config["http"]
     assert http["enable_custom_route_auth"] is True  # /v1 and /mcp need the server's key
     assert http["disable_mcp"] is True  # /mcp is a2r_graph.serving.mcp_tool, not the generic one
