@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
 from a2r_graph.context import A2RContext
 from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
+from a2r_graph.stages import GRAPH
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
 from a2r_graph.tracing import A2RTracer
 
@@ -52,7 +53,7 @@ def build_graph(
     builder.add_edge("explore", "decide")
     builder.add_edge("reduce", "synthesize")
     builder.add_edge("synthesize", END)
-    compiled = builder.compile(checkpointer=checkpointer, name="a2r")
+    compiled = builder.compile(checkpointer=checkpointer, name=GRAPH)
     return compiled.with_config(callbacks=[A2RTracer(tracer_provider, meter_provider)])
 
 

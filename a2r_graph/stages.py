@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+GRAPH = "a2r"
+"""The graph's name: its graph id on LangGraph Server, its model and tool names at every door,
+and the workflow its spans trace."""
+
 
 class Stage(NamedTuple):
     node: str

@@ -37,10 +37,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from a2r_graph.confidence import path_confidence, token_confidences
 from a2r_graph.context import token_cost
 from a2r_graph.metrics import RunMetrics
-from a2r_graph.stages import EXPLORE, STAGES, USAGE_KEYS
+from a2r_graph.stages import EXPLORE, GRAPH, STAGES, USAGE_KEYS
 from a2r_graph.state import stage_usage
 
-GRAPH_NAME = "a2r"
 NODES = frozenset(stage.node for stage in STAGES)
 PROVIDER = "vllm"
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -164,7 +163,7 @@ class A2RTracer(BaseCallbackHandler):
         name = kwargs.get("name")
         parent = self._chains.get(parent_run_id) if parent_run_id else None
         if parent is None:
-            if name == GRAPH_NAME:
+            if name == GRAPH:
                 self._start_run(run_id, metadata or {})
             return
         graph_run = parent.run
@@ -339,10 +338,10 @@ class A2RTracer(BaseCallbackHandler):
     # -- the run and its stages ---------------------------------------------------------
     def _start_run(self, run_id: UUID, metadata: dict[str, Any]) -> None:
         span = self._tracer.start_span(
-            f"invoke_workflow {GRAPH_NAME}",
+            f"invoke_workflow {GRAPH}",
             attributes={
                 "gen_ai.operation.name": "invoke_workflow",
-                "a2r.graph": GRAPH_NAME,
+                "a2r.graph": GRAPH,
                 OPENINFERENCE_KIND: "CHAIN",
             },
         )

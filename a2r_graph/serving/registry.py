@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.graph import build_graph
 from a2r_graph.serving.run_options import RunOptions, describe_run_error, parse_options
-from a2r_graph.stages import SYNTHESIZE
+from a2r_graph.stages import GRAPH, SYNTHESIZE
 from a2r_graph.state import A2ROutput
 
 
@@ -109,7 +109,7 @@ class A2RArguments(BaseModel):
 
 
 A2R = Strategy(
-    name="a2r",
+    name=GRAPH,
     description=(
         "Solve a hard reasoning or math problem carefully: several independent solvers attempt "
         "it in parallel and a stronger model synthesizes their answers into one final answer. "
