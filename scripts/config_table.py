@@ -12,25 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from a2r_graph.context import A2RContext, StageConfig
+from a2r_graph.fields import ENV_DELIMITER, bounds, env_variable, nested_model
 from a2r_graph.stages import ENDPOINTS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- config-table: start -->", "<!-- config-table: end -->"
-BOUNDS = ((Ge, "ge", "≥ {}"), (Gt, "gt", "> {}"), (Le, "le", "≤ {}"), (Lt, "lt", "< {}"))
-LENGTHS = ((MinLen, "min_length", "at least {} long"), (MaxLen, "max_length", "at most {} long"))
-
-
-def _nested(info: FieldInfo) -> type[BaseModel] | None:
-    for candidate in (info.annotation, *getattr(info.annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def _default(info: FieldInfo) -> str:
@@ -43,11 +34,7 @@ def _default(info: FieldInfo) -> str:
 
 
 def _bounds(info: FieldInfo) -> str:
-    found = []
-    for item in info.metadata:
-        for kind, attribute, text in (*BOUNDS, *LENGTHS):
-            if isinstance(item, kind):
-                found.append(text.format(getattr(item, attribute)))
+    found = bounds(info)
     return f" ({', '.join(found)})" if found else ""
 
 
@@ -61,14 +48,16 @@ def rows() -> list[str]:
     for name, info in A2RContext.model_fields.items():
         if name in ENDPOINTS:
             continue
-        nested = _nested(info)
-        env = f"A2R_{name.upper()}"
+        nested = nested_model(info)
+        env = env_variable(name)
         if nested is not None:
-            env = f"{env}__" + ", __".join(sub.upper() for sub in nested.model_fields)
+            env += ENV_DELIMITER + f", {ENV_DELIMITER}".join(
+                sub.upper() for sub in nested.model_fields
+            )
         lines.append(_row(name, env, info))
     for name, info in StageConfig.model_fields.items():
         stages = "/".join(ENDPOINTS)
-        lines.append(_row(f"{stages}.{name}", f"A2R_*__{name.upper()}", info))
+        lines.append(_row(f"{stages}.{name}", env_variable(f"*.{name}"), info))
     return lines
 
 

@@ -29,10 +29,11 @@ from a2r_graph.errors import (
 from a2r_graph.eval import command as eval_command
 from a2r_graph.graph import build_graph
 from a2r_graph.serving import serve as serve_command
-from a2r_graph.serving.argtypes import non_negative_float, positive_float, positive_int
+from a2r_graph.serving.argtypes import positive_float
+from a2r_graph.serving.flags import add_flags, context_values
 from a2r_graph.serving.interrupt import Interrupted, interruptible
 from a2r_graph.serving.registry import DEFAULT, strategy
-from a2r_graph.stages import ENDPOINTS, USAGE_KEYS
+from a2r_graph.stages import USAGE_KEYS
 from a2r_graph.state import A2ROutput, validated_question
 from a2r_graph.threads import (
     CheckpointDatabaseError,
@@ -51,94 +52,7 @@ def _database(text: str) -> Path | str:
 def _context_options() -> argparse.ArgumentParser:
     """The run options ``ask`` and ``resume`` share."""
     options = argparse.ArgumentParser(add_help=False)
-    # --n, --min-paths, --max-tokens, --temperature, --seed: their A2RContext fields refuse a
-    # bad value (naming its range and variable). The rest are checked by their type= here.
-    options.add_argument("--n", type=int, help="explorer paths (A2R_N, default 4)")
-    options.add_argument("--min-paths", type=int, help="paths that must succeed (A2R_MIN_PATHS)")
-    for stage in ENDPOINTS:
-        env = f"A2R_{stage.upper()}__"
-        options.add_argument(f"--{stage}-url", help=f"OpenAI-compatible base URL ({env}BASE_URL)")
-        options.add_argument(f"--{stage}-model", help=f"served model name ({env}MODEL)")
-    options.add_argument("--max-tokens", type=int, help="completion token cap, both stages")
-    options.add_argument("--temperature", type=float, help="sampling temperature, both stages")
-    options.add_argument("--seed", type=int, help="sampling seed (explorer path i uses seed+i)")
-    options.add_argument("--timeout", type=positive_float, help="seconds per model call")
-    options.add_argument(
-        "--overflow",
-        choices=("truncate", "drop", "error"),
-        help="references too long for the synthesizer's window (A2R_OVERFLOW, truncate)",
-    )
-    for stage in ENDPOINTS:
-        for kind in ("input", "output"):
-            options.add_argument(
-                f"--{stage}-{kind}-price",
-                type=non_negative_float,
-                help=f"{stage} price per 1M {kind} tokens "
-                f"(A2R_{stage.upper()}__{kind.upper()}_PRICE_PER_MTOK)",
-            )
-    policies = options.add_argument_group("spend only what a question needs (README: Policies)")
-    policies.add_argument(
-        "--confidence",
-        type=positive_int,
-        metavar="K",
-        help="explorers return top-K logprobs; each path gets DeepConf's confidence "
-        "(A2R_CONFIDENCE__TOP_LOGPROBS)",
-    )
-    policies.add_argument(
-        "--shortcut",
-        action="store_true",
-        default=None,
-        help="skip the synthesizer when the paths agree (A2R_SHORTCUT)",
-    )
-    policies.add_argument(
-        "--agree-share",
-        type=positive_float,
-        metavar="S",
-        help="share of usable paths that must agree, in (0.5, 1] (A2R_AGREEMENT__MIN_SHARE, 1)",
-    )
-    policies.add_argument(
-        "--waves",
-        type=positive_int,
-        nargs="+",
-        metavar="COUNT",
-        help="explore in waves, stopping once the paths agree: path counts to check after, "
-        "e.g. --n 4 --waves 2 (A2R_WAVES='[2]')",
-    )
-    policies.add_argument(
-        "--top-references",
-        type=positive_int,
-        metavar="K",
-        help="the synthesizer gets the K most confident answers (needs --confidence)",
-    )
-    policies.add_argument(
-        "--budget-tokens",
-        type=positive_int,
-        help="explorer output-token cap per run (with --waves)",
-    )
-    policies.add_argument(
-        "--budget-cost", type=positive_float, help="explorer cost cap per run (with --waves)"
-    )
-    synthesis = options.add_argument_group("the synthesizer's references (README: Configuration)")
-    synthesis.add_argument(
-        "--order",
-        choices=("index", "grouped"),
-        help="grouped: references with the same final answer together, the most common first",
-    )
-    synthesis.add_argument(
-        "--dedupe", action="store_true", default=None, help="one reference per final answer"
-    )
-    synthesis.add_argument(
-        "--tally",
-        action="store_true",
-        default=None,
-        help="tell the synthesizer how many references share each final answer",
-    )
-    synthesis.add_argument(
-        "--select",
-        action="store_true",
-        default=None,
-        help="the synthesizer picks the best reference instead of writing an answer (GenSelect)",
-    )
+    add_flags(options)  # one per A2RContext field it sets: help, choices, checks from the field
     options.add_argument(
         "--db",
         type=_database,
@@ -225,37 +139,7 @@ def resume_command(args: argparse.Namespace, thread_id: str) -> str:
 
 def context_from_args(args: argparse.Namespace) -> A2RContext:
     """Command-line values over A2R_* environment variables over defaults."""
-    fields: dict[str, Any] = {"n": args.n, "min_paths": args.min_paths}
-    fields["request_timeout_s"] = args.timeout
-    fields["overflow"] = args.overflow
-    fields |= {
-        "shortcut": args.shortcut,
-        "waves": args.waves,
-        "top_references": args.top_references,
-    }
-    if args.confidence is not None:
-        fields["confidence"] = {"top_logprobs": args.confidence}
-    if args.agree_share is not None:
-        fields["agreement"] = {"min_share": args.agree_share}
-    references = {"order": args.order, "dedupe": args.dedupe, "tally": args.tally}
-    if any(v is not None for v in references.values()):
-        fields["references"] = {k: v for k, v in references.items() if v is not None}
-    if args.select:
-        fields["synthesis_mode"] = "select"
-    budget = {"max_output_tokens": args.budget_tokens, "max_cost": args.budget_cost}
-    if any(v is not None for v in budget.values()):
-        fields["budget"] = {k: v for k, v in budget.items() if v is not None}
-    shared = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
-    for stage in ENDPOINTS:
-        stage_fields = {
-            "base_url": getattr(args, f"{stage}_url"),
-            "model": getattr(args, f"{stage}_model"),
-            "input_price_per_mtok": getattr(args, f"{stage}_input_price"),
-            "output_price_per_mtok": getattr(args, f"{stage}_output_price"),
-            **shared,
-        }
-        fields[stage] = {k: v for k, v in stage_fields.items() if v is not None}
-    return A2RContext(**{k: v for k, v in fields.items() if v is not None})
+    return A2RContext(**context_values(args))
 
 
 def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -> str:

@@ -143,7 +143,10 @@ def test_cli_reports_bad_configuration_without_calling_a_server():
         timeout=60,
     )
     assert shown.returncode == 2
-    assert "n: Input should be greater than or equal to 1 (got 0; env A2R_N)" in shown.stderr
+    assert (
+        "argument --n: Input should be greater than or equal to 1, got 0 [≥ 1, ≤ 64; env A2R_N]"
+        in shown.stderr
+    )
 
 
 def test_cli_price_flags_set_each_stage():

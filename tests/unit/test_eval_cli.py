@@ -30,15 +30,21 @@ EVAL = ["eval", "no-such-file.jsonl"]  # were a value let through, this would sa
             ["ask", "q", "--run-timeout", "nan"],
             "argument --run-timeout: must be a positive finite number, got nan",
         ),
-        (["ask", "q", "--timeout", "inf"], "argument --timeout: must be a positive finite number"),
+        (
+            ["ask", "q", "--timeout", "inf"],
+            "argument --timeout: Input should be less than or equal to 86400, got inf "
+            "[> 0, ≤ 86400; env A2R_REQUEST_TIMEOUT_S]",
+        ),
         ([*EVAL, "--json"], "unrecognized arguments: --json"),  # a run's options, not eval's
         (
             [*EVAL, "--explorer-input-price", "inf"],
-            "argument --explorer-input-price: must be a non-negative finite number, got inf",
+            "argument --explorer-input-price: Input should be a finite number, got inf "
+            "[≥ 0; env A2R_EXPLORER__INPUT_PRICE_PER_MTOK]",
         ),
         (
             ["ask", "q", "--synthesizer-output-price", "-1"],
-            "argument --synthesizer-output-price: must be a non-negative finite number, got -1",
+            "argument --synthesizer-output-price: Input should be greater than or equal to 0, "
+            "got -1 [≥ 0; env A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK]",
         ),
     ],
 )
