@@ -1,4 +1,5 @@
-"""argparse ``type=`` converters that refuse out-of-range values, shared by every subcommand."""
+"""argparse ``type=`` converters that refuse out-of-range values, for the options that are
+no ``A2RContext`` field (those are checked by their field: ``flags.py``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,3 @@ positive_int = _checked("positive_int", int, lambda v: v > 0, "a positive intege
 positive_float = _checked(
     "positive_float", float, lambda v: 0 < v < INF, "a positive finite number"
 )  # a nan fails every comparison
-non_negative_float = _checked(
-    "non_negative_float", float, lambda v: 0 <= v < INF, "a non-negative finite number"
-)

@@ -45,15 +45,20 @@ class Flag:
     def info(self) -> FieldInfo:
         return field_at(self.fields[0])
 
+    @property
+    def limits(self) -> list[str]:
+        """Its field's bounds (one note, if any) and the variable(s) it stands for."""
+        found = bounds(self.info)
+        variables = " and ".join(env_variable(path) for path in self.fields)
+        return [*([", ".join(found)] if found else []), f"env {variables}"]
+
     def help(self) -> str:
         """The field's description, then [its bounds; its variable(s); its default]."""
         text = description_of(self.fields[0])
-        envs = " and ".join(env_variable(path) for path in self.fields)
         if self.sets is not None:
-            return _escaped(f"{text} [env {envs}={self.sets}]")
-        notes = [*_range(self.info), f"env {envs}"]
-        if (default := _default(self.fields[0])) is not None:
-            notes.append(f"default {default}")
+            return _escaped(f"{text} [{self.limits[-1]}={self.sets}]")
+        default = _default(self.fields[0])
+        notes = [*self.limits, *([f"default {default}"] if default is not None else [])]
         return _escaped(f"{text} [{'; '.join(notes)}]")
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -85,8 +90,7 @@ class Flag:
         adapter: TypeAdapter[Any] = TypeAdapter(
             Annotated[annotation, *metadata] if metadata else annotation
         )
-        envs = ", ".join(env_variable(path) for path in self.fields)
-        limits = "; ".join([*_range(self.info), f"env {envs}"])
+        limits = "; ".join(self.limits)
 
         def parse(text: str) -> Any:
             try:
@@ -95,7 +99,6 @@ class Flag:
                 reason = error.errors()[0]["msg"]
                 raise argparse.ArgumentTypeError(f"{reason}, got {text} [{limits}]") from None
 
-        parse.__name__ = self.dest
         return parse
 
     def value(self, args: argparse.Namespace) -> Any:
@@ -186,7 +189,7 @@ def context_values(args: argparse.Namespace) -> dict[str, Any]:
             place = values
             for parent in parents:
                 place = place.setdefault(parent, {})
-            place[name] = list(value) if isinstance(value, list) else value
+            place[name] = value
     return values
 
 
@@ -211,12 +214,6 @@ def _default(path: str) -> str | None:
     if default is PydanticUndefined or default is None or default is False or default == ():
         return None
     return str(default)
-
-
-def _range(info: FieldInfo) -> list[str]:
-    """A field's bounds as one note (``["≥ 1, ≤ 64"]``), or none."""
-    found = bounds(info)
-    return [", ".join(found)] if found else []
 
 
 def _without_none(annotation: Any) -> Any:
