@@ -16,14 +16,9 @@ from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summari
 from a2r_graph.eval.results import RESULTS_FILE, read_results
 from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
+from tests.eval_fakes import explorer_script, needs, write_jsonl
 from tests.fakes import factory, make_context, reply, scripted
 from tests.result_lines import result_line, saved_path, synthesis
-
-
-def needs(*modules: str) -> None:
-    """Skip the test without an optional extra (``pytest tests/unit`` runs without them)."""
-    for module in modules:
-        pytest.importorskip(module, reason=f"{module} (pip install 'a2r-graph[eval]')")
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +101,6 @@ def test_builtin_generators_mix_in_turn_with_size_problems_each():
         load_problems("builtin:gsm_symbolic,nope", size=1)
 
 
-def explorer_script(k, answers):
-    return [reply(f"<think>t</think>so \\boxed{{{a}}}", output_tokens=10) for a in answers[:k]]
-
-
 async def evaluate(tmp_path, problems, explorer, synthesizer, ns=(1, 2, 4)):
     needs("math_verify")
     async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
@@ -165,12 +156,6 @@ async def test_mixed_generators_get_rows_of_their_own(tmp_path):
     assert (
         "| shortcut (>= 75% agree) | 50.0 | 80 | -27.3% | 0.000000 | 100% | 100.0 | 0.0 |" in table
     )
-
-
-def write_jsonl(tmp_path, rows):
-    path = tmp_path / "problems.jsonl"
-    path.write_text("\n".join(json.dumps({"id": i, "problem": q, "answer": a}) for i, q, a in rows))
-    return path
 
 
 async def test_a_restarted_eval_skips_what_finished(tmp_path):

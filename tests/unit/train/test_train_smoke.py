@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("trl", reason="trl (pip install 'a2r-graph[train]')")
 pytest.importorskip("datasets", reason="datasets (pip install 'a2r-graph[train]')")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_gpu_smoke_script_runs_on_a_cpu(tmp_path):

@@ -12,8 +12,8 @@ from a2r_graph.eval.results import read_results
 from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
+from tests.eval_fakes import explorer_script, needs, write_jsonl
 from tests.fakes import factory, make_context, reply, scripted
-from tests.unit.test_eval import explorer_script, needs, write_jsonl
 
 
 async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):

@@ -12,10 +12,10 @@ import pytest
 
 from a2r_graph.eval.results import RESULTS_FILE, SUMMARY_FILE, ResultsError, read_results
 from a2r_graph.serving.cli import main
+from tests.eval_fakes import needs
 from tests.result_lines import result_line
-from tests.unit.test_eval import needs
 
-COMMITTED = sorted(Path(__file__).parents[2].glob("docs/results/*/results.jsonl.gz"))
+COMMITTED = sorted(Path(__file__).parents[3].glob("docs/results/*/results.jsonl.gz"))
 BEFORE_OUTCOMES = {"policies-heldout"}
 """Committed before the report's synthesis-outcomes block (eval/outcomes.py, 11e3705)."""
 

@@ -14,9 +14,9 @@ from a2r_graph.eval.runner import run_eval
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from a2r_graph.serving.cli import main
+from tests.eval_fakes import explorer_script, needs, write_jsonl
 from tests.fakes import factory, make_context, reply, scripted
 from tests.result_lines import as_json, result_line, saved_path, synthesis
-from tests.unit.test_eval import explorer_script, needs, write_jsonl
 
 
 async def first_eval(tmp_path, problems, context) -> ResultLine:

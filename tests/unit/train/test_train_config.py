@@ -20,7 +20,7 @@ from a2r_graph.train.grpo import (
     resolve_hardware_settings,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CPU = Hardware()
 GPU = Hardware(cuda=True, bf16=True)
 GPU_VLLM = Hardware(cuda=True, bf16=True, vllm=True)
