@@ -113,19 +113,19 @@ def _stages(name: str) -> tuple[str, ...]:
 
 FLAGS: tuple[Flag, ...] = (
     Flag("--n", ("n",)),
-    Flag("--min-paths", ("min_paths",)),
+    Flag("--min-paths", ("min_paths",), "N"),
     *(
-        Flag(f"--{stage}-{option}", (f"{stage}.{field}",))
+        Flag(f"--{stage}-{option}", (f"{stage}.{field}",), option.upper())
         for stage in ENDPOINTS
         for option, field in (("url", "base_url"), ("model", "model"))
     ),
-    Flag("--max-tokens", _stages("max_tokens")),
-    Flag("--temperature", _stages("temperature")),
+    Flag("--max-tokens", _stages("max_tokens"), "N"),
+    Flag("--temperature", _stages("temperature"), "T"),
     Flag("--seed", _stages("seed")),
-    Flag("--timeout", ("request_timeout_s",)),
+    Flag("--timeout", ("request_timeout_s",), "SECONDS"),
     Flag("--overflow", ("overflow",)),
     *(
-        Flag(f"--{stage}-{kind}-price", (f"{stage}.{kind}_price_per_mtok",))
+        Flag(f"--{stage}-{kind}-price", (f"{stage}.{kind}_price_per_mtok",), "PRICE")
         for stage in ENDPOINTS
         for kind in ("input", "output")
     ),
@@ -134,8 +134,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--agree-share", ("agreement.min_share",), "S", POLICIES),
     Flag("--waves", ("waves",), "COUNT", POLICIES),
     Flag("--top-references", ("top_references",), "K", POLICIES),
-    Flag("--budget-tokens", ("budget.max_output_tokens",), group=POLICIES),
-    Flag("--budget-cost", ("budget.max_cost",), group=POLICIES),
+    Flag("--budget-tokens", ("budget.max_output_tokens",), "TOKENS", POLICIES),
+    Flag("--budget-cost", ("budget.max_cost",), "COST", POLICIES),
     Flag("--order", ("references.order",), group=SYNTHESIS),
     Flag("--dedupe", ("references.dedupe",), group=SYNTHESIS),
     Flag("--tally", ("references.tally",), group=SYNTHESIS),
