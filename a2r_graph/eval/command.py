@@ -9,25 +9,40 @@ import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from a2r_graph.context import A2RContext
-from a2r_graph.eval.data import Fields, load_problems
+from a2r_graph.eval.data import Fields, Problem, load_problems
 from a2r_graph.eval.policies import VARIANTS
-from a2r_graph.eval.report import markdown_table, plot_accuracy_vs_cost, summarize
+from a2r_graph.eval.report import (
+    markdown_table,
+    plot_accuracy_vs_cost,
+    plot_strategy,
+    strategy_table,
+    summarize,
+    summarize_strategy,
+)
 from a2r_graph.eval.results import (
     RESULTS_FILE,
     SUMMARY_FILE,
     ResultLine,
+    StrategyCell,
     read_results,
     result_key,
 )
-from a2r_graph.eval.runner import NO_POLICIES, run_eval
+from a2r_graph.eval.runner import NO_POLICIES, run_eval, run_lines
+from a2r_graph.eval.strategy import evaluate_run
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
 from a2r_graph.serving.argtypes import positive_int
 from a2r_graph.serving.interrupt import interruptible
+from a2r_graph.serving.registry import DEFAULT, Strategy, strategy
 from a2r_graph.threads import checkpointer_for
 
 
@@ -44,6 +59,13 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     evaluate.add_argument(
         "--ns", type=positive_int, nargs="+", help="N values to report (default: K)"
+    )
+    evaluate.add_argument(
+        "--graph",
+        default=DEFAULT,
+        help=f"the registered strategy to evaluate (default {DEFAULT}); another one runs once "
+        "per problem and repetition, with its configuration from the environment: its "
+        "Pass@1, cost, tokens per stage, wall time and its own metrics per query",
     )
     evaluate.add_argument("--runs", type=positive_int, default=1, help="repetitions per problem")
     evaluate.add_argument(
@@ -102,11 +124,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace, context: A2RContext) -> int:
     """Run the eval, print and write the report; 1 if some problem failed (after reporting
     the finished ones), so that scripts notice, and a rerun retries the failed ones."""
-    try:
-        for module in ("math_verify", "matplotlib", "reasoning_gym", "tqdm"):
-            importlib.import_module(module)
-    except ImportError as error:
-        raise ValueError(f"{error.name} is missing: pip install 'a2r-graph[eval]'") from error
+    _check_installed()
     ns = sorted(set(args.ns or [context.n]))
     if ns[-1] > context.n or ns[0] < 1:
         raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
@@ -117,9 +135,7 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
             "table's policy block; --confidence adds the confidence-based ones)",
             file=sys.stderr,
         )
-    fields = Fields(args.id_field, args.problem_field, args.answer_field)
-    problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
-    expected = {result_key(p.id, r) for p in problems for r in range(args.runs)}
+    problems, expected = _problems(args)
     saved = None
     if args.paths_from is not None:
         saved = _saved_paths(args.paths_from, args.out, context.n, expected)
@@ -129,62 +145,143 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     elif args.keep_syntheses:
         raise ValueError("--keep-syntheses keeps the syntheses of --paths-from DIR: name DIR")
     clock = WallClock(args.out)
+    _run(args, clock, lambda: _evaluate(args, context, problems, ns, expected, saved, clock))
+    rows, unfinished, pending = _outcome(args, expected)
+    summary = summarize(rows, ns, failed=len(unfinished)) | clock.total | {"pending": len(pending)}
+    benchmark = args.name or args.source
+    model = f"{context.explorer.model} -> {context.synthesizer.model}"
+    table = markdown_table(summary, benchmark, model)
 
-    async def evaluate() -> None:
-        await interruptible(_evaluate(args, context, problems, ns, expected, saved, clock))
+    def plot(path: Path) -> None:
+        plot_accuracy_vs_cost(summary, path, f"{benchmark}: {model}")
 
+    _write_report(args, table, {"benchmark": benchmark, "model": model, **summary}, plot)
+    return _exit_status(args, expected, unfinished)
+
+
+def strategy_main(args: argparse.Namespace) -> int:
+    """``a2r eval --graph NAME``: the same problems, one run of the strategy each; reported
+    and exiting as ``main``."""
+    _check_installed()
+    chosen = strategy(args.graph)
+    problems, expected = _problems(args)
+    clock = WallClock(args.out)
+    _run(args, clock, lambda: _evaluate_strategy(args, chosen, problems, expected, clock))
+    rows, unfinished, pending = _outcome(args, expected)
+    summary = summarize_strategy(rows, failed=len(unfinished))
+    summary |= clock.total | {"pending": len(pending)}
+    benchmark = args.name or args.source
+    table = strategy_table(summary, benchmark, chosen.name)
+
+    def plot(path: Path) -> None:
+        plot_strategy(summary, path, f"{benchmark}: {chosen.name}", chosen.name)
+
+    _write_report(args, table, {"benchmark": benchmark, "graph": chosen.name, **summary}, plot)
+    return _exit_status(args, expected, unfinished)
+
+
+def a2r_only(args: argparse.Namespace) -> list[str]:
+    """The flags of this command that only the A2R eval takes, as given."""
+    given = [args.ns, args.alone, args.variants, args.paths_from, args.keep_syntheses]
+    flags = ["--ns", "--alone", "--variants", "--paths-from", "--keep-syntheses"]
+    return [flag for flag, value in zip(flags, given, strict=True) if value]
+
+
+def _check_installed() -> None:
+    try:
+        for module in ("math_verify", "matplotlib", "reasoning_gym", "tqdm"):
+            importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"{error.name} is missing: pip install 'a2r-graph[eval]'") from error
+
+
+def _problems(args: argparse.Namespace) -> tuple[list[Problem], set[str]]:
+    """The problems, and the key of each (problem, repetition) to run; ``ValueError`` if OUT
+    holds another graph's results (their keys would pass for this one's)."""
+    fields = Fields(args.id_field, args.problem_field, args.answer_field)
+    problems = load_problems(args.source, fields, size=args.size, seed=args.data_seed)
+    results_path = args.out / RESULTS_FILE
+    if others := sorted(
+        {row.graph for row in read_results(results_path, failed=True)}
+        - {getattr(args, "graph", DEFAULT)}
+    ):
+        raise ValueError(
+            f"{results_path} holds results of the {', '.join(others)} graph, this eval "
+            f"--graph {getattr(args, 'graph', DEFAULT)}: name another --out"
+        )
+    return problems, {result_key(p.id, r) for p in problems for r in range(args.runs)}
+
+
+def _run(
+    args: argparse.Namespace, clock: WallClock, evaluate: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``evaluate`` (not with ``--report``), timed by ``clock``."""
     if args.report:
         if not (args.out / RESULTS_FILE).is_file():
             raise ValueError(
                 f"--report: {args.out / RESULTS_FILE} does not exist: point --out at the output "
                 "directory of an a2r eval (its results so far are read, nothing is run)"
             )
-    else:
-        clock.start()
-        try:
-            asyncio.run(evaluate())
-        finally:
-            clock.tick()
-    wall = clock.total
+        return
+    clock.start()
+    try:
+        asyncio.run(interruptible(evaluate()))
+    finally:
+        clock.tick()
+
+
+def _outcome(
+    args: argparse.Namespace, expected: set[str]
+) -> tuple[list[ResultLine], set[str], set[str]]:
+    """The finished lines, the expected keys that failed, and (``--report``) those not run
+    yet (a problem without a failed line has not run yet: not a failure)."""
     results_path = args.out / RESULTS_FILE
     rows = read_results(results_path)
     unfinished = expected - {row.key for row in rows}
     pending: set[str] = set()
-    if args.report:  # a problem without a failed line has not run yet: not a failure
+    if args.report:
         tried = {row.key for row in read_results(results_path, failed=True)}
         pending, unfinished = unfinished - tried, unfinished & tried
-    summary = summarize(rows, ns, failed=len(unfinished)) | wall | {"pending": len(pending)}
-    benchmark = args.name or args.source
-    model = f"{context.explorer.model} -> {context.synthesizer.model}"
-    table = markdown_table(summary, benchmark, model)
+    return rows, unfinished, pending
+
+
+def _write_report(
+    args: argparse.Namespace,
+    table: str,
+    summary: dict[str, Any],
+    plot: Callable[[Path], None],
+) -> None:
+    """table.md, results.json and (with a finished problem) the plot, in OUT; the table printed."""
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
     (args.out / SUMMARY_FILE).write_text(
-        json.dumps({"benchmark": benchmark, "model": model, **summary}, indent=2, allow_nan=False)
-        + "\n",
-        encoding="utf-8",
+        json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     written = "results.jsonl, results.json, table.md"
     if summary["queries"]:
-        plot = args.out / "accuracy_vs_cost.png"
-        plot_accuracy_vs_cost(summary, plot, f"{benchmark}: {model}")
-        written += f", {plot.name}"
+        path = args.out / "accuracy_vs_cost.png"
+        plot(path)
+        written += f", {path.name}"
     print(table)
     print(f"\nwritten to {args.out}/: {written}")
-    if unfinished:
-        errors = {
-            row.key: row.error.splitlines()[0]
-            for row in read_results(results_path, failed=True)
-            if row.key in unfinished and row.error is not None
-        }  # each key's last error
-        example = f" (e.g. {next(iter(errors.values()))})" if errors else ""
-        print(
-            f"a2r eval: {len(unfinished)} of {len(expected)} problem runs failed{example}; "
-            "they are not counted as wrong answers (see 'error' in results.jsonl). "
-            "Run the same command again to retry them; finished ones are kept.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+
+
+def _exit_status(args: argparse.Namespace, expected: set[str], unfinished: set[str]) -> int:
+    """1 (after saying which failed and how to retry) if some problem failed, else 0."""
+    if not unfinished:
+        return 0
+    errors = {
+        row.key: row.error.splitlines()[0]
+        for row in read_results(args.out / RESULTS_FILE, failed=True)
+        if row.key in unfinished and row.error is not None
+    }  # each key's last error
+    example = f" (e.g. {next(iter(errors.values()))})" if errors else ""
+    print(
+        f"a2r eval: {len(unfinished)} of {len(expected)} problem runs failed{example}; "
+        "they are not counted as wrong answers (see 'error' in results.jsonl). "
+        "Run the same command again to retry them; finished ones are kept.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _saved_paths(paths_from: Path, out: Path, k: int, expected: set[str]) -> dict[str, ResultLine]:
@@ -195,6 +292,11 @@ def _saved_paths(paths_from: Path, out: Path, k: int, expected: set[str]) -> dic
     if not source.is_file():
         raise ValueError(f"--paths-from: {source} does not exist: name an a2r eval's --out")
     saved = {row.key: row for row in read_results(source) if row.key in expected}
+    if others := sorted({row.graph for row in saved.values()} - {DEFAULT}):
+        raise ValueError(
+            f"--paths-from: {source} holds runs of the {', '.join(others)} graph, not "
+            f"{DEFAULT}'s explorer paths: name an eval of the {DEFAULT} graph"
+        )
     if wrong := sorted({row.k for row in saved.values()} - {k}):
         raise ValueError(
             f"--paths-from: {source} sampled {', '.join(map(str, wrong))} paths per problem, "
@@ -264,6 +366,47 @@ class WallClock:
         os.replace(partial, self.path)
 
 
+@asynccontextmanager
+async def _evaluating(
+    args: argparse.Namespace,
+    expected: set[str],
+    clock: WallClock,
+    label: str,
+    judged: Callable[[ResultLine], tuple[bool, float]],
+) -> AsyncIterator[tuple[BaseCheckpointSaver, Verifier, Callable[[ResultLine], None]]]:
+    """The eval's checkpointer and verifier, and what to call with each line: it moves a
+    progress bar over ``expected`` (the finished ones counted done) that shows the accuracy
+    as ``label`` and the cost of what ran (``judged``: a finished line's correctness and
+    cost), and how many failed; and it ticks ``clock``."""
+    from tqdm import tqdm
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    seen = {"runs": 0, "correct": 0, "cost": 0.0, "failed": 0}
+    with tqdm(total=len(expected), unit="problem", dynamic_ncols=True) as bar:
+        bar.update(len(expected & {row.key for row in read_results(args.out / RESULTS_FILE)}))
+
+        def progress(line: ResultLine) -> None:
+            if not line.finished:  # not a wrong answer: counted apart, retried on rerun
+                seen["failed"] += 1
+            else:
+                correct, cost = judged(line)
+                seen["runs"] += 1
+                seen["correct"] += correct
+                seen["cost"] += cost
+            postfix = {"cost": f"{seen['cost']:.4f}"}
+            if seen["runs"]:
+                postfix = {label: f"{100 * seen['correct'] / seen['runs']:.0f}%", **postfix}
+            if seen["failed"]:
+                postfix["failed"] = str(seen["failed"])
+            bar.set_postfix(postfix)
+            bar.update(1)
+            clock.tick()
+
+        async with checkpointer_for(args.db or args.out / "threads.sqlite") as checkpointer:
+            with Verifier() as verifier:
+                yield checkpointer, verifier, progress
+
+
 async def _evaluate(
     args,
     context: A2RContext,
@@ -273,46 +416,46 @@ async def _evaluate(
     saved: dict[str, ResultLine] | None,
     clock: WallClock,
 ) -> None:
-    from tqdm import tqdm
-
-    args.out.mkdir(parents=True, exist_ok=True)
     top = str(ns[-1])
-    seen = {"runs": 0, "correct": 0, "cost": 0.0, "failed": 0}
-    with tqdm(total=len(expected), unit="problem", dynamic_ncols=True) as bar:
-        bar.update(len(expected & {row.key for row in read_results(args.out / RESULTS_FILE)}))
 
-        def progress(line: ResultLine) -> None:
-            if not line.finished:  # not a wrong answer: counted apart, retried on rerun
-                seen["failed"] += 1
-            else:
-                cell = line.by_n[top]
-                seen["runs"] += 1
-                seen["correct"] += cell.a2r_correct
-                seen["cost"] += cell.explore_usage.cost + cell.synthesize_usage.cost
-            postfix = {"cost": f"{seen['cost']:.4f}"}
-            if seen["runs"]:
-                postfix = {f"A2R@{top}": f"{100 * seen['correct'] / seen['runs']:.0f}%", **postfix}
-            if seen["failed"]:
-                postfix["failed"] = str(seen["failed"])
-            bar.set_postfix(postfix)
-            bar.update(1)
-            clock.tick()
+    def judged(line: ResultLine) -> tuple[bool, float]:
+        cell = line.by_n[top]
+        return cell.a2r_correct, cell.explore_usage.cost + cell.synthesize_usage.cost
 
-        async with checkpointer_for(args.db or args.out / "threads.sqlite") as checkpointer:
-            with Verifier() as verifier:
-                await run_eval(
-                    build_graph(checkpointer=checkpointer),
-                    problems,
-                    ns=ns,
-                    context=context,
-                    out_dir=args.out,
-                    runs=args.runs,
-                    alone=args.alone or 0,
-                    variants=args.variants,
-                    saved=saved,
-                    keep_syntheses=args.keep_syntheses,
-                    concurrency=args.concurrency,
-                    run_name=args.name or args.source,
-                    verifier=verifier,
-                    on_result=progress,
-                )
+    async with _evaluating(args, expected, clock, f"A2R@{top}", judged) as evaluating:
+        checkpointer, verifier, progress = evaluating
+        await run_eval(
+            build_graph(checkpointer=checkpointer),
+            problems,
+            ns=ns,
+            context=context,
+            out_dir=args.out,
+            runs=args.runs,
+            alone=args.alone or 0,
+            variants=args.variants,
+            saved=saved,
+            keep_syntheses=args.keep_syntheses,
+            concurrency=args.concurrency,
+            run_name=args.name or args.source,
+            verifier=verifier,
+            on_result=progress,
+        )
+
+
+async def _evaluate_strategy(
+    args: argparse.Namespace,
+    chosen: Strategy,
+    problems: list[Problem],
+    expected: set[str],
+    clock: WallClock,
+) -> None:
+    def judged(line: ResultLine) -> tuple[bool, float]:
+        cell = cast(StrategyCell, line.strategy)
+        return cell.correct, cell.total.cost
+
+    async with _evaluating(args, expected, clock, chosen.name, judged) as evaluating:
+        checkpointer, verifier, progress = evaluating
+        name = args.name or args.source
+        run = partial(evaluate_run, chosen, chosen.graph(checkpointer), verifier, name)
+        options = {"runs": args.runs, "concurrency": args.concurrency, "on_result": progress}
+        await run_lines(problems, run, out_dir=args.out, **options)

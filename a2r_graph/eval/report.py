@@ -4,7 +4,8 @@ plot (A2R and Cons@N across N, Pass@1 as one point)."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,7 @@ def summarize(
     (problem, repetition) lines. Failed problems are never counted as wrong: ``failed`` is
     how many did not finish (default: the distinct keys of failed lines in ``rows`` that have
     no finished line). With no finished line, the accuracies are None (nothing to judge)."""
-    finished = [row for row in rows if row.finished]
-    if failed is None:
-        failed_keys = {row.key for row in rows if not row.finished}
-        failed = len(failed_keys - {row.key for row in finished})
-    rows = finished
+    rows, failed = _finished(rows, failed)
     samples = [p.correct for row in rows for p in row.paths]
     one_path = [p.usage for row in rows for p in row.paths]
 
@@ -101,6 +98,95 @@ def summarize(
             for group in groups
         }
     return summary
+
+
+def _finished(rows: Sequence[ResultLine], failed: int | None) -> tuple[list[ResultLine], int]:
+    """The finished lines, and how many problems failed (default: the distinct keys of failed
+    lines in ``rows`` that have no finished line)."""
+    finished = [row for row in rows if row.finished]
+    if failed is None:
+        failed_keys = {row.key for row in rows if not row.finished}
+        failed = len(failed_keys - {row.key for row in finished})
+    return finished, failed
+
+
+STAGE_FIELDS = ("calls", "input_tokens", "output_tokens", "cost")
+
+
+def summarize_strategy(rows: Sequence[ResultLine], *, failed: int | None = None) -> dict[str, Any]:
+    """Another strategy's eval (``a2r eval --graph``): Pass@1 (0-100, over every finished
+    run), cost, tokens and wall time per query, calls, tokens and cost per stage per query (a
+    stage a run lacks counts 0), and the mean of each of its metrics over the runs that report
+    it. Failed problems are never counted as wrong (``failed`` as in ``summarize``)."""
+    rows, failed = _finished(rows, failed)
+    cells = [row.strategy for row in rows if row.strategy is not None]
+    totals = [cell.total for cell in cells]
+    stages = list(dict.fromkeys(stage for cell in cells for stage in cell.usage))
+    stages.sort(key=lambda stage: stage == "total")  # the stages in their order, then total
+    walls = [row.wall_s for row in rows if row.wall_s is not None]
+    names = list(dict.fromkeys(name for cell in cells for name in cell.metrics))
+    summary: dict[str, Any] = {
+        "queries": len(cells),
+        "failed": failed,
+        "verify_timeouts": sum(row.verify_timeouts for row in rows),
+        "pass_at_1": 100 * pass_at_1([cell.correct for cell in cells]) if cells else None,
+        "cost_per_query": mean_of([usage.cost for usage in totals]),
+        "tokens_per_query": mean_of([usage.tokens for usage in totals]),
+        "wall_s_per_query": mean_of(walls) if walls else None,
+        "stages": {
+            stage: {
+                key: mean_of(
+                    [getattr(c.usage[stage], key) if stage in c.usage else 0 for c in cells]
+                )
+                for key in STAGE_FIELDS
+            }
+            for stage in stages
+        },
+        "metrics": {
+            name: mean_of([c.metrics[name] for c in cells if name in c.metrics]) for name in names
+        },
+    }
+    groups = sorted({row.group for row in rows if row.group})
+    if len(groups) > 1:  # mixed generators: each one's figures too
+        summary["groups"] = {
+            group: summarize_strategy([row for row in rows if row.group == group], failed=0)
+            for group in groups
+        }
+    return summary
+
+
+def strategy_table(summary: dict[str, Any], benchmark: str, graph: str) -> str:
+    """``summarize_strategy`` as markdown: accuracy, cost, tokens and wall time per query (per
+    group, then all), the stages, the strategy's metrics, then what finished and failed."""
+    if not summary["queries"]:
+        return (
+            f"No problem of {benchmark} finished ({summary['failed']} failed): no accuracy "
+            "to report. Run the same command again to retry them."
+        )
+    lines = [
+        "| Benchmark | Graph | Pass@1 | Cost per query | Tokens per query | Wall s per query |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for name, part in [*summary.get("groups", {}).items(), (benchmark, summary)]:
+        lines.append(
+            f"| {name} | {graph} | {part['pass_at_1']:.1f} | {part['cost_per_query']:.6f} | "
+            f"{part['tokens_per_query']:.0f} | {_maybe(part['wall_s_per_query'], '.1f')} |"
+        )
+    lines += [
+        "",
+        "| Stage | calls per query | input tokens per query | output tokens per query "
+        "| cost per query |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for stage, usage in summary["stages"].items():
+        lines.append(
+            f"| {stage} | {usage['calls']:.2f} | {usage['input_tokens']:.0f} | "
+            f"{usage['output_tokens']:.0f} | {usage['cost']:.6f} |"
+        )
+    if summary["metrics"]:
+        lines += ["", "| Metric | mean per query |", "|---|--:|"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in summary["metrics"].items()]
+    return "\n".join(lines + footer(summary))
 
 
 def _policies(rows: Sequence[ResultLine]) -> dict[str, Any]:
@@ -223,30 +309,37 @@ def markdown_table(summary: dict[str, Any], benchmark: str, model: str) -> str:
                 f"{_maybe(cell.get('alone_cons_cost_per_query'), '.6f')} |"
             )
         lines.append(line)
-    footer = f"\n{summary['queries']} queries finished"
-    if summary["failed"]:
-        footer += (
-            f"; {summary['failed']} failed and are left out (accuracy is over the finished "
-            "ones; run the same command again to retry them)"
-        )
-    if summary.get("pending"):
-        footer += f"; {summary['pending']} not run yet"
-    if summary.get("verify_timeouts"):
-        footer += (
-            f"; {summary['verify_timeouts']} answer checks overran math-verify's time limit "
-            "(counted not equivalent)"
-        )
-    lines.append(footer + ".")
-    if wall_s := summary.get("wall_s"):
-        lines.append(
-            f"Wall time: {wall_s / 60:.1f} min over {summary['invocations']} invocation(s) "
-            "of this eval."
-        )
+    lines += footer(summary)
     if policies := policy_table(summary):
         lines += ["", policies]
     if outcomes := outcomes_table(summary.get("synthesis") or {"outcomes": {}}):
         lines += ["", outcomes]
     return "\n".join(lines)
+
+
+def footer(summary: dict[str, Any]) -> list[str]:
+    """How many problems finished, failed (left out of the accuracies) and are not run yet;
+    answer checks that timed out; the eval's wall time."""
+    text = f"\n{summary['queries']} queries finished"
+    if summary["failed"]:
+        text += (
+            f"; {summary['failed']} failed and are left out (accuracy is over the finished "
+            "ones; run the same command again to retry them)"
+        )
+    if summary.get("pending"):
+        text += f"; {summary['pending']} not run yet"
+    if summary.get("verify_timeouts"):
+        text += (
+            f"; {summary['verify_timeouts']} answer checks overran math-verify's time limit "
+            "(counted not equivalent)"
+        )
+    lines = [text + "."]
+    if wall_s := summary.get("wall_s"):
+        lines.append(
+            f"Wall time: {wall_s / 60:.1f} min over {summary['invocations']} invocation(s) "
+            "of this eval."
+        )
+    return lines
 
 
 def _maybe(value: float | None, spec: str) -> str:
@@ -256,43 +349,54 @@ def _maybe(value: float | None, spec: str) -> str:
 def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Path:
     """A2R and Cons@N per N, Pass@1 as one point; cost per query on x, or tokens per query
     when no prices are set."""
+    priced = summary["pass_at_1_cost_per_query"] > 0
+    unit = "cost" if priced else "tokens"
+    cells = summary["by_n"]
+    with _plot(path, title, priced) as axes:
+        lines = [(m.cost, m.key, m.label, m.marker) for m in METRICS if m.cost]
+        lines.append(("alone_cons", "alone_cons_at_n", "synthesizer alone, Cons@N", "D"))
+        for prefix, accuracy, label, marker in lines:
+            points = [
+                (n, cell[f"{prefix}_{unit}_per_query"], cell[accuracy])
+                for n, cell in cells.items()
+                if accuracy in cell
+            ]
+            if not points:
+                continue
+            axes.plot(
+                [x for _, x, _ in points], [y for _, _, y in points], marker=marker, label=label
+            )
+            for n, x, y in points:
+                axes.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4))
+        singles = [(summary[f"pass_at_1_{unit}_per_query"], summary["pass_at_1"], "Pass@1", "^")]
+        if alone := summary.get("alone"):
+            singles.append(
+                (alone[f"{unit}_per_query"], alone["pass_at_1"], "synthesizer alone, Pass@1", "v")
+            )
+        for x, y, label, marker in singles:
+            axes.scatter([x], [y], marker=marker, color="black", label=label, zorder=3)
+        for name, policy in summary.get("policies", {}).items():
+            axes.scatter(
+                [policy[f"{unit}_per_query"]],
+                [policy["accuracy"]],
+                marker="x",
+                label=policy_label(name),
+                zorder=3,
+            )
+    return path
+
+
+@contextmanager
+def _plot(path: Path, title: str, priced: bool) -> Iterator[Any]:
+    """The axes of an accuracy-vs-cost plot (tokens on x when no prices are set), saved to
+    ``path`` when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    priced = summary["pass_at_1_cost_per_query"] > 0
-    unit = "cost" if priced else "tokens"
-    cells = summary["by_n"]
     fig, axes = plt.subplots(figsize=(10, 4.5), dpi=120)
-    lines = [(m.cost, m.key, m.label, m.marker) for m in METRICS if m.cost]
-    lines.append(("alone_cons", "alone_cons_at_n", "synthesizer alone, Cons@N", "D"))
-    for prefix, accuracy, label, marker in lines:
-        points = [
-            (n, cell[f"{prefix}_{unit}_per_query"], cell[accuracy])
-            for n, cell in cells.items()
-            if accuracy in cell
-        ]
-        if not points:
-            continue
-        axes.plot([x for _, x, _ in points], [y for _, _, y in points], marker=marker, label=label)
-        for n, x, y in points:
-            axes.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4))
-    singles = [(summary[f"pass_at_1_{unit}_per_query"], summary["pass_at_1"], "Pass@1", "^")]
-    if alone := summary.get("alone"):
-        singles.append(
-            (alone[f"{unit}_per_query"], alone["pass_at_1"], "synthesizer alone, Pass@1", "v")
-        )
-    for x, y, label, marker in singles:
-        axes.scatter([x], [y], marker=marker, color="black", label=label, zorder=3)
-    for name, policy in summary.get("policies", {}).items():
-        axes.scatter(
-            [policy[f"{unit}_per_query"]],
-            [policy["accuracy"]],
-            marker="x",
-            label=policy_label(name),
-            zorder=3,
-        )
+    yield axes
     axes.set_xlabel("cost per query" if priced else "tokens per query (no prices set)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(-5, 105)
@@ -302,4 +406,22 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path, title: str) -> Pa
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_strategy(summary: dict[str, Any], path: Path, title: str, graph: str) -> Path:
+    """Another strategy's Pass@1 against its cost per query (tokens when no prices are set),
+    one point per group and one for all."""
+    priced = summary["cost_per_query"] > 0
+    unit = "cost" if priced else "tokens"
+    with _plot(path, title, priced) as axes:
+        for name, part in summary.get("groups", {}).items():
+            axes.scatter([part[f"{unit}_per_query"]], [part["pass_at_1"]], label=name)
+        axes.scatter(
+            [summary[f"{unit}_per_query"]],
+            [summary["pass_at_1"]],
+            marker="^",
+            color="black",
+            label=f"{graph}, Pass@1",
+            zorder=3,
+        )
     return path

@@ -1,10 +1,12 @@
 """``results.jsonl``, the eval's saved samples: the schema of its lines, and their one reader.
 
 Each finished (problem, repetition) is one ``ResultLine``: its explorer paths, each N's
-synthesis, the replayed policies and variants, the synthesizer alone. A problem that failed is
-a line marked ``failed`` with its ``error`` (and no samples); a rerun retries it. The report,
-``--paths-from``, ``--keep-syntheses`` and RL curation all read lines through ``read_results``,
-which refuses a line that is not one of these, naming the file and line.
+synthesis, the replayed policies and variants, the synthesizer alone; or, in an eval of
+another registered strategy (``a2r eval --graph NAME``), its one run (``StrategyCell``).
+A problem that failed is a line marked ``failed`` with its ``error`` (and no samples); a rerun
+retries it. The report, ``--paths-from``, ``--keep-syntheses`` and RL curation all read lines
+through ``read_results``, which refuses a line that is not one of these, naming the file and
+line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from a2r_graph.confidence import PathConfidence
+from a2r_graph.serving.registry import DEFAULT
 from a2r_graph.state import sum_usage
 
 RESULTS_FILE = "results.jsonl"
@@ -93,6 +96,31 @@ class PolicyCell(Record):
     """``top_references``: the paths it synthesized over."""
 
 
+class StageCalls(Usage):
+    """One stage of a strategy's run: its calls and their usage (the graph's ``StageUsage``)."""
+
+    calls: int
+
+
+class StrategyCell(Record):
+    """One run of another registered strategy (``a2r eval --graph NAME``) on this problem."""
+
+    boxed: str | None
+    correct: bool
+    usage: dict[str, StageCalls]
+    """Per stage of the run, and ``total``."""
+    metrics: dict[str, float] = {}
+    """The run's own numbers: its output's other numeric fields (a nested one's parts are
+    named ``outer.inner``)."""
+
+    @property
+    def total(self) -> Usage:
+        """The run's usage: its ``total`` stage (or, without one, the sum of its stages)."""
+        if "total" in self.usage:
+            return self.usage["total"]
+        return Usage.total(stage.model_dump(exclude={"calls"}) for stage in self.usage.values())
+
+
 class ResultLine(Record):
     key: str
     id: str
@@ -112,6 +140,11 @@ class ResultLine(Record):
     verify_timeouts: int = 0
     """Answer checks that overran math-verify's time limit (counted not equivalent)."""
     wall_s: float | None = None
+    graph: str = DEFAULT
+    """The registered strategy evaluated (``a2r eval --graph``)."""
+    strategy: StrategyCell | None = None
+    """Another strategy's run, when ``graph`` is not A2R (``paths`` and ``by_n`` are empty);
+    None on a failed line."""
 
     @property
     def finished(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,6 +451,42 @@ async def run_eval(
     ``on_result``. With ``saved`` (lines of an earlier eval by key), each problem's explorer
     paths are that line's (``over_saved_paths``); a problem without one is left out. With
     ``keep_syntheses`` too, only the variants run (``variants_only``)."""
+    if saved is None:
+        mode = explored(alone=alone, variants=variants)
+    elif keep_syntheses:
+        mode = variants_only(saved, variants)
+    else:
+        mode = over_saved_paths(saved, alone=alone, variants=variants)
+
+    async def evaluate(problem: Problem, repetition: int) -> ResultLine:
+        attempt = Attempt.of(graph, problem, repetition, ns, context, verifier, run_name)
+        return await evaluate_problem(attempt, mode)
+
+    return await run_lines(
+        problems,
+        evaluate,
+        out_dir=out_dir,
+        runs=runs,
+        concurrency=concurrency,
+        on_result=on_result,
+        only=None if saved is None else saved.keys(),
+    )
+
+
+async def run_lines(
+    problems: Sequence[Problem],
+    evaluate: Callable[[Problem, int], Awaitable[ResultLine]],
+    *,
+    out_dir: Path,
+    runs: int = 1,
+    concurrency: int = 4,
+    on_result: Callable[[ResultLine], None] = lambda line: None,
+    only: Collection[str] | None = None,
+) -> Path:
+    """``evaluate`` each (problem, repetition) not finished in ``out_dir/results.jsonl`` (and,
+    with ``only``, whose key is in it), at most ``concurrency`` at once; each line is appended
+    and passed to ``on_result``. Any eval's loop: A2R's (``run_eval``) or another
+    strategy's (``eval.strategy``)."""
     if concurrency < 1 or runs < 1:
         raise ValueError(f"concurrency and runs must be >= 1, got {concurrency} and {runs}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -462,21 +498,14 @@ async def run_eval(
         for repetition in range(runs)
         for problem in problems
         if result_key(problem.id, repetition) not in done
-        and (saved is None or result_key(problem.id, repetition) in saved)
+        and (only is None or result_key(problem.id, repetition) in only)
     ]
-    if saved is None:
-        mode = explored(alone=alone, variants=variants)
-    elif keep_syntheses:
-        mode = variants_only(saved, variants)
-    else:
-        mode = over_saved_paths(saved, alone=alone, variants=variants)
     gate = asyncio.Semaphore(concurrency)
     write = asyncio.Lock()
 
     async def one(problem: Problem, repetition: int) -> None:
-        attempt = Attempt.of(graph, problem, repetition, ns, context, verifier, run_name)
         async with gate:
-            line = await evaluate_problem(attempt, mode)
+            line = await evaluate(problem, repetition)
         async with write:
             append_result(results_path, line)
         on_result(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -242,13 +243,19 @@ def _offline(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _eval(args: argparse.Namespace) -> int:
+    """``eval``: A2R over a benchmark, or (``--graph NAME``) another strategy."""
+    evaluate = eval_command.strategy_main
+    if args.graph != DEFAULT:
+        if refused := _refused(args, eval_command.a2r_only(args)):
+            return _fail(f"a2r eval: {refused}", 2)
+    else:
+        try:
+            evaluate = functools.partial(eval_command.main, context=context_from_args(args))
+        except ValidationError as error:
+            return _fail(describe_validation_error(error), 2)
     try:
-        context = context_from_args(args)
-    except ValidationError as error:
-        return _fail(describe_validation_error(error), 2)
-    try:
-        return eval_command.main(args, context)
-    except ValueError as error:  # bad data source, fields or --ns
+        return evaluate(args)
+    except ValueError as error:  # bad data source, fields, --ns or --graph
         return _fail(f"a2r eval: {error}", 2)
     except (Interrupted, KeyboardInterrupt):
         return _fail(
@@ -258,19 +265,26 @@ def _eval(args: argparse.Namespace) -> int:
         )
 
 
-def _ask_strategy(args: argparse.Namespace) -> int:
-    """``ask --graph NAME``: one run of another strategy, saved on a thread, printed."""
+def _refused(args: argparse.Namespace, more: list[str] | None = None) -> str:
+    """Why the A2R options given (the run options, and ``more``) do not apply to the
+    ``--graph`` chosen, or "" if none was given."""
     flags = [
         action.option_strings[0]
         for action in _context_options()._actions
         if action.option_strings and action.dest != "db" and getattr(args, action.dest) is not None
-    ]
-    if flags:
-        return _fail(
-            f"a2r: {', '.join(flags)}: options of the {DEFAULT} graph; the {args.graph} graph "
-            "takes its configuration from its environment",
-            2,
-        )
+    ] + (more or [])
+    if not flags:
+        return ""
+    return (
+        f"{', '.join(flags)}: options of the {DEFAULT} graph; the {args.graph} graph takes its "
+        "configuration from its environment"
+    )
+
+
+def _ask_strategy(args: argparse.Namespace) -> int:
+    """``ask --graph NAME``: one run of another strategy, saved on a thread, printed."""
+    if refused := _refused(args):
+        return _fail(f"a2r: {refused}", 2)
     try:
         chosen = strategy(args.graph)
         question = validated_question(args.question)
