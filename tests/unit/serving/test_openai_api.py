@@ -22,7 +22,7 @@ from a2r_graph.serving.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.serving.runners import RunFailure, _refused, merged
+from a2r_graph.serving.runners import RunFailure, Token, _refused, merged
 from tests.fakes import PRESETS, RUN_OUTPUT, ScriptedRunner, fake_deployment
 
 OUTPUT = RUN_OUTPUT
@@ -324,19 +324,26 @@ def test_a_context_the_deployment_refuses_is_a_400_before_anything_runs(monkeypa
     assert runner.runs == []
 
 
-async def test_a_quiet_stream_gets_keepalives_and_keeps_its_events():
+def test_a_quiet_stream_gets_keepalives_and_keeps_its_events(monkeypatch):
+    """While nothing streams (the explorers run), SSE comments keep proxies from closing the
+    connection; the chunks around them and a late failure still come."""
     import asyncio
 
-    from a2r_graph.serving.openai_api import _with_keepalive
+    from a2r_graph.serving import openai_api
 
-    async def slow() -> AsyncIterator[int]:
-        yield 1
-        await asyncio.sleep(0.05)
-        yield 2
-        raise RunFailure.named("NotEnoughPathsError", "late")
+    class Slow(ScriptedRunner):
+        async def stream(self, preset, question, context) -> AsyncIterator:
+            yield Token("early")
+            await asyncio.sleep(0.2)
+            yield Token(" late")
+            raise RunFailure.named("NotEnoughPathsError", "late")
 
-    seen = []
-    with pytest.raises(RunFailure, match="late"):
-        async for event in _with_keepalive(slow(), 0.01):
-            seen.append(event)
-    assert [e for e in seen if e is not None] == [1, 2] and None in seen
+    monkeypatch.setattr(openai_api, "KEEPALIVE_S", 0.02)
+    http = TestClient(Starlette(routes=routes(Slow(PRESETS))))
+    text = http.post("/v1/chat/completions", json=body(stream=True)).text
+    lines = text.splitlines()
+    assert any(line.startswith(": ") for line in lines)  # a comment, ignored by clients
+    events = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data")]
+    deltas = [event["choices"][0]["delta"] for event in events[:-1]]
+    assert "".join(delta.get("content") or "" for delta in deltas) == "early late"
+    assert events[-1]["error"]["code"] == "not_enough_paths"
