@@ -88,7 +88,9 @@ class OpenAIError(Exception):
         return JSONResponse(self.body(), status_code=self.status)
 
 
-def bad_request(message: str, param: str | None = None, code: str | None = "invalid_value"):
+def bad_request(
+    message: str, param: str | None = None, code: str | None = "invalid_value"
+) -> OpenAIError:
     return OpenAIError(400, message, param, code=code)
 
 
@@ -107,7 +109,7 @@ INTERNAL = OpenAIError(500, "internal error", type="server_error")
 
 def rule(ok: Callable[[Any], Any], message: str, required: bool = False) -> BeforeValidator:
     """A field's own check, before its type's: ``message`` (``{got}``: the value) unless
-    ``ok(value)``; null passes unless ``required``."""
+    ``ok(value)``; null passes unless ``required``. Of several, the last checks first."""
 
     def check(value: Any) -> Any:
         if (value is None and required) or (value is not None and not ok(value)):
@@ -133,8 +135,9 @@ ONE_CHOICE = (
     "A2R returns one choice, got {got}; its explorer count is the run option n (model "
     "'a2r:n=8' or extra_body {'a2r': {'n': 8}})"
 )
-NO_TOOLS = f"{REFUSED_TOOL_CHOICE}; {{got}} cannot be honored (with 'auto' or 'none' the tools "
-NO_TOOLS += "are ignored)"
+NO_TOOLS = REFUSED_TOOL_CHOICE + (
+    "; {got} cannot be honored (with 'auto' or 'none' the tools are ignored)"
+)
 
 
 class Message(BaseModel, extra="allow"):
@@ -148,7 +151,11 @@ class Message(BaseModel, extra="allow"):
 
 ChatMessage = Annotated[
     Message,
-    rule(lambda m: _is(dict)(m) and _is(str)(m.get("role")), "must be an object with a role", True),
+    rule(
+        lambda m: isinstance(m, dict) and _is(str)(m.get("role")),
+        "must be an object with a role",
+        required=True,
+    ),
 ]
 
 
@@ -166,17 +173,22 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
         str,
         AfterValidator(str.strip),
         rule(
-            lambda m: _is(str)(m) and m.strip(),
+            lambda m: isinstance(m, str) and m.strip(),
             "required: a preset such as 'a2r' (GET /v1/models)",
-            True,
+            required=True,
         ),
     ]
     messages: Annotated[
         list[ChatMessage],
-        rule(lambda m: _is(list)(m) and m, "required: a list with at least one user message", True),
+        rule(
+            lambda m: isinstance(m, list) and m,
+            "required: a list with at least one user message",
+            required=True,
+        ),
     ]
     stream: Flag = None
     stream_options: Annotated[StreamOptions | None, rule(_is(dict), "must be an object")] = None
+    # what A2R cannot honor
     n: Annotated[int | None, rule(lambda n: n == 1 and type(n) is int, ONE_CHOICE)] = None
     logprobs: Unavailable = None
     top_logprobs: Unavailable = None
@@ -275,7 +287,7 @@ def _text_of(content: str | list[Any] | None, where: str) -> str:
 def parse_request(body: Any) -> ChatCompletionRequest:
     """Read a chat-completions request body; ``OpenAIError`` (400) naming the field."""
     try:
-        request = ChatCompletionRequest.model_validate(body, strict=True)
+        request = ChatCompletionRequest.model_validate(body)
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"])
@@ -450,7 +462,7 @@ async def stream_completion(
         return
     except Exception:
         logger.exception("a2r: streamed chat completion failed")
-        yield json.dumps(OpenAIError(500, "internal error", type="server_error").body())
+        yield json.dumps(INTERNAL.body())
         return
     for token in splitter.flush():
         answered = answered or not token.reasoning
@@ -494,7 +506,7 @@ def routes(runner: Runner) -> list[Route]:
             return failure_error(failure).response()
         except Exception:
             logger.exception("a2r: chat completion failed")
-            return OpenAIError(500, "internal error", type="server_error").response()
+            return INTERNAL.response()
         synthesis = output.get("synthesis") or {}
         message = {"role": "assistant", "content": output.get("answer") or ""}
         message["reasoning_content"] = synthesis.get("trace") or None
