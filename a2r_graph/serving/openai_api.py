@@ -129,8 +129,13 @@ def _all_str(values: Any) -> bool:
 
 Flag = Annotated[bool | None, rule(_is(bool), "must be true or false, got {got}")]
 Unavailable = Annotated[Any, rule(operator.not_, "not available from A2R")]
-SAMPLING = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "max_tokens"}
-SAMPLING |= {"max_completion_tokens": "max_tokens", "seed": "seed"}
+SAMPLING = {  # OpenAI's sampling parameter: the synthesizer's run option it sets
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "seed": "seed",  # and the explorers'
+}
 ONE_CHOICE = (
     "A2R returns one choice, got {got}; its explorer count is the run option n (model "
     "'a2r:n=8' or extra_body {'a2r': {'n': 8}})"
