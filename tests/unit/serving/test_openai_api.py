@@ -104,6 +104,9 @@ def test_the_question_is_the_last_user_message():
         ({"tool_choice": "required"}, "tool_choice", "never calls tools"),
         ({"response_format": {"type": "json_object"}}, "response_format", "in text"),
         ({"logprobs": True}, "logprobs", "not available"),
+        ({"top_logprobs": 3}, "top_logprobs", "not available"),
+        ({"messages": [5, {"role": "user", "content": "q"}]}, "messages[0]", "with a role"),
+        ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage", "true or"),
         ({"stream": "yes"}, "stream", "true or false"),
         ({"a2r": {"explorer": {"base_url": 5}}}, "a2r", "a2r.explorer.base_url"),
         ({"a2r": [1]}, "a2r", "must be an object"),
@@ -321,6 +324,9 @@ def test_a_context_the_deployment_refuses_is_a_400_before_anything_runs(monkeypa
         "/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}
     )
     assert not_json.status_code == 400 and json.loads(not_json.text)["error"]["param"] is None
+    not_an_object = http.post("/v1/chat/completions", json=[body()]).json()["error"]
+    assert not_an_object["message"] == "the request body must be a JSON object"
+    assert not_an_object["param"] is None and not_an_object["code"] is None
     assert runner.runs == []
 
 
