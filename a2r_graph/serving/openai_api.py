@@ -19,19 +19,31 @@ of the server's own) and ``a2r serve`` (the graph in-process); see ``a2r_graph.s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
+import operator
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from a2r_graph.answers import THINK_CLOSE, THINK_OPEN
@@ -57,30 +69,21 @@ OPTION_KEY = re.compile(r"^[a-z_]+(?:\.[a-z_]+)?$")
 REFUSED_TOOL_CHOICE = "A2R answers in text and never calls tools"
 
 
+@dataclass
 class OpenAIError(Exception):
     """An error answered with OpenAI's body: ``{"error": {message, type, param, code}}``."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.type, self.code = (
-            status,
-            message,
-            param,
-            type,
-            code,
-        )
+    status: int
+    message: str
+    param: str | None = None
+    type: str = "invalid_request_error"
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
 
     def body(self) -> dict[str, Any]:
-        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return {"error": error}
+        return {"error": {key: getattr(self, key) for key in ("message", "type", "param", "code")}}
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status)
@@ -89,7 +92,7 @@ class OpenAIError(Exception):
 def bad_request(
     message: str, param: str | None = None, code: str | None = "invalid_value"
 ) -> OpenAIError:
-    return OpenAIError(400, message, param=param, code=code)
+    return OpenAIError(400, message, param, code=code)
 
 
 def failure_error(failure: RunFailure) -> OpenAIError:
@@ -99,20 +102,208 @@ def failure_error(failure: RunFailure) -> OpenAIError:
     return OpenAIError(failure.status, message, type=failure.kind, code=failure.code)
 
 
+INTERNAL = OpenAIError(500, "internal error", type="server_error")
+
 # ------------------------------------------------------------------------------------------
 # the request
 
 
-@dataclass
-class ChatRequest:
-    """A chat-completions request, read: what to run and how to answer."""
+def rule(ok: Callable[[Any], Any], message: str, required: bool = False) -> BeforeValidator:
+    """A field's own check, before its type's: ``message`` (``{got}``: the value) unless
+    ``ok(value)``; null passes unless ``required``. Of several, the last checks first."""
 
-    model: str
-    question: str
-    options: dict[str, Any] = field(default_factory=dict)
-    """Run options from the request's own fields (sampling parameters, ``a2r``)."""
-    stream: bool = False
-    include_usage: bool = False
+    def check(value: Any) -> Any:
+        if (value is None and required) or (value is not None and not ok(value)):
+            raise PydanticCustomError("refused", message.replace("{got}", repr(value)))
+        return value
+
+    return BeforeValidator(check)
+
+
+def _is(*types: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, types)
+
+
+def _all_str(values: Any) -> bool:
+    return isinstance(values, list) and all(map(_is(str), values))
+
+
+Flag = Annotated[bool | None, rule(_is(bool), "must be true or false, got {got}")]
+Unavailable = Annotated[Any, rule(operator.not_, "not available from A2R")]
+SAMPLING = {  # OpenAI's sampling parameter: the synthesizer's run option it sets
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "seed": "seed",  # and the explorers'
+}
+ONE_CHOICE = (
+    "A2R returns one choice, got {got}; its explorer count is the run option n (model "
+    "'a2r:n=8' or extra_body {'a2r': {'n': 8}})"
+)
+NO_TOOLS = REFUSED_TOOL_CHOICE + (
+    "; {got} cannot be honored (with 'auto' or 'none' the tools are ignored)"
+)
+
+
+class Message(BaseModel, extra="allow"):
+    """A chat message; A2R reads the text of the last ``user`` one."""
+
+    role: str
+    content: Annotated[
+        str | list[Any] | None, rule(_is(str, list), "must be a string or a list of text parts")
+    ] = None
+
+
+ChatMessage = Annotated[
+    Message,
+    rule(
+        lambda m: isinstance(m, dict) and _is(str)(m.get("role")),
+        "must be an object with a role",
+        required=True,
+    ),
+]
+
+
+class StreamOptions(BaseModel, extra="allow"):
+    include_usage: Flag = None
+
+
+class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
+    """OpenAI's chat-completions request as A2R reads it (vLLM's ``ChatCompletionRequest``,
+    cut to what A2R honors), strictly: ``"4"`` is no count and ``1`` no flag. Parameters it
+    does not name (penalties, ``stop``, ``user``, ``metadata``, ``tools``...) are accepted and
+    ignored; those whose meaning A2R cannot honor are refused."""
+
+    model: Annotated[
+        str,
+        AfterValidator(str.strip),
+        rule(
+            lambda m: isinstance(m, str) and m.strip(),
+            "required: a preset such as 'a2r' (GET /v1/models)",
+            required=True,
+        ),
+    ]
+    messages: Annotated[
+        list[ChatMessage],
+        rule(
+            lambda m: isinstance(m, list) and m,
+            "required: a list with at least one user message",
+            required=True,
+        ),
+    ]
+    stream: Flag = None
+    stream_options: Annotated[StreamOptions | None, rule(_is(dict), "must be an object")] = None
+    # what A2R cannot honor
+    n: Annotated[int | None, rule(lambda n: n == 1 and type(n) is int, ONE_CHOICE)] = None
+    logprobs: Unavailable = None
+    top_logprobs: Unavailable = None
+    tool_choice: Annotated[Any, rule(lambda choice: choice in ("auto", "none"), NO_TOOLS)] = None
+    response_format: Annotated[
+        dict[str, Any] | None,
+        rule(lambda f: f.get("type") in (None, "text"), "A2R answers in text, got {got}"),
+        rule(_is(dict), "must be an object such as {'type': 'text'}, got {got}"),
+    ] = None
+    modalities: Annotated[
+        list[str] | None,
+        rule(lambda m: "audio" not in m, "A2R answers in text"),
+        rule(_all_str, "must be a list such as ['text']"),
+    ] = None
+    # the synthesizer's sampling (seed: both stages'), then any run options
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    seed: int | None = None
+    a2r: Annotated[
+        dict[str, Any] | None,
+        rule(_is(dict), "must be an object of run options, e.g. {'n': 8, 'min_paths': 6}"),
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise PydanticCustomError("refused", "the request body must be a JSON object")
+        return {"model": None, "messages": None, **body}  # absent: refused as null
+
+    @field_validator(*SAMPLING, mode="before")
+    @classmethod
+    def _as_run_options(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked as the synthesizer's run options: their types and ranges."""
+        name = SAMPLING[str(info.field_name)]
+        if value is not None and (problem := options_problem({"synthesizer": {name: value}}, "")):
+            sets = "" if name == "seed" else f"sets the synthesizer's {name}: "
+            raise PydanticCustomError("refused", sets + problem)
+        return value
+
+    @field_validator("a2r")
+    @classmethod
+    def _run_options(cls, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        if options is not None and (problem := options_problem(options, "a2r.")):
+            raise PydanticCustomError("refused", problem)  # naming a2r.FIELD itself
+        return options
+
+    @cached_property
+    def question(self) -> str:
+        """The text of the last ``user`` message: the question A2R answers."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i].role == "user":
+                return _text_of(self.messages[i].content, f"messages[{i}].content")
+        raise bad_request(
+            "messages: no user message: A2R answers the last user message", "messages"
+        )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The run options of the request's own fields: the sampling parameters (the
+        synthesizer's; ``seed`` both stages'), then ``a2r`` over them."""
+        sampled = {
+            name: value for p, name in SAMPLING.items() if (value := getattr(self, p)) is not None
+        }
+        seed = {"explorer": {"seed": self.seed}} if self.seed is not None else {}
+        return merged(seed, {"synthesizer": sampled} if sampled else {}, self.a2r)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _text_of(content: str | list[Any] | None, where: str) -> str:
+    if content is None:
+        raise bad_request(f"{where}: must be a string or a list of text parts", where)
+    for j, part in enumerate(content if isinstance(content, list) else []):
+        if not (
+            isinstance(part, dict) and part.get("type") == "text" and _is(str)(part.get("text"))
+        ):
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise bad_request(
+                f"{where}[{j}]: only text parts are supported, got {kind!r}", f"{where}[{j}]"
+            )
+    text = content if isinstance(content, str) else "\n".join(part["text"] for part in content)
+    if not text.strip():
+        raise bad_request(
+            f"{where}: the question (the last user message) is blank: send the complete, "
+            "self-contained problem",
+            where,
+        )
+    return text.strip()
+
+
+def parse_request(body: Any) -> ChatCompletionRequest:
+    """Read a chat-completions request body; ``OpenAIError`` (400) naming the field."""
+    try:
+        request = ChatCompletionRequest.model_validate(body)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"])
+        param, message = loc.lstrip(".") or None, problem["msg"]
+        if param is None:
+            raise bad_request(message, None, None) from None
+        named = message.startswith(f"{param}.")  # a2r's run options name their own fields
+        raise bad_request(message if named else f"{param}: {message}", param) from None
+    _ = request.question  # refused now if it has none
+    return request
 
 
 def parse_options(text: str, model: str, graph: str = DEFAULT) -> dict[str, Any]:
@@ -161,154 +352,6 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
     )
 
 
-def parse_request(body: Any) -> ChatRequest:
-    """Read a chat-completions request body; ``OpenAIError`` (400) naming the field."""
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object", None, None)
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise bad_request("model: required: a preset such as 'a2r' (GET /v1/models)", "model")
-    request = ChatRequest(model=model.strip(), question=question_of(body.get("messages")))
-    request.stream = _flag(body, "stream")
-    stream_options = body.get("stream_options")
-    if stream_options is not None:
-        if not isinstance(stream_options, dict):
-            raise bad_request("stream_options: must be an object", "stream_options")
-        request.include_usage = _flag(
-            stream_options, "include_usage", "stream_options.include_usage"
-        )
-    _refuse_unsupported(body)
-    request.options = merged(sampling_options(body), _a2r_options(body))
-    return request
-
-
-def question_of(messages: Any) -> str:
-    """The text of the last ``user`` message: the question A2R answers."""
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("messages: required: a list with at least one user message", "messages")
-    for i in range(len(messages) - 1, -1, -1):
-        message = messages[i]
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise bad_request(f"messages[{i}]: must be an object with a role", f"messages[{i}]")
-        if message["role"] != "user":
-            continue
-        text = _text_of(message.get("content"), f"messages[{i}].content")
-        if not text.strip():
-            raise bad_request(
-                f"messages[{i}].content: the question (the last user message) is blank: "
-                "send the complete, self-contained problem",
-                f"messages[{i}].content",
-            )
-        return text.strip()
-    raise bad_request("messages: no user message: A2R answers the last user message", "messages")
-
-
-def _text_of(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for j, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad_request(
-                    f"{where}[{j}]: only text parts are supported, got {kind!r}", f"{where}[{j}]"
-                )
-            parts.append(part["text"])
-        return "\n".join(parts)
-    raise bad_request(f"{where}: must be a string or a list of text parts", where)
-
-
-def _flag(body: Mapping[str, Any], key: str, name: str | None = None) -> bool:
-    value = body.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise bad_request(f"{name or key}: must be true or false, got {value!r}", name or key)
-    return value
-
-
-def _refuse_unsupported(body: Mapping[str, Any]) -> None:
-    """Parameters whose meaning A2R cannot honor. The rest (penalties, ``stop``, ``user``,
-    ``metadata``, ``tools`` with ``tool_choice`` auto or none...) are accepted and ignored."""
-    if body.get("n") is not None and (type(body["n"]) is not int or body["n"] != 1):
-        raise bad_request(
-            f"n: A2R returns one choice, got {body['n']!r}; its explorer count is the run "
-            "option n (model 'a2r:n=8' or extra_body {'a2r': {'n': 8}})",
-            "n",
-        )
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise bad_request("logprobs: not available from A2R", "logprobs")
-    tool_choice = body.get("tool_choice")
-    if tool_choice not in (None, "auto", "none"):
-        raise bad_request(
-            f"tool_choice: {REFUSED_TOOL_CHOICE}; {tool_choice!r} cannot be honored (with "
-            "'auto' or 'none' the tools are ignored)",
-            "tool_choice",
-        )
-    response_format = body.get("response_format")
-    if response_format is not None and not isinstance(response_format, dict):
-        raise bad_request(
-            f"response_format: must be an object such as {{'type': 'text'}}, got "
-            f"{response_format!r}",
-            "response_format",
-        )
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        raise bad_request(
-            f"response_format: A2R answers in text, got {response_format.get('type')!r}",
-            "response_format",
-        )
-    modalities = body.get("modalities")
-    if modalities is not None and (
-        not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)
-    ):
-        raise bad_request("modalities: must be a list such as ['text']", "modalities")
-    if "audio" in (modalities or []):
-        raise bad_request("modalities: A2R answers in text", "modalities")
-
-
-def sampling_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenAI's sampling parameters as run options: the synthesizer's, ``seed`` both stages'."""
-    synthesizer: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    for param, name in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("max_tokens", "max_tokens"),
-        ("max_completion_tokens", "max_tokens"),
-    ):
-        if body.get(param) is not None:
-            synthesizer[name] = body[param]
-            if problem := options_problem({"synthesizer": {name: body[param]}}, ""):
-                raise bad_request(f"{param}: sets the synthesizer's {name}: {problem}", param)
-    if body.get("seed") is not None:
-        seed = {"seed": body["seed"]}
-        if problem := options_problem({"synthesizer": seed}, ""):
-            raise bad_request(f"seed: {problem}", "seed")
-        options["explorer"] = dict(seed)
-        synthesizer.update(seed)
-    if synthesizer:
-        options["synthesizer"] = synthesizer
-    return options
-
-
-def _a2r_options(body: Mapping[str, Any]) -> dict[str, Any]:
-    options = body.get("a2r")
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise bad_request(
-            "a2r: must be an object of run options, e.g. {'n': 8, 'min_paths': 6}", "a2r"
-        )
-    if problem := options_problem(options, "a2r."):
-        raise bad_request(problem, "a2r")
-    return options
-
-
 # ------------------------------------------------------------------------------------------
 # the reply
 
@@ -337,30 +380,8 @@ def summary_of(output: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def completion_body(
-    model: str, output: Mapping[str, Any], completion_id: str, created: int
-) -> dict:
-    synthesis = output.get("synthesis") or {}
-    message = {
-        "role": "assistant",
-        "content": output.get("answer") or "",
-        "reasoning_content": synthesis.get("trace") or None,
-    }
-    choice = {
-        "index": 0,
-        "message": message,
-        "finish_reason": synthesis.get("finish_reason") or "stop",
-        "logprobs": None,
-    }
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "usage": usage_of(output),
-        "a2r": summary_of(output),
-    }
+def finish_reason(output: Mapping[str, Any]) -> str:
+    return (output.get("synthesis") or {}).get("finish_reason") or "stop"
 
 
 class ThinkSplitter:
@@ -368,47 +389,40 @@ class ThinkSplitter:
     one: a reply that opens with ``<think>`` is reasoning until ``</think>``."""
 
     def __init__(self) -> None:
-        self.state, self.buffer = "start", ""
+        self.state, self.buffer = "start", ""  # start, think, after (the think), answer
 
     def feed(self, text: str) -> list[Token]:
-        self.buffer += text
-        out: list[Token] = []
-        while self.buffer:
-            if self.state in ("start", "after_think"):
-                stripped = self.buffer.lstrip()
-                if not stripped:
-                    if self.state == "after_think":
-                        self.buffer = ""
-                    return out
-                if self.state == "start" and THINK_OPEN.startswith(stripped):
-                    return out  # perhaps "<thi": wait for more
-                if self.state == "start" and stripped.startswith(THINK_OPEN):
-                    self.state, self.buffer = "think", stripped[len(THINK_OPEN) :]
-                    continue
-                self.state = "answer"
-                self.buffer = stripped
-            elif self.state == "think":
-                end = self.buffer.find(THINK_CLOSE)
-                if end >= 0:
-                    if end:
-                        out.append(Token(self.buffer[:end], reasoning=True))
-                    self.state, self.buffer = "after_think", self.buffer[end + len(THINK_CLOSE) :]
-                    continue
-                keep = _partial_suffix(self.buffer, THINK_CLOSE)
-                if len(self.buffer) > keep:
-                    out.append(Token(self.buffer[: len(self.buffer) - keep], reasoning=True))
-                    self.buffer = self.buffer[len(self.buffer) - keep :]
+        self.buffer, out = self.buffer + text, list[Token]()
+        if self.state == "start":
+            head = self.buffer.lstrip()
+            if THINK_OPEN.startswith(head):
+                return out  # blank, or perhaps "<thi": wait for more
+            opens = head.startswith(THINK_OPEN)
+            self.state, self.buffer = (
+                ("think", head[len(THINK_OPEN) :]) if opens else ("answer", head)
+            )
+        if self.state == "think":
+            end = self.buffer.find(THINK_CLOSE)
+            cut = end if end >= 0 else len(self.buffer) - _partial_suffix(self.buffer, THINK_CLOSE)
+            if cut:
+                out.append(Token(self.buffer[:cut], reasoning=True))
+            if end < 0:
+                self.buffer = self.buffer[cut:]
                 return out
-            else:
-                out.append(Token(self.buffer))
-                self.buffer = ""
+            self.state, self.buffer = "after", self.buffer[end + len(THINK_CLOSE) :]
+        if self.state == "after":
+            self.buffer = self.buffer.lstrip()
+            self.state = "answer" if self.buffer else "after"
+        if self.state == "answer" and self.buffer:
+            out.append(Token(self.buffer))
+            self.buffer = ""
         return out
 
     def flush(self) -> list[Token]:
         rest, self.buffer = self.buffer, ""
-        if self.state == "think" and rest:
-            return [Token(rest, reasoning=True)]
-        return [Token(rest.strip() if self.state != "answer" else rest)] if rest.strip() else []
+        if self.state == "think":
+            return [Token(rest, reasoning=True)] if rest else []
+        return [Token(rest.strip())] if rest.strip() else []
 
 
 def _partial_suffix(text: str, marker: str) -> int:
@@ -419,104 +433,52 @@ def _partial_suffix(text: str, marker: str) -> int:
     return 0
 
 
-async def _with_keepalive(events: AsyncIterator[Any], every_s: float) -> AsyncIterator[Any]:
-    """``events``, with a None whenever nothing came for ``every_s`` seconds."""
-    queue: asyncio.Queue = asyncio.Queue()
-    done = object()
-
-    async def pump() -> None:
-        try:
-            async for event in events:
-                await queue.put(event)
-        except Exception as error:  # noqa: BLE001 - handed to the consumer
-            await queue.put(error)
-        else:
-            await queue.put(done)
-
-    task = asyncio.create_task(pump())
-    get: asyncio.Task | None = None
-    try:
-        while True:
-            get = get or asyncio.ensure_future(queue.get())
-            finished, _ = await asyncio.wait({get}, timeout=every_s)
-            if not finished:
-                yield None
-                continue
-            event, get = get.result(), None
-            if event is done:
-                return
-            if isinstance(event, Exception):
-                raise event
-            yield event
-    finally:
-        for pending in (get, task):
-            if pending is not None:
-                pending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _sse(data: Any) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 async def stream_completion(
     runner: Runner,
     preset: Preset,
-    request: ChatRequest,
+    request: ChatCompletionRequest,
     context: dict,
-    completion_id: str,
-    created: int,
+    base: dict[str, Any],
 ) -> AsyncIterator[str]:
-    """The SSE stream: the synthesizer's tokens as ``chat.completion.chunk``s, a last chunk
+    """The SSE events: the synthesizer's tokens as ``chat.completion.chunk``s, a last chunk
     with the finish reason (and the ``a2r`` summary), then ``usage`` if asked for."""
-    base = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": request.model,
-    }
+    base = {**base, "object": "chat.completion.chunk"}
     usage_field = {"usage": None} if request.include_usage else {}
 
-    def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        return _sse({**base, "choices": [choice], **usage_field, **extra})
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return json.dumps({**base, "choices": [choice], **usage_field, **extra}, ensure_ascii=False)
 
-    def delta_of(token: Token) -> dict:
-        return {"reasoning_content": token.text} if token.reasoning else {"content": token.text}
+    def sent(token: Token) -> str:
+        return chunk({"reasoning_content" if token.reasoning else "content": token.text})
 
     yield chunk({"role": "assistant", "content": ""})
-    splitter, answered = ThinkSplitter(), False
-    output: Mapping[str, Any] = {}
+    splitter, output = ThinkSplitter(), {}
+    answered = False
     try:
-        async for event in _with_keepalive(
-            runner.stream(preset, request.question, context), KEEPALIVE_S
-        ):
-            if event is None:
-                yield ": keep-alive\n\n"
-            elif isinstance(event, Token):
-                for token in [event] if event.reasoning else splitter.feed(event.text):
-                    answered = answered or not token.reasoning
-                    yield chunk(delta_of(token))
-            elif isinstance(event, Finished):
-                output = event.output
+        async for event in runner.stream(preset, request.question, context):
+            if isinstance(event, Finished):
+                output = dict(event.output)
+                continue
+            for token in [event] if event.reasoning else splitter.feed(event.text):
+                answered = answered or not token.reasoning
+                yield sent(token)
     except RunFailure as failure:
-        yield _sse(failure_error(failure).body())
+        yield json.dumps(failure_error(failure).body())
         return
     except Exception:
         logger.exception("a2r: streamed chat completion failed")
-        yield _sse(OpenAIError(500, "internal error", type="server_error").body())
+        yield json.dumps(INTERNAL.body())
         return
     for token in splitter.flush():
         answered = answered or not token.reasoning
-        yield chunk(delta_of(token))
+        yield sent(token)
     if not answered and output.get("answer"):  # the synthesizer's reply did not stream
         yield chunk({"content": output["answer"]})
-    finish = (output.get("synthesis") or {}).get("finish_reason") or "stop"
-    yield chunk({}, finish, a2r=summary_of(output))
+    yield chunk({}, finish_reason(output), a2r=summary_of(output))
     if request.include_usage:
-        yield _sse({**base, "choices": [], "usage": usage_of(output)})
-    yield "data: [DONE]\n\n"
+        yield json.dumps({**base, "choices": [], "usage": usage_of(output)})
+    yield "[DONE]"
 
 
 # ------------------------------------------------------------------------------------------
@@ -539,21 +501,31 @@ def routes(runner: Runner) -> list[Route]:
                 raise bad_request(problem)
         except OpenAIError as error:
             return error.response()
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+        base["model"] = chat.model
         if chat.stream:
-            return StreamingResponse(
-                stream_completion(runner, preset, chat, context, completion_id, created),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-            )
+            events = stream_completion(runner, preset, chat, context, base)
+            return EventSourceResponse(events, ping=KEEPALIVE_S, sep="\n")
         try:
             output = await runner.invoke(preset, chat.question, context)
         except RunFailure as failure:
             return failure_error(failure).response()
         except Exception:
             logger.exception("a2r: chat completion failed")
-            return OpenAIError(500, "internal error", type="server_error").response()
-        return JSONResponse(completion_body(chat.model, output, completion_id, created))
+            return INTERNAL.response()
+        synthesis = output.get("synthesis") or {}
+        message = {"role": "assistant", "content": output.get("answer") or ""}
+        message["reasoning_content"] = synthesis.get("trace") or None
+        choice = {"index": 0, "message": message, "finish_reason": finish_reason(output)}
+        return JSONResponse(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [{**choice, "logprobs": None}],
+                "usage": usage_of(output),
+                "a2r": summary_of(output),
+            }
+        )
 
     async def models(request: Request) -> Response:
         data = [

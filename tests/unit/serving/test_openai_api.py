@@ -22,7 +22,7 @@ from a2r_graph.serving.openai_api import (
     resolve_model,
     routes,
 )
-from a2r_graph.serving.runners import RunFailure, _refused, merged
+from a2r_graph.serving.runners import RunFailure, Token, _refused, merged
 from tests.fakes import PRESETS, RUN_OUTPUT, ScriptedRunner, fake_deployment
 
 OUTPUT = RUN_OUTPUT
@@ -104,6 +104,9 @@ def test_the_question_is_the_last_user_message():
         ({"tool_choice": "required"}, "tool_choice", "never calls tools"),
         ({"response_format": {"type": "json_object"}}, "response_format", "in text"),
         ({"logprobs": True}, "logprobs", "not available"),
+        ({"top_logprobs": 3}, "top_logprobs", "not available"),
+        ({"messages": [5, {"role": "user", "content": "q"}]}, "messages[0]", "with a role"),
+        ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage", "true or"),
         ({"stream": "yes"}, "stream", "true or false"),
         ({"a2r": {"explorer": {"base_url": 5}}}, "a2r", "a2r.explorer.base_url"),
         ({"a2r": [1]}, "a2r", "must be an object"),
@@ -321,22 +324,32 @@ def test_a_context_the_deployment_refuses_is_a_400_before_anything_runs(monkeypa
         "/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}
     )
     assert not_json.status_code == 400 and json.loads(not_json.text)["error"]["param"] is None
+    not_an_object = http.post("/v1/chat/completions", json=[body()]).json()["error"]
+    assert not_an_object["message"] == "the request body must be a JSON object"
+    assert not_an_object["param"] is None and not_an_object["code"] is None
     assert runner.runs == []
 
 
-async def test_a_quiet_stream_gets_keepalives_and_keeps_its_events():
+def test_a_quiet_stream_gets_keepalives_and_keeps_its_events(monkeypatch):
+    """While nothing streams (the explorers run), SSE comments keep proxies from closing the
+    connection; the chunks around them and a late failure still come."""
     import asyncio
 
-    from a2r_graph.serving.openai_api import _with_keepalive
+    from a2r_graph.serving import openai_api
 
-    async def slow() -> AsyncIterator[int]:
-        yield 1
-        await asyncio.sleep(0.05)
-        yield 2
-        raise RunFailure.named("NotEnoughPathsError", "late")
+    class Slow(ScriptedRunner):
+        async def stream(self, preset, question, context) -> AsyncIterator:
+            yield Token("early")
+            await asyncio.sleep(0.2)
+            yield Token(" late")
+            raise RunFailure.named("NotEnoughPathsError", "late")
 
-    seen = []
-    with pytest.raises(RunFailure, match="late"):
-        async for event in _with_keepalive(slow(), 0.01):
-            seen.append(event)
-    assert [e for e in seen if e is not None] == [1, 2] and None in seen
+    monkeypatch.setattr(openai_api, "KEEPALIVE_S", 0.02)
+    http = TestClient(Starlette(routes=routes(Slow(PRESETS))))
+    text = http.post("/v1/chat/completions", json=body(stream=True)).text
+    lines = text.splitlines()
+    assert any(line.startswith(": ") for line in lines)  # a comment, ignored by clients
+    events = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data")]
+    deltas = [event["choices"][0]["delta"] for event in events[:-1]]
+    assert "".join(delta.get("content") or "" for delta in deltas) == "early late"
+    assert events[-1]["error"]["code"] == "not_enough_paths"
