@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from a2r_graph.confidence import PathConfidence
-from a2r_graph.serving.registry import DEFAULT
+from a2r_graph.stages import GRAPH
 from a2r_graph.state import sum_usage
 
 RESULTS_FILE = "results.jsonl"
@@ -140,7 +140,7 @@ class ResultLine(Record):
     verify_timeouts: int = 0
     """Answer checks that overran math-verify's time limit (counted not equivalent)."""
     wall_s: float | None = None
-    graph: str = DEFAULT
+    graph: str = GRAPH
     """The registered strategy evaluated (``a2r eval --graph``)."""
     strategy: StrategyCell | None = None
     """Another strategy's run, when ``graph`` is not A2R (``paths`` and ``by_n`` are empty);

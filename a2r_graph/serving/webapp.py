@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -190,14 +191,15 @@ async def _has_unfinished_run(thread_id: str | None) -> bool:
 
 
 async def _assistant(assistant_id: Any) -> dict | None:
-    if not isinstance(assistant_id, str):
-        return None
+    if not isinstance(assistant_id, str) or not assistant_id or "/" in assistant_id:
+        return None  # no assistant's id (not a path to another route): the server answers it
     if assistant_id in strategies():  # a graph id names the graph's own assistant
         return {"graph_id": assistant_id, "context": {}}
     try:  # get_client() without a URL talks to this server in-process
-        return dict(await get_client().assistants.get(assistant_id))
+        found = await get_client().assistants.get(assistant_id)
     except httpx.HTTPStatusError:  # unknown assistant: the server itself answers 404
         return None
+    return dict(found) if isinstance(found, Mapping) else None
 
 
 # MCP's tools/call is checked by the tool itself (mcp_tool), with the same functions.
