@@ -10,10 +10,9 @@ import logging
 import os
 import shlex
 import sys
-import textwrap
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from a2r_graph.serving.argtypes import positive_float
 from a2r_graph.serving.flags import add_flags, context_values
 from a2r_graph.serving.interrupt import Interrupted, interruptible
 from a2r_graph.serving.registry import DEFAULT, strategy
-from a2r_graph.stages import USAGE_KEYS
+from a2r_graph.serving.render import report
 from a2r_graph.state import A2ROutput, validated_question
 from a2r_graph.threads import (
     CheckpointDatabaseError,
@@ -141,45 +140,6 @@ def resume_command(args: argparse.Namespace, thread_id: str) -> str:
 def context_from_args(args: argparse.Namespace) -> A2RContext:
     """Command-line values over A2R_* environment variables over defaults."""
     return A2RContext(**context_values(args))
-
-
-def format_result(result: A2ROutput, wall_s: float, show_traces: bool = False) -> str:
-    paths = result["paths"]
-    usable = sum(path["error"] is None for path in paths)
-    out = [f"Question: {result['question']}", "", f"Explorers: {usable}/{len(paths)} usable"]
-    for path in paths:
-        if path["error"] is not None:
-            out.append(f"  [{path['index'] + 1}] FAILED: {path['error']}")
-            continue
-        out.append(
-            f"  [{path['index'] + 1}] boxed: {path['boxed']!s:<12} {_snippet(path['answer'])}"
-        )
-        if show_traces and path["trace"]:
-            out.append(textwrap.indent(path["trace"], "      | "))
-    decisions = result.get("decisions") or {}
-    if len(waves := decisions.get("waves", [])) > 1 or decisions.get("budget_reached"):
-        out.append(f"Waves: {' then '.join(str([i + 1 for i in w]) for w in waves)}")
-    if reached := decisions.get("budget_reached"):
-        out.append(f"Budget reached: paths {[i + 1 for i in reached['skipped']]} not explored")
-    if "references" in decisions:
-        out.append(
-            f"References: the most confident paths {[i + 1 for i in decisions['references']]}"
-        )
-    if decisions.get("shortcut"):
-        agreed = decisions.get("agreed") or {"paths": []}
-        out += ["", f"Shortcut: paths {[i + 1 for i in agreed['paths']]} agree; no synthesis"]
-    else:
-        out += ["", "Synthesizer answer:", textwrap.indent(result["answer"] or "(empty)", "  ")]
-    final = result["boxed_answer"] or r"(no \boxed{} in the synthesizer's answer)"
-    out += ["", f"Final answer: {final}", ""]
-    out.append(_usage_table(result["usage"], [*USAGE_KEYS, "total"]))
-    out.append(f"\nwall time: {wall_s:.1f} s")
-    return "\n".join(out)
-
-
-def _snippet(text: str, width: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else "..." + flat[-(width - 3) :]
 
 
 async def run(args: argparse.Namespace, context: A2RContext, thread_id: str) -> A2ROutput:
@@ -312,30 +272,9 @@ def _ask_strategy(args: argparse.Namespace) -> int:
         output = {**result, "thread_id": thread_id, "wall_s": round(wall_s, 3)}
         print(json.dumps(output, indent=2, ensure_ascii=False))
     else:
-        print(format_answer(result, wall_s))
+        print(report(result, wall_s))
         print(f"thread: {thread_id}")
     return 0
-
-
-def format_answer(result: Mapping[str, Any], wall_s: float) -> str:
-    """Any strategy's result: the question, the answer, the final answer, usage per stage."""
-    final = result.get("boxed_answer") or r"(no \boxed{} in the answer)"
-    out = [f"Question: {result['question']}", "", "Answer:"]
-    out += [textwrap.indent(result.get("answer") or "(empty)", "  "), ""]
-    out += [f"Final answer: {final}", "", _usage_table(result["usage"], list(result["usage"]))]
-    out.append(f"\nwall time: {wall_s:.1f} s")
-    return "\n".join(out)
-
-
-def _usage_table(usage: Mapping[str, Any], stages: list[str]) -> str:
-    rows = [f"{'stage':<12}{'calls':>6}{'input tokens':>15}{'output tokens':>15}{'cost':>12}"]
-    for stage in stages:
-        row = usage[stage]
-        rows.append(
-            f"{stage:<12}{row['calls']:>6}{row['input_tokens']:>15}"
-            f"{row['output_tokens']:>15}{row['cost']:>12.6f}"
-        )
-    return "\n".join(rows)
 
 
 def _fail(message: str, exit_code: int) -> int:
@@ -385,7 +324,7 @@ def _ask(args: argparse.Namespace) -> int:
         output = {**result, "thread_id": thread_id, "wall_s": round(wall_s, 3)}
         print(json.dumps(output, indent=2, ensure_ascii=False))
     else:
-        print(format_result(result, wall_s, args.show_traces))
+        print(report(result, wall_s, args.show_traces))
         print(f"thread: {thread_id}")
     return 0
 

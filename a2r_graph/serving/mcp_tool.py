@@ -25,7 +25,7 @@ Stateless, JSON responses: any worker answers any request, no session to keep.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
 
@@ -39,8 +39,8 @@ from starlette.types import Receive, Scope, Send
 
 from a2r_graph.serving.guard import CancelOnDisconnect
 from a2r_graph.serving.registry import DEFAULT, Strategy, strategy
+from a2r_graph.serving.render import summary, tool_text
 from a2r_graph.serving.runners import Preset, RunFailure, Runner, merged, request_problem, tool_name
-from a2r_graph.serving.tool import tool_content
 
 RETURNS = (
     "Returns the final answer (the value of the last \\boxed{}) and the synthesizer's worked "
@@ -124,33 +124,6 @@ def tool_of(name: str, preset: Preset) -> types.Tool:
     )
 
 
-def result_of(output: Mapping[str, Any], include_traces: bool) -> tuple[str, dict[str, Any]]:
-    """(text, structured content) of a finished run."""
-    paths = []
-    for path in output.get("paths") or []:
-        item = {"index": path["index"], "boxed": path.get("boxed"), "error": path.get("error")}
-        if include_traces:
-            item["trace"] = path.get("trace") or ""
-        paths.append(item)
-    usage = output.get("usage") or {}
-    structured: dict[str, Any] = {
-        "boxed_answer": output.get("boxed_answer"),
-        "answer": output.get("answer") or "",
-        "cost": (usage.get("total") or {}).get("cost", 0.0),
-        "usage": usage,
-        "paths": paths,
-    }
-    text = tool_content({**output, "answer": output.get("answer") or ""})  # as as_tool() says it
-    if include_traces:
-        synthesis_trace = (output.get("synthesis") or {}).get("trace") or ""
-        structured["synthesis_trace"] = synthesis_trace
-        traces = [f"[attempt {p['index'] + 1}] boxed: {p['boxed']}\n{p['trace']}" for p in paths]
-        text += "\n\nAttempts' reasoning:\n" + "\n\n".join(traces)
-        if synthesis_trace:
-            text += f"\n\nSynthesizer's reasoning:\n{synthesis_trace}"
-    return text, structured
-
-
 def describe_arguments(error: ValidationError, tool: str, known: type[BaseModel]) -> str:
     """One line per invalid argument, naming it and saying what to pass."""
     lines = [f"invalid arguments for {tool}:"]
@@ -216,7 +189,8 @@ def build_server(runner: Runner) -> Server:
             output = await runner.invoke(preset, arguments.question, context)  # type: ignore[attr-defined]
         except RunFailure as failure:
             return _tool_error(f"the {chosen.name} run failed ({failure.error}): {failure.message}")
-        text, structured = result_of(output, arguments.include_traces)  # type: ignore[attr-defined]
+        traces = arguments.include_traces  # type: ignore[attr-defined]
+        text, structured = tool_text(output, traces), summary(output, traces)
         return types.ServerResult(
             types.CallToolResult(
                 content=[types.TextContent(type="text", text=text)],

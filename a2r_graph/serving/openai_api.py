@@ -49,6 +49,7 @@ from starlette.routing import Route
 from a2r_graph.answers import THINK_CLOSE, THINK_OPEN
 from a2r_graph.serving.guard import cancel_on_disconnect
 from a2r_graph.serving.registry import DEFAULT
+from a2r_graph.serving.render import openai_usage, summary
 from a2r_graph.serving.runners import (
     Finished,
     Preset,
@@ -356,30 +357,6 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
 # the reply
 
 
-def usage_of(output: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenAI's ``usage``, over every model call of the run, with its cost."""
-    total = (output.get("usage") or {}).get("total") or {}
-    prompt, completion = total.get("input_tokens", 0), total.get("output_tokens", 0)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "cost": total.get("cost", 0.0),
-    }
-
-
-def summary_of(output: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``a2r`` object of a reply: the boxed answer, per-stage usage, each path's answer."""
-    return {
-        "boxed_answer": output.get("boxed_answer"),
-        "usage": output.get("usage") or {},
-        "paths": [
-            {"index": path["index"], "boxed": path.get("boxed"), "error": path.get("error")}
-            for path in output.get("paths") or []
-        ],
-    }
-
-
 def finish_reason(output: Mapping[str, Any]) -> str:
     return (output.get("synthesis") or {}).get("finish_reason") or "stop"
 
@@ -475,9 +452,9 @@ async def stream_completion(
         yield sent(token)
     if not answered and output.get("answer"):  # the synthesizer's reply did not stream
         yield chunk({"content": output["answer"]})
-    yield chunk({}, finish_reason(output), a2r=summary_of(output))
+    yield chunk({}, finish_reason(output), a2r=summary(output))
     if request.include_usage:
-        yield json.dumps({**base, "choices": [], "usage": usage_of(output)})
+        yield json.dumps({**base, "choices": [], "usage": openai_usage(output)})
     yield "[DONE]"
 
 
@@ -522,8 +499,8 @@ def routes(runner: Runner) -> list[Route]:
                 **base,
                 "object": "chat.completion",
                 "choices": [{**choice, "logprobs": None}],
-                "usage": usage_of(output),
-                "a2r": summary_of(output),
+                "usage": openai_usage(output),
+                "a2r": summary(output),
             }
         )
 

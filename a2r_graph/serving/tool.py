@@ -10,6 +10,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from a2r_graph.serving import registry
 from a2r_graph.serving.registry import DEFAULT, Strategy
+from a2r_graph.serving.render import tool_text
 
 
 def as_tool(
@@ -43,7 +44,7 @@ def as_tool(
             {"question": arguments.question},  # type: ignore[attr-defined]
             context=run_context or None,
         )
-        return tool_content(result), result
+        return tool_text(result), result
 
     return StructuredTool.from_function(
         coroutine=reason,
@@ -52,8 +53,3 @@ def as_tool(
         args_schema=chosen.arguments,
         response_format="content_and_artifact",
     )
-
-
-def tool_content(result: Mapping[str, Any]) -> str:
-    final = result["boxed_answer"] or "(no boxed answer)"
-    return f"Final answer: {final}\n\nReasoning:\n{result['answer']}"
