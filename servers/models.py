@@ -80,26 +80,16 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
-LOCAL_MODELS = {
-    "hf": "a local Hugging Face model directory (config.json + *.safetensors)",
-    "gguf": "a local .gguf file",
-}
-"""What a model that is not a MODELS key must be, per format."""
 
-
-def local_model(model: str, fmt: str) -> Path:
-    """The path of a local model in format ``fmt`` (a ``LOCAL_MODELS`` key), or ValueError."""
+def local_model(model: str, gguf: bool) -> Path:
+    """``model``, the path of a local ``.gguf`` file if ``gguf``, else of a local Hugging Face
+    model directory; or ValueError."""
     path = Path(model).expanduser()
-    if (
-        (path / "config.json").is_file()
-        if fmt == "hf"
-        else path.suffix == ".gguf" and path.is_file()
-    ):
+    if (path.suffix == ".gguf" and path.is_file()) if gguf else (path / "config.json").is_file():
         return path.resolve()
+    what = "a local .gguf file" if gguf else "a local Hugging Face model directory (config.json)"
     keys = ", ".join(sorted(MODELS))
-    raise ValueError(
-        f"unknown model {model!r}: use one of [{keys}] or the path to {LOCAL_MODELS[fmt]}"
-    )
+    raise ValueError(f"unknown model {model!r}: use one of [{keys}] or the path to {what}")
 
 
 def _find_wheel(downloads: Path, requirement: str) -> Path | None:

@@ -15,9 +15,10 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from servers._common import ManagedServer, serve, serve_parser
+from servers._common import ManagedServer, command_line, serve, server_args
 from servers.cache import ServerError
 
 INSTALL_HINT = "apt-get install postgresql (Debian), or put PostgreSQL's bin/ on PATH"
@@ -39,18 +40,17 @@ class PostgresServer(ManagedServer):
     with ``password``: scram-sha-256 password auth for user ``postgres``, the password in
     ``dsn``."""
 
+    name = "postgres"
     display_name = "PostgreSQL"
     log_prefix = "[a2r-postgres]"
     error_class = PostgresError
-    tmp_prefix = "postgres-"
-    log_glob = "postgres-*.log"
     poll_interval = 0.1
     _bin: Path | None = None
     _data: Path | None = None
     """Outside the cache: the ``postgres`` user cannot enter root's home."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
-        super().__init__(port)
+    def __init__(self, port: int | None = None, password: str | None = None, **options: Any):
+        super().__init__(port, **options)
         self.password = password
 
     @property
@@ -65,7 +65,7 @@ class PostgresServer(ManagedServer):
         self._bin = _bin_dir()
         return self._bin / "postgres"
 
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         assert self._bin is not None
         self._data = Path(tempfile.mkdtemp(prefix="a2r-postgres-"))
         if os.geteuid() == 0:
@@ -86,9 +86,6 @@ class PostgresServer(ManagedServer):
         )
         if done.returncode:
             raise PostgresError(f"initdb failed:\n{done.stdout}{done.stderr}")
-
-    def _server_command(self, python: Path) -> list[str]:
-        assert self._data is not None
         settings = {
             "listen_addresses": self.host,
             "port": self._started_port(),
@@ -96,8 +93,8 @@ class PostgresServer(ManagedServer):
             "fsync": "off",
             "max_connections": 300,
         }
-        options = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
-        return self._as_postgres([str(python), "-D", str(self._data / "data"), *options])
+        flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+        return self._as_postgres([str(program), "-D", str(self._data / "data"), *flags])
 
     def server_env(self) -> dict[str, str]:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -115,8 +112,8 @@ class PostgresServer(ManagedServer):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, _ = serve_parser("servers.postgres", __doc__, "run until Ctrl-C, then delete the data")
-    server = PostgresServer(parser.parse_args(argv).port)
+    parser, _ = command_line("postgres", __doc__, serve="run until Ctrl-C, then delete the data")
+    server = PostgresServer(**server_args(parser.parse_args(argv)))
     return serve(server, lambda: [f"export A2R_CHECKPOINT_DB={server.dsn}"])
 
 
