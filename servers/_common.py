@@ -49,9 +49,9 @@ class ManagedServer(abc.ABC):
     """A local server in a subprocess of its own process group; use as a context manager.
 
     ``start()`` prepares what the server needs, picks a free port, makes a private temp dir
-    ``<cache>/tmp/NAME-...``, starts the command with its output in a log file (by default
-    ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept) and waits until
-    ``ready_path`` answers 200; ``stop()`` (also run at exit) SIGTERMs the process group,
+    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR), starts the command with its output in a log
+    file (by default ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept) and waits
+    until ``ready_path`` answers 200; ``stop()`` (also run at exit) SIGTERMs the process group,
     SIGKILLs what is left after ``stop_grace`` seconds and deletes the temp dir.
     """
 
@@ -101,10 +101,8 @@ class ManagedServer(abc.ABC):
         return False
 
     def server_env(self) -> dict[str, str]:
-        env = clean_subprocess_env()
-        if self._tmp_dir is not None:
-            env["TMPDIR"] = str(self._tmp_dir)
-        return env | self.extra_env
+        """This process's environment, cleaned, with TMPDIR the private temp dir; then ``env``."""
+        return clean_subprocess_env({"TMPDIR": str(self._tmp_dir)}) | self.extra_env
 
     def _log_name(self) -> str:
         return f"{self.name}-{self.port}.log"
@@ -113,7 +111,8 @@ class ManagedServer(abc.ABC):
         return f"starting {self.display_name} on {self.host}:{self.port}; log: {self.log_path}"
 
     def _server_cwd(self) -> Path:
-        return cache_dir()
+        assert self._tmp_dir is not None
+        return self._tmp_dir
 
     # -- state ------------------------------------------------------------------------------
     @property

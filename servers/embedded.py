@@ -10,6 +10,7 @@ Hugging Face hub (servers/README.md). One server for both stages, or one per sta
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -32,22 +33,16 @@ def _build_parser() -> argparse.ArgumentParser:
         exec="start the server(s), run `-- CMD ARGS...` with A2R_* env vars set, stop them",
         models="list the known model keys",
     )
-    model_help = (
-        f"a model key ({', '.join(MODELS)}) or a local HF model dir (llamacpp: a .gguf file)"
-    )
+    model_help = f"a key ({', '.join(MODELS)}; default %(default)s) or a local HF model dir"
+    model_help += " (llamacpp: a .gguf file)"
     engine_help = "vllm (default) or llamacpp (optional, faster on CPU; serves the GGUF)"
     for name in ("prepare", "serve", "exec"):
-        command = commands[name]
-        command.add_argument(
-            "--model", default=DEFAULT_MODEL, help=f"{model_help}; default %(default)s"
-        )
-        command.add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
-        for stage in STAGES if name != "prepare" else ():
-            one_each = "given: one server per stage"
-            command.add_argument(
-                f"--{stage}", help=f"the {stage}'s model (default --model); {one_each}"
-            )
-            command.add_argument(f"--{stage}-engine", choices=ENGINES, help="(default --engine)")
+        commands[name].add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+        commands[name].add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
+    for name, stage in itertools.product(("serve", "exec"), STAGES):
+        two = f"the {stage}'s model (default --model); given: one server per stage"
+        commands[name].add_argument(f"--{stage}", help=two)
+        commands[name].add_argument(f"--{stage}-engine", choices=ENGINES, help="(default --engine)")
     return parser
 
 

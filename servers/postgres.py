@@ -49,8 +49,8 @@ class PostgresServer(ManagedServer):
     _data: Path | None = None
     """Outside the cache: the ``postgres`` user cannot enter root's home."""
 
-    def __init__(self, port: int | None = None, password: str | None = None, **options: Any):
-        super().__init__(port, **options)
+    def __init__(self, *, password: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
         self.password = password
 
     @property
@@ -66,23 +66,18 @@ class PostgresServer(ManagedServer):
         return self._bin / "postgres"
 
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
-        assert self._bin is not None
         self._data = Path(tempfile.mkdtemp(prefix="a2r-postgres-"))
-        if os.geteuid() == 0:
-            shutil.chown(self._data, "postgres")
-        initdb = [str(self._bin / "initdb"), "-D", str(self._data / "data"), "-U", "postgres"]
         auth = ["--auth=trust"]
         if self.password is not None:
-            password_file = self._data / "password"
-            password_file.write_text(self.password + "\n")
-            if os.geteuid() == 0:
-                shutil.chown(password_file, "postgres")
-            auth = ["--auth=scram-sha-256", f"--pwfile={password_file}"]
+            (self._data / "password").write_text(self.password + "\n")
+            auth = ["--auth=scram-sha-256", f"--pwfile={self._data / 'password'}"]
+        if os.geteuid() == 0:
+            for path in (self._data, *self._data.iterdir()):
+                shutil.chown(path, "postgres")
+        data = str(self._data / "data")
+        initdb = [str(program.with_name("initdb")), "-D", data, "-U", "postgres", "--no-sync"]
         done = subprocess.run(
-            self._as_postgres([*initdb, *auth, "--no-sync"]),
-            check=False,
-            capture_output=True,
-            text=True,
+            self._as_postgres([*initdb, *auth]), check=False, capture_output=True, text=True
         )
         if done.returncode:
             raise PostgresError(f"initdb failed:\n{done.stdout}{done.stderr}")
@@ -94,10 +89,10 @@ class PostgresServer(ManagedServer):
             "max_connections": 300,
         }
         flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
-        return self._as_postgres([str(program), "-D", str(self._data / "data"), *flags])
+        return self._as_postgres([str(program), "-D", data, *flags])
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"} | self.extra_env
 
     def _is_ready(self) -> bool:
         assert self._bin is not None

@@ -73,7 +73,7 @@ class PrometheusServer(ManagedServer):
         ]
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin"}
+        return {"PATH": "/usr/bin:/bin"} | self.extra_env
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,7 +68,7 @@ class VllmRouter(ManagedServer):
         ]
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "HOME": str(cache_dir())}
+        return {"PATH": "/usr/bin:/bin", "HOME": str(cache_dir())} | self.extra_env
 
 
 def main(argv: Sequence[str] | None = None) -> int:
