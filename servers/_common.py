@@ -236,7 +236,10 @@ def command_line(
     subcommands (name: help); ``serve`` and ``exec`` take ``--port``, ``--host``, ``--log`` and
     ``--timeout`` (default ``timeout``), read back by ``server_args``."""
     note = f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()})."
-    parser = argparse.ArgumentParser(prog=f"python -m servers.{module}", description=f"{doc}{note}")
+    raw = argparse.RawDescriptionHelpFormatter  # keeps the docstring's command lines
+    parser = argparse.ArgumentParser(
+        prog=f"python -m servers.{module}", description=f"{doc}\n{note}", formatter_class=raw
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     parsers = {name: sub.add_parser(name, help=help) for name, help in commands.items()}
     for each in (parsers[name] for name in ("serve", "exec") if name in parsers):

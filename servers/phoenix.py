@@ -9,7 +9,6 @@ with a fresh SQLite working dir deleted on stop. An OTLP export lands in the pro
 
 from __future__ import annotations
 
-import os
 import shlex
 import urllib.parse
 from collections.abc import Sequence
@@ -73,13 +72,14 @@ class PhoenixServer(ManagedServer):
         self,
         *,
         grpc_port: int | None = None,
-        working_dir: str | os.PathLike[str] | None = None,
+        working_dir: Path | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         self.grpc_port = grpc_port
-        self._working_dir_arg = Path(working_dir) if working_dir is not None else None
-        self.working_dir: Path | None = self._working_dir_arg
+        self._working_dir_arg = working_dir
+        self.working_dir = working_dir
+        """Where the SQLite data is: ``working_dir``, else (once started) in the temp dir."""
 
     @property
     def otlp_traces_endpoint(self) -> str:
