@@ -76,7 +76,8 @@ class ManagedServer(abc.ABC):
         startup_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.host, self.port = host, port
+        self.host = host
+        self.port: int | None = port
         self.startup_timeout = startup_timeout or self.startup_timeout
         self.extra_env: dict[str, str] = dict(env or {})
         self._log_path_arg = Path(log_path) if log_path is not None else None

@@ -40,8 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
         commands[name].add_argument("--model", default=DEFAULT_MODEL, help=model_help)
         commands[name].add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
     for name, stage in itertools.product(("serve", "exec"), STAGES):
-        two = f"the {stage}'s model (default --model); given: one server per stage"
-        commands[name].add_argument(f"--{stage}", help=two)
+        stage_help = f"the {stage}'s model (default --model); given: one server per stage"
+        commands[name].add_argument(f"--{stage}", help=stage_help)
         commands[name].add_argument(f"--{stage}-engine", choices=ENGINES, help="(default --engine)")
     return parser
 
