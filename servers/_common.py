@@ -17,12 +17,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
-from servers.cache import LOG_TAIL_LINES, ServerError, cache_dir, clean_subprocess_env, log
+from servers.cache import ServerError, cache_dir, clean_subprocess_env, log, log_tail
 
 DEFAULT_HOST = "127.0.0.1"
 KEEP_LOGS = 20
@@ -49,23 +48,20 @@ def group_alive(pgid: int) -> bool:
 class ManagedServer(abc.ABC):
     """A local server in a subprocess of its own process group; use as a context manager.
 
-    ``start()`` prepares what the server needs, picks free ports, makes a private temp dir
-    under ``<cache>/tmp``, starts the command with its output in a log file (by default
-    ``<cache>/logs/<tmp_prefix>...log``, the newest ``KEEP_LOGS`` kept) and waits until the
-    server is ready; ``stop()`` (also run at exit) SIGTERMs the process group, SIGKILLs what is
-    left after ``stop_grace`` seconds and deletes the temp dir. Messages and errors carry the
-    subclass's ``log_prefix`` and ``error_class``.
+    ``start()`` prepares what the server needs, picks a free port, makes a private temp dir
+    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR), starts the command with its output in a log
+    file (by default ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept) and waits
+    until ``ready_path`` answers 200; ``stop()`` (also run at exit) SIGTERMs the process group,
+    SIGKILLs what is left after ``stop_grace`` seconds and deletes the temp dir.
     """
 
+    name: str
+    """Prefix of the private temp dir and of the auto-named logs."""
     display_name: str
     log_prefix: str
     error_class: type[ServerError]
-    tmp_prefix: str
-    """Name prefix of the private temp dir and of the auto-named logs."""
-    log_glob: str
-    """Glob of the auto-named logs in ``<cache>/logs`` to prune."""
     ready_path = ""
-    """Of the URL that answers 200 once the server is ready."""
+    startup_timeout = 60.0
     poll_interval = 0.5
     stop_grace = 10.0
     linger_seconds = 0.0
@@ -77,12 +73,12 @@ class ManagedServer(abc.ABC):
         log_path: str | os.PathLike[str] | None = None,
         *,
         host: str = DEFAULT_HOST,
-        startup_timeout: float = 60.0,
+        startup_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port: int | None = port
-        self.startup_timeout = startup_timeout
+        self.startup_timeout = startup_timeout or self.startup_timeout
         self.extra_env: dict[str, str] = dict(env or {})
         self._log_path_arg = Path(log_path) if log_path is not None else None
         self.log_path: Path | None = self._log_path_arg
@@ -96,46 +92,37 @@ class ManagedServer(abc.ABC):
         """Install what the server needs (cached); return the program that runs it."""
 
     @abc.abstractmethod
-    def _server_command(self, python: Path) -> list[str]:
-        """The command line, once ports, temp dir and log path are set."""
-
-    def _ready_url(self) -> str:
-        return self.url + self.ready_path
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
+        """Set up what the server needs in its fresh private ``tmp_dir``; return its command
+        line (the port is chosen)."""
 
     def _is_ready(self) -> bool:
-        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(self._ready_url(), timeout=5) as r:
+        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(self.ready_url, timeout=5) as r:
             return bool(r.status == 200)
         return False
 
     def server_env(self) -> dict[str, str]:
-        env = clean_subprocess_env()
-        if self._tmp_dir is not None:
-            env["TMPDIR"] = str(self._tmp_dir)
-        return env | self.extra_env
+        """This process's environment, cleaned, with TMPDIR the private temp dir; then ``env``."""
+        return clean_subprocess_env({"TMPDIR": str(self._tmp_dir)}) | self.extra_env
 
-    def _default_log_name(self) -> str:
-        return f"{self.tmp_prefix}{self._started_port()}.log"
+    def _log_name(self) -> str:
+        return f"{self.name}-{self.port}.log"
 
     def _starting_message(self) -> str:
         return f"starting {self.display_name} on {self.host}:{self.port}; log: {self.log_path}"
 
-    def _ready_message(self, seconds: float) -> str:
-        return f"{self.display_name} ready in {seconds:.1f}s"
-
-    def _choose_ports(self) -> None:
-        if self.port is None:
-            self.port = free_port(self.host)
-
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:  # noqa: B027 - optional hook
-        """Prepare the fresh private temp dir (nothing by default)."""
-
     def _server_cwd(self) -> Path:
-        return cache_dir()
+        assert self._tmp_dir is not None
+        return self._tmp_dir
 
     # -- state ------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self._started_port()}"
+
+    @property
+    def ready_url(self) -> str:
+        return self.url + self.ready_path
 
     def _started_port(self) -> int:
         if self.port is None:
@@ -148,32 +135,24 @@ class ManagedServer(abc.ABC):
     def log(self, msg: str) -> None:
         log(self.log_prefix, msg)
 
-    def _log_tail_block(self) -> str:
-        """The last lines of the log, under a ``--- last N lines of LOG ---`` header."""
-        try:
-            with open(self.log_path or "", encoding="utf-8", errors="replace") as fh:
-                body = "".join(deque(fh, maxlen=LOG_TAIL_LINES))
-        except OSError as exc:
-            body = f"<could not read {self.log_path}: {exc}>"
-        return f"--- last {LOG_TAIL_LINES} lines of {self.log_path} ---\n{body}"
-
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Self:
         if self.is_running():
             return self
-        python = self._prepare()
-        self._choose_ports()
+        program = self._prepare()
+        if self.port is None:
+            self.port = free_port(self.host)
         (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
-        self._tmp_dir = Path(tempfile.mkdtemp(prefix=self.tmp_prefix, dir=cache_dir() / "tmp"))
-        self._setup_tmp_dir(self._tmp_dir)
+        self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=cache_dir() / "tmp"))
         if self._log_path_arg is None:
-            self.log_path = cache_dir() / "logs" / self._default_log_name()
-            old = sorted(self.log_path.parent.glob(self.log_glob), key=os.path.getmtime)
-            for path in old[:-KEEP_LOGS]:  # ports are random: auto-named logs pile up
+            self.log_path = cache_dir() / "logs" / self._log_name()
+            # Ports are random: auto-named logs pile up (a digit before .log: not NAME-install.log)
+            old = sorted(self.log_path.parent.glob(f"{self.name}-*[0-9].log"), key=os.path.getmtime)
+            for path in old[:-KEEP_LOGS]:
                 path.unlink(missing_ok=True)
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = self._server_command(python)
+        cmd = self._command(program, self._tmp_dir)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._log_file.write(("$ " + " ".join(cmd) + "\n").encode())
         self._log_file.flush()
@@ -194,7 +173,7 @@ class ManagedServer(abc.ABC):
         except BaseException:
             self.stop()
             raise
-        self.log(self._ready_message(time.monotonic() - started))
+        self.log(f"{self.display_name} ready in {time.monotonic() - started:.1f}s")
         return self
 
     def _wait_ready(self, started: float) -> None:
@@ -204,28 +183,24 @@ class ManagedServer(abc.ABC):
                 return
             if time.monotonic() > started + self.startup_timeout:
                 raise self.error_class(
-                    f"{self.display_name} was not ready ({self._ready_url()}) "
-                    f"within {self.startup_timeout:.0f}s.\n" + self._log_tail_block()
+                    f"{self.display_name} was not ready ({self.ready_url}) "
+                    f"within {self.startup_timeout:.0f}s.\n" + log_tail(self.log_path)
                 )
             time.sleep(self.poll_interval)
         raise self.error_class(
-            f"{self.display_name} exited with code {rc} during startup.\n" + self._log_tail_block()
+            f"{self.display_name} exited with code {rc} during startup.\n" + log_tail(self.log_path)
         )
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop the server: SIGTERM, then SIGKILL after ``grace`` (default ``stop_grace``)."""
-        self._shutdown(self.stop_grace if grace is None else grace)
-
-    def _shutdown(self, grace: float) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds (and what is left of
-        it ``linger_seconds`` after the leader exited); close the log, delete the temp dir."""
-        proc = self.process
-        if proc is not None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds (default
+        ``stop_grace``; what is left of it ``linger_seconds`` after the leader exited); close
+        the log, delete the temp dir."""
+        if (proc := self.process) is not None:
             pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
+                proc.wait(timeout=self.stop_grace if grace is None else grace)
             # The leader may be gone while children (vLLM's engine core) linger: kill the rest.
             deadline = time.monotonic() + self.linger_seconds
             while time.monotonic() < deadline and group_alive(pgid):
@@ -250,39 +225,35 @@ class ManagedServer(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def __repr__(self) -> str:
-        state = "running" if self.is_running() else "stopped"
-        return f"{type(self).__name__}(port={self.port}, {state})"
-
 
 # --------------------------------------------------------------------------------------------
 # CLI pieces
 
 
-def cache_dir_note() -> str:
-    """End of the ``--help`` description of the CLIs that build venvs."""
-    return f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()})."
-
-
-def add_server_args(parser: argparse.ArgumentParser, timeout: float, port_help: str) -> None:
-    """``--port``, ``--host``, ``--log`` and ``--timeout``, read back by ``server_args``."""
-    parser.add_argument("--port", type=int, help=port_help)
-    parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default %(default)s)")
-    parser.add_argument("--log", type=Path, help="server log file")
-    timeout_help = "startup timeout in seconds (default %(default).0f)"
-    parser.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
+def command_line(
+    module: str, doc: str | None, timeout: float = 60.0, **commands: str
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """``python -m servers.MODULE``: its parser (``doc``, then where the cache is) and its
+    subcommands (name: help); ``serve`` and ``exec`` take ``--port``, ``--host``, ``--log`` and
+    ``--timeout`` (default ``timeout``), read back by ``server_args``."""
+    note = f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()})."
+    raw = argparse.RawDescriptionHelpFormatter  # keeps the docstring's command lines
+    parser = argparse.ArgumentParser(
+        prog=f"python -m servers.{module}", description=f"{doc}\n{note}", formatter_class=raw
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    parsers = {name: sub.add_parser(name, help=help) for name, help in commands.items()}
+    for each in (parsers[name] for name in ("serve", "exec") if name in parsers):
+        each.add_argument("--port", type=int, help="listen port (default: a free one)")
+        each.add_argument("--host", default=DEFAULT_HOST, help="bind address (default %(default)s)")
+        each.add_argument("--log", type=Path, help="server log file")
+        timeout_help = "startup timeout in seconds (default %(default).0f)"
+        each.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
+    return parser, parsers
 
 
 def server_args(args: argparse.Namespace) -> dict[str, Any]:
     return dict(port=args.port, log_path=args.log, host=args.host, startup_timeout=args.timeout)
-
-
-def serve_parser(module: str, doc: str | None, help: str) -> tuple[argparse.ArgumentParser, Any]:
-    """``python -m servers.X serve [--port P]``: the parser and its ``serve`` subcommand."""
-    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
-    serve = parser.add_subparsers(dest="command", required=True).add_parser("serve", help=help)
-    serve.add_argument("--port", type=int, help="listen port (default: a free one)")
-    return parser, serve
 
 
 def exit_code(rc: int) -> int:
@@ -304,13 +275,13 @@ def cli_errors(run: Callable[[], int]) -> int:
 
 
 def run_with_server(
-    servers: Sequence[ManagedServer], body: Callable[[], int], *, serving: bool, stopping: str
+    servers: Sequence[ManagedServer], body: Callable[[], int], *, serving: bool = False
 ) -> int:
     """Start ``servers`` in order, return ``body()``, always stop them.
 
-    Ctrl-C, SIGTERM and SIGHUP stop it cleanly (SIGINT is set explicitly because a background
+    Ctrl-C, SIGTERM and SIGHUP stop them cleanly (SIGINT is set explicitly because a background
     job of a non-interactive shell starts with SIGINT ignored): logged as ``interrupted:
-    {stopping}``, exit 0 if ``serving`` and the servers were still up, else 130.
+    stopping ...``, exit 0 if ``serving`` and the servers were still up, else 130.
     """
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)  # raises KeyboardInterrupt
@@ -319,7 +290,8 @@ def run_with_server(
             each.start()
         return body()
     except KeyboardInterrupt:
-        servers[0].log(f"interrupted: {stopping}")
+        names = servers[0].display_name if len(servers) == 1 else "the servers"
+        servers[0].log(f"interrupted: stopping {names}")
         return 0 if serving and all(each.is_running() for each in servers) else 130
     finally:
         for each in reversed(servers):
@@ -327,9 +299,7 @@ def run_with_server(
 
 
 def serve(
-    server: ManagedServer | Sequence[ManagedServer],
-    lines: Callable[[], Iterable[str]],
-    stopping: str | None = None,
+    server: ManagedServer | Sequence[ManagedServer], lines: Callable[[], Iterable[str]]
 ) -> int:
     """The ``serve`` command: start, print ``lines()`` and ``# Ctrl-C to stop``, wait until
     Ctrl-C (or until a server exits: an error, with its log's tail), stop."""
@@ -341,8 +311,7 @@ def serve(
             time.sleep(0.5)
         rc = exited[0].process.returncode if exited[0].process is not None else 1
         print(f"error: {exited[0].display_name} exited with code {rc}.", file=sys.stderr)
-        print(exited[0]._log_tail_block(), file=sys.stderr)
+        print(log_tail(exited[0].log_path), file=sys.stderr)
         return exit_code(rc) or 1
 
-    stopping = stopping or f"stopping {servers[0].display_name}"
-    return cli_errors(lambda: run_with_server(servers, foreground, serving=True, stopping=stopping))
+    return cli_errors(lambda: run_with_server(servers, foreground, serving=True))

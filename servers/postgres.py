@@ -15,9 +15,10 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from servers._common import ManagedServer, serve, serve_parser
+from servers._common import ManagedServer, command_line, serve, server_args
 from servers.cache import ServerError
 
 INSTALL_HINT = "apt-get install postgresql (Debian), or put PostgreSQL's bin/ on PATH"
@@ -39,18 +40,17 @@ class PostgresServer(ManagedServer):
     with ``password``: scram-sha-256 password auth for user ``postgres``, the password in
     ``dsn``."""
 
+    name = "postgres"
     display_name = "PostgreSQL"
     log_prefix = "[a2r-postgres]"
     error_class = PostgresError
-    tmp_prefix = "postgres-"
-    log_glob = "postgres-*.log"
     poll_interval = 0.1
     _bin: Path | None = None
     _data: Path | None = None
     """Outside the cache: the ``postgres`` user cannot enter root's home."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
-        super().__init__(port)
+    def __init__(self, *, password: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
         self.password = password
 
     @property
@@ -65,30 +65,22 @@ class PostgresServer(ManagedServer):
         self._bin = _bin_dir()
         return self._bin / "postgres"
 
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
-        assert self._bin is not None
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         self._data = Path(tempfile.mkdtemp(prefix="a2r-postgres-"))
-        if os.geteuid() == 0:
-            shutil.chown(self._data, "postgres")
-        initdb = [str(self._bin / "initdb"), "-D", str(self._data / "data"), "-U", "postgres"]
         auth = ["--auth=trust"]
         if self.password is not None:
-            password_file = self._data / "password"
-            password_file.write_text(self.password + "\n")
-            if os.geteuid() == 0:
-                shutil.chown(password_file, "postgres")
-            auth = ["--auth=scram-sha-256", f"--pwfile={password_file}"]
+            (self._data / "password").write_text(self.password + "\n")
+            auth = ["--auth=scram-sha-256", f"--pwfile={self._data / 'password'}"]
+        if os.geteuid() == 0:
+            for path in (self._data, *self._data.iterdir()):
+                shutil.chown(path, "postgres")
+        data = str(self._data / "data")
+        initdb = [str(program.with_name("initdb")), "-D", data, "-U", "postgres", "--no-sync"]
         done = subprocess.run(
-            self._as_postgres([*initdb, *auth, "--no-sync"]),
-            check=False,
-            capture_output=True,
-            text=True,
+            self._as_postgres([*initdb, *auth]), check=False, capture_output=True, text=True
         )
         if done.returncode:
             raise PostgresError(f"initdb failed:\n{done.stdout}{done.stderr}")
-
-    def _server_command(self, python: Path) -> list[str]:
-        assert self._data is not None
         settings = {
             "listen_addresses": self.host,
             "port": self._started_port(),
@@ -96,11 +88,11 @@ class PostgresServer(ManagedServer):
             "fsync": "off",
             "max_connections": 300,
         }
-        options = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
-        return self._as_postgres([str(python), "-D", str(self._data / "data"), *options])
+        flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+        return self._as_postgres([str(program), "-D", data, *flags])
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"} | self.extra_env
 
     def _is_ready(self) -> bool:
         assert self._bin is not None
@@ -115,8 +107,8 @@ class PostgresServer(ManagedServer):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, _ = serve_parser("servers.postgres", __doc__, "run until Ctrl-C, then delete the data")
-    server = PostgresServer(parser.parse_args(argv).port)
+    parser, _ = command_line("postgres", __doc__, serve="run until Ctrl-C, then delete the data")
+    server = PostgresServer(**server_args(parser.parse_args(argv)))
     return serve(server, lambda: [f"export A2R_CHECKPOINT_DB={server.dsn}"])
 
 

@@ -10,8 +10,9 @@ import shutil
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from servers._common import NO_PROXY_OPENER, ManagedServer, serve, serve_parser
+from servers._common import NO_PROXY_OPENER, ManagedServer, command_line, serve, server_args
 from servers.cache import ServerError
 
 INSTALL_HINT = "apt-get install prometheus (Debian), or put a prometheus 2.x binary on PATH"
@@ -25,17 +26,14 @@ class PrometheusServer(ManagedServer):
     """``prometheus`` scraping ``targets`` (``host:port`` or URLs of a ``/metrics`` page) every
     ``interval`` seconds, its data in a private temp dir."""
 
+    name = "prometheus"
     display_name = "Prometheus"
     log_prefix = "[a2r-prometheus]"
     error_class = PrometheusError
-    tmp_prefix = "prometheus-"
-    log_glob = "prometheus-*.log"
     ready_path = "/-/ready"
 
-    def __init__(
-        self, targets: Sequence[str], *, interval: float = 1.0, port: int | None = None
-    ) -> None:
-        super().__init__(port)
+    def __init__(self, targets: Sequence[str], *, interval: float = 1.0, **options: Any) -> None:
+        super().__init__(**options)
         self.targets, self.interval = list(targets), interval
 
     def query(self, promql: str) -> list[dict]:
@@ -53,7 +51,7 @@ class PrometheusServer(ManagedServer):
             raise PrometheusError(f"prometheus is not installed: {INSTALL_HINT}")
         return Path(binary)
 
-    def _setup_tmp_dir(self, tmp_dir: Path) -> None:
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         jobs = []
         for i, target in enumerate(self.targets):
             parts = urllib.parse.urlsplit(target if "//" in target else f"http://{target}")
@@ -67,25 +65,22 @@ class PrometheusServer(ManagedServer):
         interval = f"{round(self.interval * 1000)}ms"
         config = {"global": {"scrape_interval": interval}, "scrape_configs": jobs}
         (tmp_dir / "prometheus.yml").write_text(json.dumps(config))  # YAML is a JSON superset
-
-    def _server_command(self, python: Path) -> list[str]:
-        assert self._tmp_dir is not None
         return [
-            str(python),
-            f"--config.file={self._tmp_dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self._tmp_dir / 'data'}",
+            str(program),
+            f"--config.file={tmp_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_dir / 'data'}",
             f"--web.listen-address={self.host}:{self._started_port()}",
         ]
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin"}
+        return {"PATH": "/usr/bin:/bin"} | self.extra_env
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, command = serve_parser("servers.prometheus", __doc__, "scrape TARGETS until Ctrl-C")
-    command.add_argument("targets", nargs="+", help="host:port or a /metrics URL")
+    parser, commands = command_line("prometheus", __doc__, serve="scrape TARGETS until Ctrl-C")
+    commands["serve"].add_argument("targets", nargs="+", help="host:port or a /metrics URL")
     args = parser.parse_args(argv)
-    server = PrometheusServer(args.targets, port=args.port)
+    server = PrometheusServer(args.targets, **server_args(args))
     return serve(server, lambda: [f"# Prometheus on {server.url}"])
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from servers._common import ManagedServer, serve, serve_parser
+from servers._common import ManagedServer, command_line, serve, server_args
 from servers.cache import ServerError, Venv, cache_dir
 
 ROUTER_VERSION = "0.1.17"
@@ -39,17 +40,16 @@ class VllmRouter(ManagedServer):
     """vllm-router on a free loopback port routing ``/v1/*`` over ``workers`` (base URLs
     without ``/v1``); ``base_url`` is what a stage's ``base_url`` should be."""
 
+    name = "router"
     display_name = "vllm-router"
     log_prefix = LOG_PREFIX
     error_class = RouterError
-    tmp_prefix = "router-"
-    log_glob = "router-*.log"
     ready_path = "/health"
 
     def __init__(
-        self, workers: Sequence[str], *, policy: str = "consistent_hash", port: int | None = None
+        self, workers: Sequence[str], *, policy: str = "consistent_hash", **options: Any
     ) -> None:
-        super().__init__(port)
+        super().__init__(**options)
         self.workers, self.policy = [w.rstrip("/").removesuffix("/v1") for w in workers], policy
 
     @property
@@ -57,26 +57,27 @@ class VllmRouter(ManagedServer):
         return f"{self.url}/v1"
 
     def _prepare(self) -> Path:
-        return VENV.ensure()
+        return VENV.ensure().with_name("vllm-router")
 
-    def _server_command(self, python: Path) -> list[str]:
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         return [
-            str(python.with_name("vllm-router")),
+            str(program),
             *("--host", self.host, "--port", str(self._started_port())),
             *("--policy", self.policy, "--worker-urls", *self.workers),
-            *("--log-dir", str(self._tmp_dir), "--log-level", "warning"),
+            *("--log-dir", str(tmp_dir), "--log-level", "warning"),
         ]
 
     def server_env(self) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "HOME": str(cache_dir())}
+        return {"PATH": "/usr/bin:/bin", "HOME": str(cache_dir())} | self.extra_env
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, command = serve_parser("servers.router", __doc__, "route over WORKERS until Ctrl-C")
-    command.add_argument("workers", nargs="+", help="replica URLs, e.g. http://127.0.0.1:8001")
-    command.add_argument("--policy", default="consistent_hash", help="vllm-router --policy")
+    parser, commands = command_line("router", __doc__, serve="route over WORKERS until Ctrl-C")
+    serve_args = commands["serve"]
+    serve_args.add_argument("workers", nargs="+", help="replica URLs, e.g. http://127.0.0.1:8001")
+    serve_args.add_argument("--policy", default="consistent_hash", help="vllm-router --policy")
     args = parser.parse_args(argv)
-    server = VllmRouter(args.workers, policy=args.policy, port=args.port)
+    server = VllmRouter(args.workers, policy=args.policy, **server_args(args))
     return serve(server, lambda: [f"export A2R_EXPLORER__BASE_URL={server.base_url}"])
 
 

@@ -421,12 +421,14 @@ class LoopbackServer(ManagedServer):
     server requires (as ``vllm serve --api-key``); the key itself never appears on a command line.
     """
 
+    name = "loopback"
     display_name = "loopback server"
     log_prefix = _LOG_PREFIX
     error_class = LoopbackServerError
-    tmp_prefix = "loopback-"
-    log_glob = "loopback-[0-9]*.log"
+    ready_path = "/health"
+    startup_timeout = 30.0
     poll_interval = 0.1
+    stop_grace = 5.0
 
     def __init__(
         self,
@@ -440,9 +442,9 @@ class LoopbackServer(ManagedServer):
         port: int | None = None,
         log_path: str | os.PathLike[str] | None = None,
         host: str = DEFAULT_HOST,
-        startup_timeout: float = 30.0,
+        startup_timeout: float | None = None,
     ) -> None:
-        super().__init__(port, log_path, host=host, startup_timeout=startup_timeout, env=None)
+        super().__init__(port, log_path, host=host, startup_timeout=startup_timeout)
         self.models = tuple(models)
         self.options = {
             "--latency-ms": latency_ms,
@@ -453,22 +455,15 @@ class LoopbackServer(ManagedServer):
         self.api_key_env = api_key_env
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._started_port()}"
-
-    @property
     def base_url(self) -> str:
         return self.url + "/v1"
-
-    def stop(self, grace: float = 5.0) -> None:
-        self._shutdown(grace)
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would (no graceful shutdown)."""
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-        self._shutdown(0)
+        self.stop(0)
 
     # -- test hooks -------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -515,8 +510,8 @@ class LoopbackServer(ManagedServer):
     def _prepare(self) -> Path:
         return Path(sys.executable)
 
-    def _server_command(self, python: Path) -> list[str]:
-        command = [str(python), "-m", "tests.loopback", "_run", "--host", self.host]
+    def _command(self, program: Path, tmp_dir: Path) -> list[str]:
+        command = [str(program), "-m", "tests.loopback", "_run", "--host", self.host]
         command += ["--port", str(self.port)]
         for model in self.models:
             command += ["--model", model]
@@ -534,18 +529,6 @@ class LoopbackServer(ManagedServer):
 
     def _server_cwd(self) -> Path:
         return REPO_ROOT
-
-    def _ready_url(self) -> str:
-        return self.url + "/health"
-
-    def _default_log_name(self) -> str:
-        return f"loopback-{self.port}.log"
-
-    def _starting_message(self) -> str:
-        return f"starting the loopback server on {self.url}; log: {self.log_path}"
-
-    def _ready_message(self, seconds: float) -> str:
-        return f"loopback server ready in {seconds:.1f}s: {self.base_url} (models {self.models})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     models = ", ".join(server.models)
     return _common.serve(
-        server, lambda: [f"# loopback server: {server.base_url} (models {models})"], "stopping"
+        server, lambda: [f"# loopback server: {server.base_url} (models {models})"]
     )
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servers._common import NO_PROXY_OPENER
+from servers.cache import log_tail
 from servers.phoenix import DEFAULT_PROJECT, PhoenixServer, PhoenixServerError
 
 MAX_PAGE_SIZE = 1000
@@ -119,7 +120,7 @@ def wait_for_spans(
     deadline = time.monotonic() + timeout
     while True:
         if not phoenix.is_running():
-            raise PhoenixServerError("Phoenix is not running.\n" + phoenix._log_tail_block())
+            raise PhoenixServerError("Phoenix is not running.\n" + log_tail(phoenix.log_path))
         found = spans(phoenix, project, limit)
         if predicate(found):
             return found

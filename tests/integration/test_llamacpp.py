@@ -12,7 +12,7 @@ from a2r_graph.chat_models import vllm_chat_model
 from a2r_graph.context import StageConfig
 from a2r_graph.endpoint import count_prompt_tokens
 from a2r_graph.prompts import render_synthesizer_prompt
-from servers.embedded import EmbeddedLlamaCpp
+from servers.engines import EmbeddedLlamaCpp
 from tests.fakes import make_context
 
 pytestmark = pytest.mark.integration

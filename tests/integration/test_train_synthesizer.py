@@ -10,7 +10,7 @@ import pytest
 
 from a2r_graph import A2RContext, build_graph
 from a2r_graph.train.smoke import changed_weights
-from servers.embedded import EmbeddedVLLM, ensure_model
+from servers.engines import EmbeddedVLLM, ensure_model
 from tests.integration.conftest import a2r
 from tests.result_lines import as_json, result_line, saved_path
 

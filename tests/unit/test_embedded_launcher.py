@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from servers import embedded
-from servers.engines import EmbeddedLlamaCpp, EmbeddedVLLM, ensure_gguf
+from servers.engines import EmbeddedLlamaCpp, EmbeddedVLLM, a2r_env, ensure_gguf
 from servers.models import MODELS, ChecksumMismatchError, ModelSpec
 
 
@@ -93,7 +93,7 @@ def test_llamacpp_takes_no_vllm_arguments():
 def test_exec_exports_each_stage_its_server():
     a = EmbeddedVLLM("smollm2-135m", port=1111)
     b = EmbeddedLlamaCpp("qwen2.5-coder-1.5b", port=2222)
-    assert embedded._a2r_env({"explorer": a, "synthesizer": b}) == {
+    assert a2r_env({"explorer": a, "synthesizer": b}) == {
         "A2R_EXPLORER__BASE_URL": "http://127.0.0.1:1111/v1",
         "A2R_EXPLORER__MODEL": "SmolLM2-135M-Instruct",
         "A2R_SYNTHESIZER__BASE_URL": "http://127.0.0.1:2222/v1",
