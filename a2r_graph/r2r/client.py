@@ -15,7 +15,7 @@ an HTTP error status (the reply's status, headers and body kept), httpx's transp
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -149,9 +149,7 @@ class TokenServer:
         )
         return read_chunk(reply)
 
-    async def stream(
-        self, prompt: list[int], max_tokens: int, top_k: int
-    ) -> AsyncIterator[Chunk]:
+    async def stream(self, prompt: list[int], max_tokens: int, top_k: int) -> AsyncGenerator[Chunk]:
         """The tokens after ``prompt`` as the server streams them. Leaving the iteration early
         (close it: ``contextlib.aclosing``) closes the HTTP response, and the server stops
         generating once it sees the connection gone."""
@@ -186,7 +184,9 @@ def _status_error(response: httpx.Response) -> openai.APIStatusError:
     detail = body.get("error", body) if isinstance(body, dict) else body
     message = detail.get("message") if isinstance(detail, dict) else None
     return openai.APIStatusError(
-        f"HTTP {response.status_code}: {message or detail}", response=response, body=body
+        f"HTTP {response.status_code}: {message or detail}",
+        response=response,  # type: ignore[arg-type]  # the SDK's own httpx build: same API
+        body=body,
     )
 
 
@@ -210,6 +210,10 @@ def _ids(reply: Any, where: str) -> list[int]:
     if not all(_is_count(i) for i in ids):
         raise MalformedReplyError(f"{where} answered tokens that are not ids: {tokens[:20]}")
     return ids
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _is_count(value: object) -> bool:
@@ -237,7 +241,7 @@ def _tokens(logprobs: Any, text: str) -> list[Sampled]:
                 _token_id(e.get("id")),
                 e.get("logprob"),
                 [(_token_id(t.get("id")), t.get("logprob")) for t in e.get("top_logprobs") or []],
-                e.get("token") if isinstance(e.get("token"), str) else "",
+                str(e.get("token") or ""),
             )
             for e in content
             if isinstance(e, dict)
@@ -280,10 +284,10 @@ def read_chunk(reply: Any) -> Chunk:
     choice = choices[0] if isinstance(choices, list) and choices else {}
     if not isinstance(choice, dict):
         raise MalformedReplyError(f"a completion choice is not an object: {str(choice)[:200]}")
-    text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+    text = str(choice.get("text") or "")
     chunk = Chunk(_tokens(choice.get("logprobs"), text), text, choice.get("finish_reason"))
-    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-    timings = reply.get("timings") if isinstance(reply.get("timings"), dict) else {}
+    usage = _object(reply.get("usage"))
+    timings = _object(reply.get("timings"))
     details = usage.get("prompt_tokens_details") or {}
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     if not _is_count(cached):

@@ -86,10 +86,10 @@ class R2RContext(StrictSettings):
         "the SLM's."
     )
     r2r: R2RSettings = Field(default_factory=R2RSettings, description="The routing.")
-    request_timeout_s: float = _SHARED["request_timeout_s"]
-    max_attempts: int = _SHARED["max_attempts"]
-    retry_initial_wait_s: float = _SHARED["retry_initial_wait_s"]
-    retry_max_wait_s: float = _SHARED["retry_max_wait_s"]
+    request_timeout_s: float = _SHARED["request_timeout_s"]  # type: ignore[assignment]
+    max_attempts: int = _SHARED["max_attempts"]  # type: ignore[assignment]
+    retry_initial_wait_s: float = _SHARED["retry_initial_wait_s"]  # type: ignore[assignment]
+    retry_max_wait_s: float = _SHARED["retry_max_wait_s"]  # type: ignore[assignment]
 
     def cost(self, model: str, input_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         """One call's cost: its uncached input, cached input and output at ``model``'s

@@ -34,7 +34,10 @@ class TokenChoice:
 class Router(Protocol):
     """Decides, token by token, where the large model takes over."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
 
     def flags(self, token: TokenChoice) -> bool:
         """Whether the LLM should write this position instead of the SLM."""
