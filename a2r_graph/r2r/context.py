@@ -5,6 +5,8 @@ the small model, the synthesizer endpoint the large one, ``A2R_EXPLORER__*`` and
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -13,6 +15,16 @@ from a2r_graph.r2r.routers import ROUTERS, Router, router_for
 
 MAX_OUTPUT_TOKENS = 32_768
 _SHARED = A2RContext.model_fields
+
+
+def _cached_price(model: str) -> Any:
+    return Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description=f"Price of 1M input tokens the {model} server had cached (None: its input "
+        "price).",
+    )
 
 
 class R2RSettings(BaseModel):
@@ -49,18 +61,8 @@ class R2RSettings(BaseModel):
         description="Tokens the LLM writes at each flagged position before the SLM resumes "
         "(R2R: 1).",
     )
-    slm_cached_input_price_per_mtok: float | None = Field(
-        None,
-        ge=0,
-        allow_inf_nan=False,
-        description="Price of 1M input tokens the SLM server had cached (None: its input price).",
-    )
-    llm_cached_input_price_per_mtok: float | None = Field(
-        None,
-        ge=0,
-        allow_inf_nan=False,
-        description="Price of 1M input tokens the LLM server had cached (None: its input price).",
-    )
+    slm_cached_input_price_per_mtok: float | None = _cached_price("SLM")
+    llm_cached_input_price_per_mtok: float | None = _cached_price("LLM")
 
     @field_validator("router")
     @classmethod
