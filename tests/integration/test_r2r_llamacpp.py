@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from a2r_graph.r2r.client import TokenServer
@@ -127,8 +128,6 @@ def _ignore(*args: object) -> None:
 
 
 async def _slot(server: Server) -> dict:
-    import httpx
-
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{server.root}/slots")
     return response.json()[0]
