@@ -114,7 +114,7 @@ class FakeServer:
                     server._prompt_len = len(tokens)
             return httpx.Response(200, json={"tokens": tokens})
         if path == "/detokenize":
-            text = "".join(chr(i) for i in body["tokens"] if i != EOS)
+            text = "".join(chr(i) if i != EOS else "<|im_end|>" for i in body["tokens"])
             return httpx.Response(
                 200, json={"content" if self.engine == "llamacpp" else "prompt": text}
             )
@@ -208,19 +208,17 @@ class FakeServer:
                 fault.times -= 1
                 await asyncio.sleep(3600)
             self.generated += 1
-            chunk = {
-                "choices": [
-                    {
-                        "text": self._text([position]),
-                        "logprobs": self._logprobs([position]),
-                        "finish_reason": None,
-                    }
-                ]
-            }
+            last = position == positions[-1]
+            choice = {"text": self._text([position]), "logprobs": self._logprobs([position])}
+            # vLLM ends on its last token's chunk, llama.cpp on a chunk of its own
+            choice["finish_reason"] = finish if last and self.engine == "vllm" else None
+            chunk: dict[str, Any] = {"choices": [choice]}
             if self.engine == "llamacpp":
                 chunk["timings"] = {"cache_n": cached, "prompt_n": prompt - cached}
             yield f"data: {json.dumps(chunk)}\n\n".encode()
-        end = {"choices": [{"text": "", "logprobs": None, "finish_reason": finish}]}
+        end: dict[str, Any] = {"choices": []}
+        if self.engine == "llamacpp":
+            end["choices"] = [{"text": "", "logprobs": None, "finish_reason": finish}]
         end["usage"] = self._usage(prompt, len(positions), cached)
         self.finished_streams += 1
         yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode()

@@ -183,10 +183,10 @@ class Step:
                 if result.flagged is not None:
                     return  # leaving the stream closes it: the server stops generating
                 _settle(call, chunk)
+                last = chunk if chunk.tokens else last  # vLLM: the stop token's own chunk
                 if chunk.finish_reason is not None:
                     result.finish_reason = chunk.finish_reason
                     result.ends_with_stop_token = _ends_with_stop_token(last)
-                last = chunk if chunk.tokens else last
             if result.finish_reason is None:
                 raise MalformedReplyError(
                     "the SLM stream ended without a finish_reason and no token was flagged: "
