@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +20,7 @@ from a2r_graph.errors import (
 from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.graph import build_r2r_graph
 from tests.r2r_fakes import FakeServer, Fault, servers_for
+from tests.unit.test_metrics import points, total
 
 SLM_TEXT = "So 6*7 is \\boxed{41}."
 LLM_TEXT = "So 6*7 is \\boxed{42}!"
@@ -286,3 +289,21 @@ async def test_each_model_call_has_a_span_with_its_usage():
     result = next(s for s in exporter.get_finished_spans() if s.name == "r2r.result")
     assert result.attributes["a2r.r2r.switches"] == 1
     assert result.attributes["a2r.r2r.llm_share"] == pytest.approx(1 / sum(out["tokens"].values()))
+
+
+async def test_metrics_by_model_add_up_to_the_runs_usage():
+    """Catches: metrics that lump both models together, or that miss the aborted SLM
+    streams (a dashboard's cost per model would disagree with the runs)."""
+    reader = InMemoryMetricReader()
+    slm, llm = pair(fault=Fault(die_after=5))
+    out = await run(slm, llm, meter_provider=MeterProvider(metric_readers=[reader]))
+    data = points(reader)
+    for model in ("slm", "llm"):
+        usage = out["usage"][model]
+        for kind, key in (("input", "input_tokens"), ("output", "output_tokens")):
+            counted = total(
+                data, "gen_ai.client.token.usage", **{"a2r.stage": model, "gen_ai.token.type": kind}
+            )
+            assert counted == usage[key]
+        assert total(data, "a2r.cost", **{"a2r.stage": model}) == pytest.approx(usage["cost"])
+    assert total(data, "gen_ai.client.operation.duration", **{"error.type": "RemoteProtocolError"})
