@@ -5,9 +5,10 @@ the small model, the synthesizer endpoint the large one, ``A2R_EXPLORER__*`` and
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from a2r_graph.context import A2RContext, StageConfig, StrictSettings, token_cost
@@ -35,7 +36,13 @@ class R2RSettings(BaseModel):
     router: str = Field(
         "entropy",
         description="entropy: flag SLM tokens whose top-k entropy is above threshold (nats); "
-        "top1: flag those whose top-1 probability is below threshold.",
+        "top1: flag those whose top-1 probability is below threshold; linear: a trained "
+        "logistic router read from router_file.",
+    )
+    router_file: Path | None = Field(
+        None,
+        description="The linear router's JSON file: top_k, weights over token_features, bias, "
+        "threshold (a trusted setting: never a run option a server's caller may set).",
     )
     threshold: float | None = Field(
         None,
@@ -71,8 +78,16 @@ class R2RSettings(BaseModel):
             raise ValueError(f"no router called {router!r}: choose one of {sorted(ROUTERS)}")
         return router
 
+    @model_validator(mode="after")
+    def _router_loads(self) -> R2RSettings:
+        """A router file must load when the settings are made, not after the SLM was paid."""
+        if self.router_file is not None and self.router != "linear":
+            raise ValueError(f"router_file is the linear router's; router is {self.router!r}")
+        self.make_router()
+        return self
+
     def make_router(self) -> Router:
-        return router_for(self.router, self.threshold)
+        return router_for(self.router, self.threshold, self.router_file)
 
 
 class R2RContext(StrictSettings):

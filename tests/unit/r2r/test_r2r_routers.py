@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.r2r.context import R2RSettings
 from a2r_graph.r2r.routers import (
+    FEATURES_BEYOND_TOP_K,
     ROUTERS,
     EntropyRouter,
     TokenChoice,
@@ -66,11 +69,11 @@ def test_a_router_is_chosen_by_name_with_the_runs_threshold():
     """Catches: a run's threshold ignored, or an unknown router name accepted."""
     assert router_for("entropy", 1.2) == EntropyRouter(1.2)
     assert R2RSettings(router="top1", threshold=0.2).make_router() == Top1Router(0.2)
-    with pytest.raises(ConfigurationError, match="choose one of entropy, top1"):
+    with pytest.raises(ConfigurationError, match="choose one of entropy, linear, top1"):
         router_for("hidden-states")
     with pytest.raises(ValueError, match="no router called 'mlp'"):
         R2RSettings(router="mlp")
-    assert set(ROUTERS) == {"entropy", "top1"}
+    assert set(ROUTERS) == {"entropy", "linear", "top1"}
 
 
 def test_token_features_have_a_fixed_width_whatever_k_the_server_gave():
@@ -82,3 +85,34 @@ def test_token_features_have_a_fixed_width_whatever_k_the_server_gave():
     assert features[5] == pytest.approx(topk_entropy(full.top))
     assert features[6] == pytest.approx(0.5) and features[8] == 1.0
     assert features[9] == pytest.approx(math.log1p(12))
+
+
+def entropy_as_linear(tmp_path, **changes) -> Path:
+    """A linear router file equivalent to the entropy router at 0.45 nats."""
+    weights = [0.0] * (3 + FEATURES_BEYOND_TOP_K)
+    weights[3] = 10.0  # the top-k entropy
+    spec = {"top_k": 3, "weights": weights, "bias": -4.5, "threshold": 0.5} | changes
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_a_trained_linear_router_is_read_from_its_file(tmp_path):
+    """Catches: a router file whose weights are read in another order than token_features,
+    or a run's threshold that does not override the file's."""
+    router = R2RSettings(router="linear", router_file=entropy_as_linear(tmp_path)).make_router()
+    assert router.flags(choice(0.4, 0.35, 0.25)) and not router.flags(choice(0.98, 0.01, 0.01))
+    strict = R2RSettings(router="linear", router_file=entropy_as_linear(tmp_path), threshold=0.999)
+    assert not strict.make_router().flags(choice(0.4, 0.35, 0.25))
+
+
+def test_a_bad_router_file_is_refused_when_the_settings_are_made(tmp_path):
+    """Catches: a router file found wrong only mid-run, after the SLM's tokens were paid."""
+    with pytest.raises(ValueError, match="4 weights for top_k 3: it needs top_k \\+ 5"):
+        R2RSettings(router="linear", router_file=entropy_as_linear(tmp_path, weights=[1] * 4))
+    with pytest.raises(ValueError, match="set r2r.router_file"):
+        R2RSettings(router="linear")
+    with pytest.raises(ValueError, match="router_file is the linear router's"):
+        R2RSettings(router="entropy", router_file=entropy_as_linear(tmp_path))
+    with pytest.raises(ValueError, match="No such file"):
+        R2RSettings(router="linear", router_file=tmp_path / "missing.json")
