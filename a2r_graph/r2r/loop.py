@@ -162,6 +162,8 @@ class Step:
         """One SLM stream, from the prefix plus what earlier attempts of this step accepted
         (a stream cut short keeps its tokens: the retry continues after them)."""
         prompt = [*prefix, *result.slm_ids]
+        if result.finish_reason is not None:
+            return  # an earlier attempt saw the end and lost only what followed it
         if budget - len(result.slm_ids) <= 0:
             result.finish_reason = "length"
             return

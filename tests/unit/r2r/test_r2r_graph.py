@@ -3,6 +3,7 @@ each model's calls cost, and what a run does when a server fails, stalls or must
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from opentelemetry.sdk.metrics import MeterProvider
@@ -307,3 +308,24 @@ async def test_metrics_by_model_add_up_to_the_runs_usage():
             assert counted == usage[key]
         assert total(data, "a2r.cost", **{"a2r.stage": model}) == pytest.approx(usage["cost"])
     assert total(data, "gen_ai.client.operation.duration", **{"error.type": "RemoteProtocolError"})
+
+
+async def test_a_stream_cut_after_its_finish_is_not_asked_again():
+    """Catches: a retry after a stream that ended (finish_reason seen) but lost its [DONE]:
+    the SLM would be asked to write past its own end-of-turn token."""
+    slm, llm = pair()
+    answer = slm.handle
+    cut = {"done": False}
+
+    async def handle(request):
+        response = await answer(request)
+        if request.url.path == "/v1/completions" and len(slm.requests) == 2 and not cut["done"]:
+            cut["done"] = True
+            body = [event async for event in response.stream]
+            text = b"".join(body).replace(b"data: [DONE]\n\n", b"")
+            return httpx.Response(200, content=text)
+        return response
+
+    slm.handle = handle  # type: ignore[method-assign]
+    out = await run(slm, llm)
+    assert out["answer"] == "So 6*7 is \\boxed{42}." and len(slm.requests) == 2
