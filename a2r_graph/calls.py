@@ -7,7 +7,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import openai
@@ -118,19 +118,7 @@ async def complete(
     transient errors (malformed replies included) outlast ``context.max_attempts``, and
     ``MissingUsageError`` at once on a whole reply without token usage.
     """
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(context.max_attempts),
-        wait=wait_retry_after(
-            wait_exponential_jitter(
-                multiplier=context.retry_initial_wait_s,
-                jitter=context.retry_initial_wait_s,
-                max=context.retry_max_wait_s,
-            ),
-            cap=context.retry_max_wait_s,
-        ),
-        retry=retry_if_exception(is_transient),
-        before_sleep=lambda state: _log_retry(state, stage_name, stage, path_index),
-    )
+    retrying = retry_policy(context, stage_name, stage, path_index)
     request: dict[str, Any] = {
         "temperature": stage.temperature,
         "top_p": stage.top_p,
@@ -163,19 +151,58 @@ async def complete(
                     )
     except RetryError as exhausted:
         cause = exhausted.last_attempt.exception()
-        unavailable = EndpointTimeoutError if _is_timeout(cause) else EndpointUnavailableError
-        raise unavailable(
-            stage_name, stage.display_url, stage.model, context.max_attempts, cause
-        ) from cause
+        raise unavailable_error(cause, stage_name, stage, context.max_attempts) from cause
     except openai.APIStatusError as rejected:
-        raise ModelRequestError(
-            stage_name,
-            stage.display_url,
-            stage.model,
-            rejected.status_code,
-            _server_message(rejected),
-        ) from rejected
+        raise rejected_error(rejected, stage_name, stage) from rejected
     return completion
+
+
+class RetrySettings(Protocol):
+    """What a run's context says about retries (``A2RContext``, ``r2r.R2RContext``)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def retry_initial_wait_s(self) -> float: ...
+    @property
+    def retry_max_wait_s(self) -> float: ...
+
+
+def retry_policy(
+    settings: RetrySettings, stage_name: str, stage: StageConfig, path_index: int | None = None
+) -> AsyncRetrying:
+    """The retries of one model call: transient errors (``is_transient``) with jittered
+    exponential backoff, or the wait a 429/503 asks for, at most ``max_attempts`` tries."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(settings.max_attempts),
+        wait=wait_retry_after(
+            wait_exponential_jitter(
+                multiplier=settings.retry_initial_wait_s,
+                jitter=settings.retry_initial_wait_s,
+                max=settings.retry_max_wait_s,
+            ),
+            cap=settings.retry_max_wait_s,
+        ),
+        retry=retry_if_exception(is_transient),
+        before_sleep=lambda state: _log_retry(state, stage_name, stage, path_index),
+    )
+
+
+def unavailable_error(
+    cause: BaseException | None, stage_name: str, stage: StageConfig, attempts: int
+) -> EndpointUnavailableError:
+    """The error for a call whose every attempt failed with ``cause`` last (a timeout: 504)."""
+    unavailable = EndpointTimeoutError if _is_timeout(cause) else EndpointUnavailableError
+    return unavailable(stage_name, stage.display_url, stage.model, attempts, cause)
+
+
+def rejected_error(
+    rejected: openai.APIStatusError, stage_name: str, stage: StageConfig
+) -> ModelRequestError:
+    """The error for a call the server refused (a 4xx: never retried)."""
+    return ModelRequestError(
+        stage_name, stage.display_url, stage.model, rejected.status_code, _server_message(rejected)
+    )
 
 
 def _log_retry(

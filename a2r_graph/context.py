@@ -245,7 +245,43 @@ def keys_follow_endpoints(given: dict[str, Any], environment: dict[str, Any]) ->
     return environment
 
 
-class A2RContext(BaseSettings):
+class StrictSettings(BaseSettings):
+    """Settings that refuse a misspelt keyword and send an API key only to its endpoint: the
+    base of every run's context (``A2RContext``, ``r2r.R2RContext``). Methods only: each
+    subclass declares its fields."""
+
+    def __init__(self, **values: Any) -> None:
+        # extra="ignore" must stay, for unrelated A2R_* variables; a misspelt keyword
+        # (``min_path=3``) is the caller's mistake, not the environment's: refuse it.
+        if unknown := sorted(set(values) - set(type(self).model_fields) - _SETTINGS_KWARGS):
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    {"type": "extra_forbidden", "loc": (name,), "input": values[name]}
+                    for name in unknown
+                ],
+            )
+        super().__init__(**values)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        given = getattr(init_settings, "init_kwargs", {})
+
+        def environment() -> dict[str, Any]:
+            return keys_follow_endpoints(given, env_settings())
+
+        # pydantic-settings takes a callable returning the values as a source too
+        return (init_settings, environment, dotenv_settings, file_secret_settings)  # type: ignore[return-value]
+
+
+class A2RContext(StrictSettings):
     """Everything one A2R run needs to know besides the question."""
 
     model_config = SettingsConfigDict(
@@ -329,36 +365,6 @@ class A2RContext(BaseSettings):
         description="synthesize: the synthesizer writes its own answer (A2R); select: it "
         "names the best reference (GenSelect), whose answer is the run's (prompt selector.txt).",
     )
-
-    def __init__(self, **values: Any) -> None:
-        # extra="ignore" must stay, for unrelated A2R_* variables; a misspelt keyword
-        # (``min_path=3``) is the caller's mistake, not the environment's: refuse it.
-        if unknown := sorted(set(values) - set(type(self).model_fields) - _SETTINGS_KWARGS):
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    {"type": "extra_forbidden", "loc": (name,), "input": values[name]}
-                    for name in unknown
-                ],
-            )
-        super().__init__(**values)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        given = getattr(init_settings, "init_kwargs", {})
-
-        def environment() -> dict[str, Any]:
-            return keys_follow_endpoints(given, env_settings())
-
-        # pydantic-settings takes a callable returning the values as a source too
-        return (init_settings, environment, dotenv_settings, file_secret_settings)  # type: ignore[return-value]
 
     @field_validator("prompts_dir")
     @classmethod

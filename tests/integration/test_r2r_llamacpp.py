@@ -1,0 +1,137 @@
+"""R2R's mechanics on two real llama.cpp servers (the same small model plays both roles): what
+a run reports for each model is what that server counted, and a flagged token really stops
+the SLM's generation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from a2r_graph.r2r.client import TokenServer
+from a2r_graph.r2r.context import R2RContext
+from a2r_graph.r2r.graph import build_r2r_graph
+from a2r_graph.r2r.loop import Step, Telemetry
+from a2r_graph.r2r.prepare import prompt_ids
+from a2r_graph.r2r.routers import TokenChoice
+from servers.embedded import EmbeddedLlamaCpp, allowed_cpus
+from tests.integration.conftest import Server
+
+pytestmark = pytest.mark.integration
+
+PREDICTED = "llamacpp:tokens_predicted_total"
+PROMPT = "llamacpp:prompt_tokens_total"
+CACHED = "llamacpp:prompt_tokens_cached_total"
+OVERRUN_PER_ABORT = 4
+"""Tokens a server may still generate after the client closed its stream, before it notices
+(measured: 0-2 on two loaded cores)."""
+
+
+@pytest.fixture(scope="module")
+def two_servers() -> Iterator[tuple[Server, Server]]:
+    # each on its own CPUs where there are two: unpinned, the two servers' threads contend
+    # (measured 5x slower on 2 cores: benchmarks/r2r_loop.py)
+    cpus = allowed_cpus()
+    halves = [cpus[: len(cpus) // 2], cpus[len(cpus) // 2 :]] if len(cpus) > 1 else [None, None]
+    with (
+        EmbeddedLlamaCpp("smollm2-135m", slots=1, cpus=halves[0]) as slm,
+        EmbeddedLlamaCpp("smollm2-135m", slots=1, cpus=halves[1]) as llm,
+    ):
+        yield Server(slm.base_url, slm.model_name), Server(llm.base_url, llm.model_name)
+
+
+def r2r_context(slm: Server, llm: Server, **r2r) -> R2RContext:
+    stage = {"temperature": 0.0, "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+    return R2RContext(
+        explorer={"base_url": slm.base_url, "model": slm.model_name, **stage},
+        synthesizer={"base_url": llm.base_url, "model": llm.model_name, **stage},
+        r2r=r2r,
+        request_timeout_s=120,
+    )
+
+
+def counters(server: Server) -> dict[str, float]:
+    return server.counters(PREDICTED, PROMPT, CACHED)
+
+
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    return {name: round(after[name] - before[name]) for name in before}
+
+
+async def test_each_servers_counters_match_what_the_run_reports(two_servers):
+    slm, llm = two_servers
+    before = {"slm": counters(slm), "llm": counters(llm)}
+    out = await build_r2r_graph().ainvoke(
+        {"question": "What is 6*7? Answer in one short sentence."},
+        context=r2r_context(slm, llm, threshold=1.0, max_tokens=48, top_k=5),
+    )
+    await asyncio.sleep(0.5)  # the SLM server notices the last closed stream
+    counted = {
+        "slm": delta(before["slm"], counters(slm)),
+        "llm": delta(before["llm"], counters(llm)),
+    }
+    usage, cached = out["usage"], out["cached_input_tokens"]
+    print(f"\nrun: {out['tokens']} tokens, {out['switches']} switches; usage {usage}")
+    print(f"cached input {cached}; servers counted {counted}")
+    assert out["switches"] >= 1 and out["tokens"]["llm"] == out["switches"]
+    assert out["answer"].strip()
+    # the LLM's calls all run to their end: its counter is exactly what the run reports
+    assert counted["llm"][PREDICTED] == usage["llm"]["output_tokens"] == out["switches"]
+    for model in ("slm", "llm"):
+        assert counted[model][PROMPT] + counted[model][CACHED] == usage[model]["input_tokens"]
+        assert counted[model][CACHED] == cached[model]
+    # prefix caching: each call prefills little beyond its new suffix
+    assert cached["llm"] > 0.8 * usage["llm"]["input_tokens"]
+    # the SLM's streams stopped at flagged tokens: the server may have generated a few more
+    overrun = counted["slm"][PREDICTED] - usage["slm"]["output_tokens"]
+    assert 0 <= overrun <= OVERRUN_PER_ABORT * out["switches"]
+
+
+@dataclass(frozen=True)
+class FlagAt:
+    """A router that flags the token at ``position``."""
+
+    position: int
+    name: str = "flag-at"
+    threshold: float = 0.0
+
+    def flags(self, token: TokenChoice) -> bool:
+        return token.position == self.position
+
+
+async def test_a_flagged_token_stops_the_slms_generation(two_servers):
+    slm, llm = two_servers
+    context = r2r_context(slm, llm, max_tokens=400)
+    async with (
+        TokenServer(context.explorer, 60) as slm_server,
+        TokenServer(context.synthesizer, 60) as llm_server,
+    ):
+        await slm_server.describe()
+        await llm_server.describe()
+        prompt = await prompt_ids(
+            slm_server, context, "Write a long story about a lighthouse keeper."
+        )
+        before = counters(slm)
+        step = Step(slm_server, llm_server, context, FlagAt(5), Telemetry(None, None), _ignore)
+        result = await step.run(prompt, 0)
+    await asyncio.sleep(1.0)
+    generated = delta(before, counters(slm))[PREDICTED]
+    slot = await _slot(slm)
+    print(f"\nSLM asked for up to 400 tokens, flagged at 5: the server generated {generated}")
+    assert result.flagged is not None and result.flagged.position == 5
+    assert len(result.slm_ids) == 5 and len(result.llm_ids) == 1
+    assert 6 <= generated <= 6 + OVERRUN_PER_ABORT
+    assert slot["is_processing"] is False
+
+
+def _ignore(*args: object) -> None:
+    pass
+
+
+async def _slot(server: Server) -> dict:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{server.root}/slots")
+    return response.json()[0]
