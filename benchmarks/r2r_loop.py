@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.graph import build_r2r_graph
 from benchmarks.common import machine, table
-from servers.embedded import EmbeddedLlamaCpp, allowed_cpus
+from servers.engines import EmbeddedLlamaCpp, allowed_cpus
 from tests.integration.conftest import Server
 
 QUESTIONS = [

@@ -39,13 +39,13 @@ and finish."""
 
 def r2r_context(runtime: Runtime[Any]) -> R2RContext:
     """The run's ``R2RContext``: the one passed, a door's options resolved
-    (``to_r2r_context()``), or the deployment's (``A2R_*``) when none was passed."""
+    (``to_context()``), or the deployment's (``A2R_*``) when none was passed."""
     context = runtime.context
     if isinstance(context, R2RContext):
         return context
     if context is None:
         return R2RContext()
-    if callable(resolve := getattr(context, "to_r2r_context", None)):
+    if callable(resolve := getattr(context, "to_context", None)):
         resolved = resolve()
         if isinstance(resolved, R2RContext):
             return resolved

@@ -66,7 +66,7 @@ KEEPALIVE_S = 15.0
 """While the explorers run nothing streams; an SSE comment this often keeps proxies from
 closing the connection."""
 
-OPTION_KEY = re.compile(r"^[a-z_]+(?:\.[a-z_]+)?$")
+OPTION_KEY = re.compile(r"^[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?$")
 REFUSED_TOOL_CHOICE = "A2R answers in text and never calls tools"
 
 
@@ -358,7 +358,9 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
 
 
 def finish_reason(output: Mapping[str, Any]) -> str:
-    return (output.get("synthesis") or {}).get("finish_reason") or "stop"
+    """The answer's: A2R's synthesizer's, or a strategy's own ``finish_reason``."""
+    reason = (output.get("synthesis") or {}).get("finish_reason") or output.get("finish_reason")
+    return reason or "stop"
 
 
 class ThinkSplitter:

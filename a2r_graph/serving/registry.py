@@ -26,7 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.graph import build_graph
-from a2r_graph.serving.run_options import RunOptions, describe_run_error, parse_options
+from a2r_graph.r2r.graph import build_r2r_graph
+from a2r_graph.r2r.state import R2ROutput
+from a2r_graph.serving.run_options import (
+    R2ROptions,
+    RunOptions,
+    describe_run_error,
+    parse_options,
+)
 from a2r_graph.stages import GRAPH, SYNTHESIZE
 from a2r_graph.state import A2ROutput
 
@@ -56,6 +63,9 @@ class Strategy:
     ``boxed_answer`` and ``usage``, the strategy's own keys)."""
     answer_node: str
     """The node whose streamed tokens are the answer."""
+    streams: str = "messages"
+    """How the answer streams: ``messages`` (its chat model's chunks), or ``custom`` (the
+    node's own ``{"text": ...}`` events)."""
     reasoning_only: Callable[[Any], bool] = _never
     """Whether a run of this context streams only deliberation (the answer comes whole)."""
     describe_error: Callable[..., str] = _describe
@@ -90,8 +100,8 @@ class Strategy:
         return {key: value for key, value in passed.items() if key in self.options.model_fields}
 
 
-class A2RArguments(BaseModel):
-    """What a call of the A2R tool may pass."""
+class QuestionArguments(BaseModel):
+    """What a tool call of a strategy that takes no options passes."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     question: str = Field(
@@ -99,6 +109,11 @@ class A2RArguments(BaseModel):
         description="The complete, self-contained problem statement, with every number and "
         "condition it needs.",
     )
+
+
+class A2RArguments(QuestionArguments):
+    """What a call of the A2R tool may pass."""
+
     n: int | None = Field(
         None,
         ge=1,
@@ -124,7 +139,22 @@ A2R = Strategy(
     reasoning_only=lambda context: context.synthesis_mode == "select",
     describe_error=describe_run_error,
 )
-BUILT_IN = (A2R,)
+R2R = Strategy(
+    name="r2r",
+    description=(
+        "Solve a reasoning or math problem with routed decoding: a small model writes the "
+        "answer and a larger model writes only the tokens where the small one is unsure. "
+        "Costs less than the larger model alone. Pass the full, self-contained problem "
+        "statement."
+    ),
+    build=build_r2r_graph,
+    options=R2ROptions,
+    arguments=QuestionArguments,
+    output=R2ROutput,
+    answer_node="step",
+    streams="custom",
+)
+BUILT_IN = (A2R, R2R)
 DEFAULT = A2R.name
 
 

@@ -29,7 +29,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from a2r_graph.context import A2RContext, StageConfig, same_endpoint
-from a2r_graph.errors import ConfigurationError
+from a2r_graph.errors import ConfigurationError, describe_validation_error
+from a2r_graph.r2r.context import R2RContext, R2RSettings
 from a2r_graph.stages import ENDPOINTS
 
 RUN_FIELDS = (
@@ -87,6 +88,43 @@ RunOptions = create_model(
     __doc__="The context a run on LangGraph Server may pass; the rest is the deployment's.",
     **_optional(A2RContext, RUN_FIELDS),
     **_STAGE_FIELDS,
+)
+
+
+R2R_RUN_FIELDS = ("router", "threshold", "top_k", "max_tokens", "llm_tokens_per_switch")
+"""Routing settings an R2R run may set (the router's file is the deployment's)."""
+R2R_STAGE_FIELDS = ("temperature", "top_p", "seed")
+"""Per-model sampling an R2R run may set (the models and endpoints are the deployment's)."""
+
+
+R2RRouting = create_model(
+    "R2RRouting", __config__=_FORBID, **_optional(R2RSettings, R2R_RUN_FIELDS)
+)
+R2RSampling = create_model(
+    "R2RSampling", __config__=_FORBID, **_optional(StageConfig, R2R_STAGE_FIELDS)
+)
+
+
+class _ResolvesR2R(BaseModel):
+    model_config = _FORBID
+
+    def to_context(self) -> R2RContext:
+        """The deployment's ``R2RContext`` (``A2R_*``) with these options applied."""
+        try:
+            return R2RContext(**self.model_dump(exclude_none=True))
+        except ValidationError as error:
+            raise ConfigurationError(
+                describe_validation_error(error, field_prefix="context.", env_prefix="A2R_")
+            ) from None
+
+
+R2ROptions = create_model(
+    "R2ROptions",
+    __base__=_ResolvesR2R,
+    __doc__="The context an R2R run on a server may pass; the rest is the deployment's.",
+    r2r=(R2RRouting | None, None),
+    explorer=(R2RSampling | None, None),
+    synthesizer=(R2RSampling | None, None),
 )
 
 

@@ -176,8 +176,8 @@ def _stream(preset: Preset, parts: AsyncIterator[Part], context: dict) -> AsyncI
 
 
 Part = tuple[str, Any]
-"""A run's stream, as both runners read it: ``("values", state)`` or ``("message", (metadata,
-content, additional_kwargs))`` for each streamed message chunk."""
+"""A run's stream, as both runners read it: ``("values", state)``, ``("message", (metadata,
+content, additional_kwargs))`` for each streamed message chunk, or ``("custom", event)``."""
 
 
 async def tokens_then_output(
@@ -189,6 +189,11 @@ async def tokens_then_output(
     async for kind, data in parts:
         if kind == "values":
             final = data
+            continue
+        if kind == "custom":  # a node's own events: text its strategy streams that way
+            text = data.get("text") if isinstance(data, Mapping) else None
+            if chosen.streams == "custom" and isinstance(text, str) and text:
+                yield Token(text, reasoning=all_reasoning)
             continue
         metadata, content, additional_kwargs = data
         if (metadata or {}).get("langgraph_node") == chosen.answer_node:
@@ -246,12 +251,13 @@ class LocalRunner:
 
     async def _parts(self, preset: Preset, question: str, context: dict) -> AsyncIterator[Part]:
         graph = self.graph(preset.graph)
+        modes = [strategy(preset.graph).streams, "values"]
         try:
             async for mode, data in graph.astream(
-                {"question": question}, context=context, stream_mode=["messages", "values"]
+                {"question": question}, context=context, stream_mode=modes
             ):
-                if mode == "values":
-                    yield "values", data
+                if mode in ("values", "custom"):
+                    yield mode, data
                 else:
                     chunk, metadata = data
                     yield "message", (metadata, chunk.content, chunk.additional_kwargs)
@@ -311,7 +317,9 @@ class ServerRunner:
     def stream(
         self, preset: Preset, question: str, context: dict
     ) -> AsyncIterator[Token | Finished]:
-        parts = self._parts(preset, question, context, ["messages-tuple", "values"])
+        streams = strategy(preset.graph).streams
+        modes = ["messages-tuple" if streams == "messages" else streams, "values"]
+        parts = self._parts(preset, question, context, modes)
         return _stream(preset, parts, context)
 
     async def _parts(
@@ -328,8 +336,8 @@ class ServerRunner:
                 stream_mode=modes,
                 on_disconnect="cancel",
             ):
-                if part.event == "values":
-                    yield "values", part.data
+                if part.event in ("values", "custom"):
+                    yield part.event, part.data
                 elif part.event == "error":
                     data = part.data if isinstance(part.data, dict) else {}
                     raise RunFailure.named(

@@ -5,6 +5,7 @@ the SLM's generation."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,8 +18,8 @@ from a2r_graph.r2r.graph import build_r2r_graph
 from a2r_graph.r2r.loop import Step, Telemetry
 from a2r_graph.r2r.prepare import prompt_ids
 from a2r_graph.r2r.routers import TokenChoice
-from servers.embedded import EmbeddedLlamaCpp, allowed_cpus
-from tests.integration.conftest import Server
+from servers.engines import EmbeddedLlamaCpp, allowed_cpus
+from tests.integration.conftest import AUTH, Server, langgraph_dev
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +136,54 @@ async def _slot(server: Server) -> dict:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{server.root}/slots")
     return response.json()[0]
+
+
+@pytest.fixture(scope="module")
+def r2r_server(two_servers, tmp_path_factory) -> Iterator[str]:
+    """``langgraph dev`` whose deployment routes between the two llama.cpp servers."""
+    slm, llm = two_servers
+    env = {
+        "A2R_EXPLORER__BASE_URL": slm.base_url,
+        "A2R_EXPLORER__MODEL": slm.model_name,
+        "A2R_SYNTHESIZER__BASE_URL": llm.base_url,
+        "A2R_SYNTHESIZER__MODEL": llm.model_name,
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "2.0",
+        "A2R_R2R__TOP_K": "5",
+    }
+    log_path = tmp_path_factory.mktemp("r2r-server") / "langgraph-dev.log"
+    with langgraph_dev(env, log_path) as (url, _):
+        yield url
+
+
+def test_r2r_through_langgraph_servers_doors(two_servers, r2r_server):
+    """Catches: a door that cannot reach the r2r graph on a real server (graph id, OpenAI
+    model, MCP tool), a caller's routing that never reaches the run, or a run whose reported
+    LLM tokens are not what the LLM's server generated."""
+    slm, llm = two_servers
+    http = httpx.Client(base_url=r2r_server, headers=AUTH, timeout=300)
+    question = {"question": "What is 6*7? Answer in one short sentence."}
+    routing = {"r2r": {"threshold": 1.0, "max_tokens": 32}}
+    before = counters(llm)
+    run = http.post(
+        "/runs/wait", json={"assistant_id": "r2r", "input": question, "context": routing}
+    )
+    assert run.status_code == 200, run.text
+    out = run.json()
+    assert out["switches"] >= 1 and out["usage"]["llm"]["cost"] > 0
+    assert delta(before, counters(llm))[PREDICTED] == out["usage"]["llm"]["output_tokens"]
+    refused = http.post(
+        "/runs/wait",
+        json={"assistant_id": "r2r", "input": question, "context": {"r2r": {"router_file": "x"}}},
+    )
+    assert refused.status_code == 422 and "router_file" in refused.text
+    messages = [{"role": "user", "content": question["question"]}]
+    body = {"model": "r2r:r2r.max_tokens=16", "messages": messages, "stream": True}
+    with http.stream("POST", "/v1/chat/completions", json=body) as streamed:
+        chunks = [json.loads(line[6:]) for line in streamed.iter_lines() if line[:7] == "data: {"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text.strip() and chunks[-1]["a2r"]["usage"]["total"]["output_tokens"] >= 16
+    mcp = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    mcp["params"] = {"name": "r2r", "arguments": question}
+    headers = {**AUTH, "accept": "application/json, text/event-stream"}
+    called = http.post("/mcp", headers=headers, json=mcp).json()["result"]
+    assert not called["isError"] and called["structuredContent"]["usage"]["slm"]["calls"] >= 1

@@ -61,7 +61,7 @@ def test_the_openai_endpoint_serves_the_second_graph_by_model_name(server):
     runs the a2r graph whatever it names."""
     http = httpx.Client(base_url=server, headers=AUTH, timeout=60)
     models = [model["id"] for model in http.get("/v1/models").json()["data"]]
-    assert models[:2] == ["a2r", "echo"]
+    assert models[:3] == ["a2r", "r2r", "echo"]
     messages = [{"role": "user", "content": QUESTION}]
     reply = http.post("/v1/chat/completions", json={"model": "echo:repeat=3", "messages": messages})
     assert reply.status_code == 200, reply.text

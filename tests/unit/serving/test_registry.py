@@ -46,7 +46,7 @@ def test_the_openai_endpoint_serves_a_registered_strategy_by_its_name():
     options, or checks them against A2R's."""
     with TestClient(build_app(LocalRunner(), mcp=False), base_url="http://127.0.0.1:8100") as http:
         models = http.get("/v1/models", headers=KEY).json()["data"]
-        assert [model["id"] for model in models] == ["a2r", "echo"]
+        assert [model["id"] for model in models] == ["a2r", "r2r", "echo"]
         once = chat(http, "echo")
         assert once["choices"][0]["message"]["content"] == expected_answer(QUESTION)
         twice = chat(http, "echo:repeat=2")
@@ -83,7 +83,7 @@ async def test_mcp_lists_and_calls_a_registered_strategy_with_its_own_arguments(
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         result = await client.call_tool("echo", {"question": QUESTION, "repeat": 3})
         refused = await client.call_tool("echo", {"question": QUESTION, "n": 4})
-    assert set(tools) == {"a2r", "echo"}
+    assert set(tools) == {"a2r", "r2r", "echo"}
     assert set(tools["echo"].inputSchema["properties"]) == {"question", "repeat", "include_traces"}
     assert tools["echo"].description.startswith(ECHO.description)
     assert not result.isError and result.structuredContent["boxed_answer"] == "15"
@@ -113,7 +113,7 @@ def test_a2r_ask_refuses_a2r_options_for_another_strategy_and_unknown_names(caps
     assert main(["ask", "--graph", "echo", "--n", "4", "--db", ":memory:", QUESTION]) == 2
     assert "--n: options of the a2r graph" in capsys.readouterr().err
     assert main(["ask", "--graph", "ecko", "--db", ":memory:", QUESTION]) == 2
-    assert "no strategy is named 'ecko': use one of a2r, echo" in capsys.readouterr().err
+    assert "no strategy is named 'ecko': use one of a2r, r2r, echo" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
