@@ -71,7 +71,7 @@ async def mcp_session(url: str, headers: dict | None = None) -> AsyncIterator[Cl
 async def test_the_mcp_client_lists_the_tools_with_descriptions(server):
     async with mcp_session(server["mcp"]) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-    expected = ["a2r", "wide"] if server["name"] == "langgraph dev" else ["a2r"]
+    expected = ["a2r", "r2r", "wide"] if server["name"] == "langgraph dev" else ["a2r", "r2r"]
     assert list(tools) == expected  # not every assistant: "scratch" has no description
     a2r = tools["a2r"]
     assert (
