@@ -27,6 +27,7 @@ from a2r_graph.errors import (
     describe_validation_error,
 )
 from a2r_graph.eval import command as eval_command
+from a2r_graph.eval import compare as compare_command
 from a2r_graph.graph import build_graph
 from a2r_graph.serving import serve as serve_command
 from a2r_graph.serving.argtypes import positive_float
@@ -103,11 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
     train_command.add_parsers(commands)
+    compare_command.add_parser(commands)
     serve_command.add_parser(commands)
     handlers = {
         "ask": _ask,
         "resume": _ask,
         "eval": _eval,
+        "compare": _offline(compare_command.main),
         "curate": _offline(train_command.curate_main),
         "train-synthesizer": _offline(train_command.train_main),
         "serve": serve_command.main,
@@ -191,7 +194,8 @@ def _db_problem(args: argparse.Namespace, error: CheckpointDatabaseError) -> str
 
 
 def _offline(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``curate`` and ``train-synthesizer``: a bad argument is exit status 2, with the reason."""
+    """``curate``, ``train-synthesizer``, ``compare``: a bad argument is exit status 2, with
+    the reason."""
 
     def handle(args: argparse.Namespace) -> int:
         try:
