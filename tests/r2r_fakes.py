@@ -65,6 +65,10 @@ class FakeServer:
     cached: bool = True
     fault: Fault | None = None
     prompt_text: str = "<user>"
+    branches: dict[int, str] = field(default_factory=dict)
+    """Where a prompt's output departs from ``script`` at position p (another model's token
+    there) and p is a key, the model writes ``branches[p]`` after it instead of the script's
+    rest (labels' continuations). Empty: the script whatever the prompt."""
     # what the server counted
     generated: int = 0
     """Tokens generated, as the server's own counter (streams it aborted included)."""
@@ -75,6 +79,7 @@ class FakeServer:
     """The servers of one run: they learn where its output starts from the render."""
     _last_prompt: list[int] = field(default_factory=list)
     _prompt_len: int | None = None
+    _active: str | None = None
 
     def stage(self, **overrides: Any) -> StageConfig:
         return StageConfig(
@@ -85,7 +90,8 @@ class FakeServer:
         return httpx.MockTransport(self.handle)
 
     def token_at(self, position: int) -> int:
-        return ord(self.script[position]) if position < len(self.script) else EOS
+        script = self.script if self._active is None else self._active
+        return ord(script[position]) if position < len(script) else EOS
 
     def top(self, position: int) -> list[tuple[int, float]]:
         token = self.token_at(position)
@@ -134,6 +140,7 @@ class FakeServer:
         prompt = body["prompt"]
         assert self._prompt_len is not None, "render the prompt first"
         start = len(prompt) - self._prompt_len
+        self._active = self._branch(prompt[self._prompt_len :])
         cached = self._common(prompt) if self.cached else 0
         self._last_prompt = list(prompt)
         count = body["max_tokens"]
@@ -145,12 +152,39 @@ class FakeServer:
         finish = "stop" if self.token_at(positions[-1]) == EOS else "length"
         if not body.get("stream"):
             self.generated += len(positions)
-            return httpx.Response(200, json=self._reply(positions, finish, len(prompt), cached))
+            reply = self._reply(positions, finish, len(prompt), cached)
+            if body.get("prompt_logprobs") and self.engine == "vllm":
+                reply["choices"][0]["prompt_logprobs"] = self._prompt_logprobs(prompt)
+            return httpx.Response(200, json=reply)
         return httpx.Response(
             200,
             stream=_Stream(self, self._events(positions, finish, len(prompt), cached)),
             headers={"content-type": "text/event-stream"},
         )
+
+    def _branch(self, output: list[int]) -> str | None:
+        """The script the model follows after ``output`` (None: its own)."""
+        for p, token in enumerate(output):
+            if token != self.token_at_script(p):
+                tail = self.branches.get(p)
+                return None if tail is None else "".join(map(chr, output[: p + 1])) + tail
+        return None
+
+    def token_at_script(self, position: int) -> int:
+        return ord(self.script[position]) if position < len(self.script) else EOS
+
+    def _prompt_logprobs(self, prompt: list[int]) -> list[dict | None]:
+        """vLLM's: None for the first token, then the prompt's token and the model's top-1
+        (over the output, its script's token at each position: teacher-forced)."""
+        scored: list[dict | None] = [None]
+        assert self._prompt_len is not None
+        for j in range(1, len(prompt)):
+            top = self.token_at_script(j - self._prompt_len) if j >= self._prompt_len else prompt[j]
+            entry = {str(top): {"logprob": -0.1, "rank": 1, "decoded_token": f"token_id:{top}"}}
+            if prompt[j] != top:
+                entry[str(prompt[j])] = {"logprob": -2.5, "rank": 7, "decoded_token": "x"}
+            scored.append(entry)
+        return scored
 
     def _common(self, prompt: list[int]) -> int:
         n = 0

@@ -149,6 +149,31 @@ class TokenServer:
         )
         return read_chunk(reply)
 
+    async def top1_after(self, prompt: list[int], output: list[int]) -> list[int]:
+        """The model's most likely token at each position of ``output`` after ``prompt``
+        (teacher-forced: position i given ``prompt + output[:i]``).
+
+        vLLM scores the whole sequence in one prefill (``prompt_logprobs``). llama.cpp has no
+        per-prompt-token logprobs (its ``/v1/completions`` ignores ``echo`` and
+        ``prompt_logprobs``; ``n_probs`` covers generated tokens only: checked on xllamacpp),
+        so it takes one 1-token call per position; each extends the last, so the slot's
+        cached prompt is reused and each call prefills one token."""
+        if self.engine != "llamacpp":
+            body = self._completion_body([*prompt, *output], 1, 1, False)
+            body |= {"temperature": 0.0, "prompt_logprobs": 1}
+            reply = await self._json("POST", "/v1/completions", body)
+            return read_prompt_top1(reply, len(prompt), len(output))
+        top1 = []
+        for i in range(len(output)):
+            body = self._completion_body([*prompt, *output[:i]], 1, 1, False)
+            body |= {"temperature": 0.0, "cache_prompt": True}
+            chunk = read_chunk(await self._json("POST", "/v1/completions", body))
+            if not chunk.tokens:
+                raise MalformedReplyError(f"no token scored at output position {i}")
+            token = chunk.tokens[0].choice
+            top1.append(token.top[0][0] if token.top else token.id)
+        return top1
+
     async def stream(self, prompt: list[int], max_tokens: int, top_k: int) -> AsyncGenerator[Chunk]:
         """The tokens after ``prompt`` as the server streams them. Leaving the iteration early
         (close it: ``contextlib.aclosing``) closes the HTTP response, and the server stops
@@ -302,6 +327,32 @@ def read_chunk(reply: Any) -> Chunk:
             usage["completion_tokens"],
         )
     return chunk
+
+
+def read_prompt_top1(reply: Any, start: int, count: int) -> list[int]:
+    """vLLM's ``choices[0].prompt_logprobs`` (per prompt position: None, then
+    ``{token id: {"logprob", "rank"}}`` holding the prompt's token and the top ones): the
+    top-1 id at positions ``start .. start + count - 1``."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else {}
+    scored = choice.get("prompt_logprobs") if isinstance(choice, dict) else None
+    if not isinstance(scored, list) or len(scored) < start + count:
+        raise MalformedReplyError(
+            "the reply has no prompt_logprobs for every prompt token (vLLM's prompt_logprobs "
+            f"needed): {str(reply)[:200]}"
+        )
+    top1 = []
+    for position in range(start, start + count):
+        entry = scored[position]
+        if not isinstance(entry, dict) or not entry:
+            raise MalformedReplyError(f"prompt_logprobs[{position}] is empty: {entry!r}")
+        ranked = [
+            (_object(v).get("rank", 10**9), -float(_object(v).get("logprob", 0.0)), key)
+            for key, v in entry.items()
+        ]
+        key = min(ranked)[2]
+        top1.append(_token_id(int(key) if key.isdigit() else key))
+    return top1
 
 
 ServerFactory = Callable[[StageConfig, float, "Engine | None"], TokenServer]

@@ -29,6 +29,7 @@ from a2r_graph.errors import (
 from a2r_graph.eval import command as eval_command
 from a2r_graph.eval import compare as compare_command
 from a2r_graph.graph import build_graph
+from a2r_graph.r2r import command as router_command
 from a2r_graph.serving import serve as serve_command
 from a2r_graph.serving.argtypes import positive_float
 from a2r_graph.serving.flags import add_flags, context_values
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     eval_command.add_parser(commands, [options])
     train_command.add_parsers(commands)
     compare_command.add_parser(commands)
+    router_command.add_parser(commands)
     serve_command.add_parser(commands)
     handlers = {
         "ask": _ask,
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare": _offline(compare_command.main),
         "curate": _offline(train_command.curate_main),
         "train-synthesizer": _offline(train_command.train_main),
+        "train-router": _offline(router_command.main),
         "serve": serve_command.main,
     }
     for name, handler in handlers.items():
