@@ -27,6 +27,10 @@ from a2r_graph.confidence import Measure
 from a2r_graph.prompts import PLACEHOLDERS, checked_template
 from a2r_graph.stages import ENDPOINTS
 
+SynthesisMode = Literal["synthesize", "select", "vote", "weighted_vote", "vote_first"]
+VOTES: tuple[SynthesisMode, ...] = ("vote", "weighted_vote", "vote_first")
+"""The modes whose vote may answer without the synthesizer."""
+
 MAX_PROMPT_CHARS = 20_000
 MAX_SEED = 2**63 - 1 - 1024
 """A signed 64-bit seed (vLLM's bound), with room for the path index added to it."""
@@ -156,6 +160,19 @@ class Agreement(BaseModel):
         allow_inf_nan=False,
         description="Each agreeing path's confidence (confidence.measure) at least this; "
         "needs confidence.",
+    )
+
+
+class VoteFirst(BaseModel):
+    """When ``synthesis_mode="vote_first"`` answers by the vote: the most common answer
+    among the usable paths must be the only one with its count (a tie goes to the
+    synthesizer), and hold ``min_paths`` paths and ``min_share`` of the usable ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_paths: int = Field(2, ge=1, le=64, description="Paths holding the voted answer, at least.")
+    min_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of the usable paths holding it, at least."
     )
 
 
@@ -360,10 +377,17 @@ class A2RContext(StrictSettings):
         default_factory=ReferenceOptions,
         description="Order, deduplication and an answer tally of the synthesizer's references.",
     )
-    synthesis_mode: Literal["synthesize", "select"] = Field(
+    synthesis_mode: SynthesisMode = Field(
         "synthesize",
-        description="synthesize: the synthesizer writes its own answer (A2R); select: it "
-        "names the best reference (GenSelect), whose answer is the run's (prompt selector.txt).",
+        description="How the paths become the answer. synthesize: the synthesizer writes its "
+        "own (A2R); select: it names the best reference (GenSelect, prompt selector.txt); "
+        "vote: the most common final answer, no synthesizer call; weighted_vote: DeepConf's "
+        "vote weighted by path confidence (needs confidence); vote_first: the vote when one "
+        "answer leads (vote_first sets by how much), else the synthesizer.",
+    )
+    vote_first: VoteFirst = Field(
+        default_factory=VoteFirst,
+        description="When vote_first's vote decides (a tie or a weak lead: the synthesizer).",
     )
 
     @field_validator("prompts_dir")
@@ -396,6 +420,12 @@ class A2RContext(StrictSettings):
             raise ValueError(
                 f"{', '.join(wanting)} ranks paths by confidence: set confidence "
                 "(e.g. {'top_logprobs': 5}, or A2R_CONFIDENCE__TOP_LOGPROBS=5)"
+            )
+        if self.synthesis_mode == "weighted_vote" and self.confidence is None:
+            raise ValueError(
+                "synthesis_mode weighted_vote weighs each path's vote by its confidence: set "
+                "confidence (e.g. {'top_logprobs': 5}, or A2R_CONFIDENCE__TOP_LOGPROBS=5), or "
+                "use synthesis_mode vote"
             )
         if self.budget is not None and not self.waves:
             raise ValueError(

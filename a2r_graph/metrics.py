@@ -11,8 +11,9 @@ comma-separated, or ``none``; default ``otlp`` when an OTLP endpoint is set), wi
   gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model, a2r.stage;
 - ``gen_ai.client.operation.duration`` (histogram, s): the same but the token type, and
   error.type on failed calls;
-- ``a2r.runs`` (counter) and ``a2r.run.duration`` (histogram, s): a2r.outcome (answered,
-  shortcut, error);
+- ``a2r.runs`` (counter): a2r.outcome (answered, shortcut, error) and, on answered runs,
+  a2r.aggregator (synthesizer, selector, shortcut, vote, weighted_vote);
+- ``a2r.run.duration`` (histogram, s): a2r.outcome;
 - ``a2r.explorer.failures`` (counter): unusable paths of finished runs;
 - ``a2r.cost`` (counter, the stages' currency): a2r.stage (explorer, synthesizer).
 
@@ -83,8 +84,12 @@ class RunMetrics:
             if stage := attributes.get("a2r.stage"):
                 self.cost.add(cost, {"a2r.stage": stage})
 
-    def run(self, outcome: str, seconds: float, failed_paths: int) -> None:
-        self.runs.add(1, {"a2r.outcome": outcome})
+    def run(
+        self, outcome: str, seconds: float, failed_paths: int, aggregator: str | None = None
+    ) -> None:
+        self.runs.add(
+            1, {"a2r.outcome": outcome} | ({"a2r.aggregator": aggregator} if aggregator else {})
+        )
         self.run_duration.record(seconds, {"a2r.outcome": outcome})
         if failed_paths:
             self.explorer_failures.add(failed_paths)

@@ -12,7 +12,15 @@ from typing import Any, TypeVar
 from typing_extensions import TypedDict
 
 from a2r_graph.answers import canonical_answer, last_boxed
-from a2r_graph.context import A2RContext, Agreement, Budget, ConfidenceConfig, ReferenceOptions
+from a2r_graph.context import (
+    A2RContext,
+    Agreement,
+    Budget,
+    ConfidenceConfig,
+    ReferenceOptions,
+    VoteFirst,
+)
+from a2r_graph.errors import NotEnoughPathsError
 
 Path = TypeVar("Path", bound=Mapping[str, Any])
 """An explorer path (``state.ExplorerPath``), or the eval's saved copy of one."""
@@ -52,10 +60,69 @@ def agreement(
     return Agreed(boxed=group[0]["boxed"], paths=[p["index"] for p in group], share=share)
 
 
+class Vote(TypedDict):
+    """The usable paths' vote: the winning answer, its paths, and every answer's votes."""
+
+    boxed: str
+    paths: list[int]
+    share: float
+    """The winner's votes over all votes cast (paths, or their confidence weights)."""
+    tied: bool
+    """Another answer has as many votes (the winner is then the one seen first)."""
+    tally: dict[str, float]
+    """Votes per answer (its first path's boxed text), most first."""
+
+
+def vote(usable: Sequence[Path], weight_by: str | None = None) -> Vote | None:
+    """The majority over equivalent final answers (``answers.canonical_answer``) of the usable
+    paths, one vote each, or each path's confidence ``weight_by`` (DeepConf's weighted vote;
+    a path without it weighs 0). Paths without a final answer do not vote; None if none did."""
+    groups: dict[str, list[Path]] = {}
+    for path in usable:
+        if (key := canonical_answer(path.get("boxed"))) is not None:
+            groups.setdefault(key, []).append(path)
+    if not groups:
+        return None
+
+    def votes(group: list[Path]) -> float:
+        if weight_by is None:
+            return float(len(group))
+        return sum(max(confidence_of(path, weight_by) or 0.0, 0.0) for path in group)
+
+    ranked = sorted(groups.values(), key=votes, reverse=True)  # stable: ties keep first seen
+    top, total = votes(ranked[0]), sum(votes(group) for group in ranked)
+    return Vote(
+        boxed=ranked[0][0]["boxed"],
+        paths=[path["index"] for path in ranked[0]],
+        share=top / total if total else 0.0,
+        tied=len(ranked) > 1 and votes(ranked[1]) >= top,
+        tally={group[0]["boxed"]: round(votes(group), 4) for group in ranked},
+    )
+
+
+def vote_decides(found: Vote | None, usable: int, rule: VoteFirst) -> bool:
+    """``vote_first``: the vote answers when one answer leads alone with enough paths."""
+    return (
+        found is not None
+        and not found["tied"]
+        and len(found["paths"]) >= rule.min_paths
+        and len(found["paths"]) / usable >= rule.min_share
+    )
+
+
 def most_confident(usable: Sequence[Path], k: int, measure: str) -> list[Path]:
     """The ``k`` most confident paths (a path without a measure ranks last), in index order."""
     ranked = sorted(usable, key=lambda p: -(confidence_of(p, measure) or float("-inf")))
     return sorted(ranked[:k], key=lambda p: p["index"])
+
+
+def usable_paths(paths: Sequence[Path], min_paths: int) -> list[Path]:
+    """The paths without an error, or ``NotEnoughPathsError`` when fewer than ``min_paths``."""
+    usable = [path for path in paths if path["error"] is None]
+    if len(usable) < min_paths:
+        failures = {path["index"]: path["error"] for path in paths if path["error"] is not None}
+        raise NotEnoughPathsError(len(usable), min_paths, failures)
+    return usable
 
 
 def spent(paths: Sequence[Mapping[str, Any]]) -> dict[str, float]:

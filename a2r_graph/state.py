@@ -94,6 +94,21 @@ class ReferenceFit(TypedDict):
     """Paths whose answer component was left out to fit."""
 
 
+class Aggregation(TypedDict):
+    """Which aggregator gave the run's answer, and why (``A2RContext.synthesis_mode``)."""
+
+    by: str
+    """shortcut, vote or weighted_vote (no synthesizer call); synthesizer or selector."""
+    why: str
+    vote: NotRequired[Mapping[str, Any] | None]
+    """The paths' vote (``policies.Vote``: boxed, paths, share, tied, tally), in the vote
+    modes; None when no path had a final answer."""
+
+
+ANSWERED_BY_PATHS = ("shortcut", "vote", "weighted_vote")
+"""The aggregators that answer without a synthesizer call."""
+
+
 class Decisions(TypedDict, total=False):
     """What the run's policies decided (``A2RContext``: waves, shortcut, top_references,
     budget); empty when none is set."""
@@ -111,6 +126,7 @@ class Decisions(TypedDict, total=False):
     selected: int | None
     """The path the selector chose (``synthesis_mode="select"``); None: it named no
     reference, and the most common answer was taken."""
+    aggregation: Aggregation
 
 
 class A2RInput(TypedDict):
@@ -212,8 +228,14 @@ def reusable_paths(
 
 
 def is_finished(state: A2RState) -> bool:
-    """The run answered: the synthesizer did, or the shortcut did without it."""
-    return state.get("synthesis") is not None or bool(state.get("decisions", {}).get("shortcut"))
+    """The run answered: the synthesizer did, or the paths did without it (the shortcut, a
+    vote)."""
+    decisions = state.get("decisions", {})
+    return (
+        state.get("synthesis") is not None
+        or bool(decisions.get("shortcut"))
+        or decisions.get("aggregation", {}).get("by") in ANSWERED_BY_PATHS
+    )
 
 
 def sum_usage(usages: Iterable[Mapping[str, Any]]) -> TokenUsage:

@@ -383,13 +383,17 @@ class A2RTracer(BaseCallbackHandler):
             run.span.set_attribute("a2r.n", len(outputs.get("paths", [])))
         if error is not None:
             _record_error(run.span, error)
-        run.span.end()
         outputs = outputs if isinstance(outputs, dict) else {}
+        decisions = outputs.get("decisions") or {}
         outcome = "error" if error is not None else "answered"
-        if error is None and (outputs.get("decisions") or {}).get("shortcut"):
+        if error is None and decisions.get("shortcut"):
             outcome = "shortcut"
+        aggregator = None if error is not None else (decisions.get("aggregation") or {}).get("by")
+        if aggregator:
+            run.span.set_attribute("a2r.aggregator", aggregator)
+        run.span.end()
         failed = sum(1 for path in outputs.get("paths", []) if path.get("error"))
-        self._metrics.run(outcome, time.perf_counter() - run.started, failed)
+        self._metrics.run(outcome, time.perf_counter() - run.started, failed, aggregator)
 
 
 def _attribute(value: Any) -> Any:

@@ -36,7 +36,7 @@ from a2r_graph.eval.results import (
     read_results,
     result_key,
 )
-from a2r_graph.eval.runner import NO_POLICIES, run_eval, run_lines
+from a2r_graph.eval.runner import run_eval, run_lines, without_policies
 from a2r_graph.eval.strategy import evaluate_run
 from a2r_graph.eval.verify import Verifier
 from a2r_graph.graph import build_graph
@@ -128,7 +128,8 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     ns = sorted(set(args.ns or [context.n]))
     if ns[-1] > context.n or ns[0] < 1:
         raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
-    if chosen := [name for name in NO_POLICIES if getattr(context, name) != NO_POLICIES[name]]:
+    off = without_policies(context)
+    if chosen := [name for name in off if getattr(context, name) != off[name]]:
         print(
             f"a2r eval: {', '.join(chosen)} not applied while sampling: every path is explored "
             "and synthesized, and each policy is judged by replaying the samples (the "

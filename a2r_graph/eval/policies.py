@@ -8,6 +8,8 @@ At N (the largest reported), over the first N paths and the syntheses the eval a
   paths agree, else at N, with only the explored paths' cost;
 - ``waves_shortcut``: waves [N/2] with the shortcut: no synthesis when either wave agrees;
 - ``top_references`` (confidence on): one more synthesis, over the N/2 most confident paths;
+- ``vote_first``: the vote when one answer alone holds the most paths (at least
+  ``VoteFirst``'s 2), the synthesis at N otherwise (``synthesis_mode="vote_first"``);
 - ``cons_weighted``, ``cons_top50`` (confidence on): DeepConf's baselines, confidence-weighted
   voting over all N paths and over the most confident half;
 - ``VARIANTS`` (``a2r eval --variants``): synthesis options, one more synthesis each.
@@ -22,15 +24,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from a2r_graph.context import A2RContext, Agreement, ConfidenceConfig, PromptTexts, ReferenceOptions
+from a2r_graph.context import (
+    A2RContext,
+    Agreement,
+    ConfidenceConfig,
+    PromptTexts,
+    ReferenceOptions,
+    VoteFirst,
+)
 from a2r_graph.eval.metrics import majority_vote
 from a2r_graph.eval.results import PolicyCell, SavedPath, Synthesis, Usage
-from a2r_graph.policies import agreement, confidence_of, most_confident
+from a2r_graph.policies import agreement, confidence_of, most_confident, vote, vote_decides
 from a2r_graph.prompts import packaged_prompt
 
 POLICIES = {
     "shortcut": "shortcut (all agree)",
     "shortcut_75": "shortcut (>= 75% agree)",
+    "vote_first": "vote first (synthesize on a tie or a weak lead)",
     "waves": "waves [N/2]",
     "waves_shortcut": "waves [N/2] + shortcut",
     "top_references": "top N/2 references",
@@ -107,6 +117,12 @@ async def replay(
         answers[name] = (
             Answer(answer, explored, shortcut=True) if answer is not None else synthesized_at_n
         )
+    found = vote(usable(first))
+    answers["vote_first"] = (
+        Answer(found["boxed"], explored, shortcut=True)
+        if found is not None and vote_decides(found, len(usable(first)), VoteFirst())
+        else synthesized_at_n
+    )
     half = n // 2
     if half >= 1 and str(half) in by_n:
         wave = first[:half]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from a2r_graph import threads
-from a2r_graph.context import A2RContext
+from a2r_graph.context import VOTES, A2RContext
 from a2r_graph.errors import A2RError, UnknownThreadError
 from a2r_graph.eval.data import Problem
 from a2r_graph.eval.metrics import majority_vote, pass_at_n
@@ -55,6 +55,13 @@ if TYPE_CHECKING:
     from a2r_graph.graph import A2RGraph
 
 NO_POLICIES = {"shortcut": False, "waves": (), "top_references": None, "budget": None}
+
+
+def without_policies(context: A2RContext) -> dict[str, Any]:
+    """The fields that turn ``context``'s policies off, the vote modes included (the eval
+    synthesizes every problem, and replays the votes: Cons@N and the policy block)."""
+    votes = {"synthesis_mode": "synthesize"} if context.synthesis_mode in VOTES else {}
+    return dict(NO_POLICIES) | votes
 
 
 async def synthesize_over(
@@ -118,7 +125,7 @@ class Attempt:
         verifier: Verifier,
         run_name: str,
     ) -> Attempt:
-        context = context.model_copy(update=dict(NO_POLICIES))
+        context = context.model_copy(update=without_policies(context))
         thread_id = f"{run_name}/{problem.id}/{repetition}"
         return cls(graph, problem, repetition, ns, context, verifier, thread_id)
 

@@ -8,9 +8,8 @@ from langgraph.runtime import Runtime
 
 from a2r_graph.context import A2RContext
 from a2r_graph.endpoint import context_window, count_prompt_tokens
-from a2r_graph.errors import NotEnoughPathsError
 from a2r_graph.fit import fit_references
-from a2r_graph.policies import arrange, most_confident
+from a2r_graph.policies import arrange, most_confident, usable_paths
 from a2r_graph.runtime import context_of
 from a2r_graph.state import A2RState, stage_usage
 
@@ -18,10 +17,7 @@ from a2r_graph.state import A2RState, stage_usage
 async def reduce(state: A2RState, runtime: Runtime[A2RContext]) -> dict:
     context = context_of(runtime)
     paths = state["paths"]
-    usable = [path for path in paths if path["error"] is None]
-    if len(usable) < context.min_paths:
-        failures = {path["index"]: path["error"] for path in paths if path["error"] is not None}
-        raise NotEnoughPathsError(len(usable), context.min_paths, failures)
+    usable = usable_paths(paths, context.min_paths)
     decisions = state.get("decisions", {})
     if context.top_references is not None and context.confidence is not None:
         usable = most_confident(usable, context.top_references, context.confidence.measure)

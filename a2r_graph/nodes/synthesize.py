@@ -16,7 +16,7 @@ from a2r_graph.errors import ModelRequestError
 from a2r_graph.nodes.reduce import reduce
 from a2r_graph.policies import arrange, selected_index
 from a2r_graph.runtime import context_of
-from a2r_graph.state import A2RState, Completion, stage_usage, total_usage
+from a2r_graph.state import A2RState, Aggregation, Completion, stage_usage, total_usage
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,12 @@ async def synthesize(
             chosen = arrange(usable, ReferenceOptions(order="grouped"))[0]["index"]
         path = next(p for p in state["paths"] if p["index"] == chosen)
         answer, boxed = path["answer"], path["boxed"]
+    if "aggregation" not in decisions:  # vote_first says why it came here
+        by = "selector" if context.synthesis_mode == "select" else "synthesizer"
+        decisions = {
+            **decisions,
+            "aggregation": Aggregation(by=by, why=f"synthesis_mode {context.synthesis_mode}"),
+        }
     return {
         **{
             key: refit[key]

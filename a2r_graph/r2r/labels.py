@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal
 
 from a2r_graph.answers import canonical_answer, last_boxed
@@ -137,7 +138,7 @@ async def label_question(
                 context,
                 "slm",
                 slm.stage,
-                lambda branch=branch, room=room: slm.complete([*prompt, *branch], room),
+                partial(slm.complete, [*prompt, *branch], room),
             )
             rest = [t.choice.id for t in continued.tokens]
         labels.continuations += 1

@@ -23,7 +23,7 @@ from a2r_graph.fields import bounds, env_variable, field_at
 from a2r_graph.stages import ENDPOINTS
 
 POLICIES = "spend only what a question needs (README: Policies)"
-SYNTHESIS = "the synthesizer's references (README: Configuration)"
+SYNTHESIS = "how the paths become the answer (README: Configuration)"
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--order", ("references.order",), group=SYNTHESIS),
     Flag("--dedupe", ("references.dedupe",), group=SYNTHESIS),
     Flag("--tally", ("references.tally",), group=SYNTHESIS),
+    Flag("--mode", ("synthesis_mode",), group=SYNTHESIS),
     Flag("--select", ("synthesis_mode",), group=SYNTHESIS, sets="select"),
+    Flag("--vote-first-paths", ("vote_first.min_paths",), "N", SYNTHESIS),
+    Flag("--vote-first-share", ("vote_first.min_share",), "S", SYNTHESIS),
 )
 
 ENV_ONLY: tuple[str, ...] = (

@@ -81,6 +81,14 @@ class PathResult(BaseModel):
     trace: str | None = Field(None, description="Its reasoning (only with include_traces).")
 
 
+class AggregationResult(BaseModel):
+    by: str = Field(
+        description="What gave the answer: synthesizer, selector, vote, weighted_vote or "
+        "shortcut (the last three without a synthesizer call)."
+    )
+    why: str
+
+
 class ToolResult(BaseModel):
     """The structured content of a tool call."""
 
@@ -91,6 +99,9 @@ class ToolResult(BaseModel):
         description="Calls, tokens and cost per stage: explore, synthesize, total."
     )
     paths: list[PathResult]
+    aggregation: AggregationResult | None = Field(
+        None, description="Which aggregator answered, and why (synthesis_mode)."
+    )
     synthesis_trace: str | None = Field(
         None, description="The synthesizer's reasoning (only with include_traces)."
     )

@@ -24,6 +24,7 @@ from typing import Any
 from langgraph.types import Checkpointer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from a2r_graph.context import SynthesisMode
 from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.graph import build_graph
 from a2r_graph.r2r.graph import build_r2r_graph
@@ -120,6 +121,14 @@ class A2RArguments(QuestionArguments):
         le=64,
         description="Parallel solution attempts (default: the configured n). More is more "
         "reliable and costs proportionally more.",
+    )
+    synthesis_mode: SynthesisMode | None = Field(
+        None,
+        description="How the attempts become one answer (default: the configured mode). "
+        "synthesize: a stronger model re-reasons over them; vote: their most common answer, "
+        "no extra model call (cheapest); vote_first: the vote when one answer clearly leads, "
+        "else synthesize; weighted_vote: a vote weighted by each attempt's confidence; "
+        "select: the stronger model picks the best attempt.",
     )
 
 

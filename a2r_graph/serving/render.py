@@ -32,8 +32,8 @@ def tool_text(output: Mapping[str, Any], include_traces: bool = False) -> str:
 
 
 def summary(output: Mapping[str, Any], include_traces: bool = False) -> dict[str, Any]:
-    """The boxed answer, the answer, the cost, usage per stage, each path's answer (and, with
-    ``include_traces``, every trace)."""
+    """The boxed answer, the answer, the cost, usage per stage, each path's answer, which
+    aggregator answered and why (A2R) and, with ``include_traces``, every trace."""
     usage = output.get("usage") or {}
     paths = []
     for path in output.get("paths") or []:
@@ -46,6 +46,8 @@ def summary(output: Mapping[str, Any], include_traces: bool = False) -> dict[str
         "usage": usage,
         "paths": paths,
     }
+    if aggregation := (output.get("decisions") or {}).get("aggregation"):
+        figures["aggregation"] = {"by": aggregation.get("by"), "why": aggregation.get("why")}
     return figures | ({"synthesis_trace": _synthesis_trace(output)} if include_traces else {})
 
 
@@ -67,10 +69,15 @@ def report(output: Mapping[str, Any], wall_s: float, show_traces: bool = False) 
     out = [f"Question: {output['question']}", ""]
     if "paths" in output:
         out += _paths(output, show_traces)
+    aggregation = (output.get("decisions") or {}).get("aggregation") or {}
     if (output.get("decisions") or {}).get("shortcut"):
         agreed = output["decisions"].get("agreed") or {"paths": []}
         out += [f"Shortcut: paths {[i + 1 for i in agreed['paths']]} agree; no synthesis"]
+    elif aggregation.get("by") in ("vote", "weighted_vote"):
+        out += [f"Answered by {aggregation['by']}: {aggregation.get('why')}; no synthesis"]
     else:
+        if aggregation.get("by") == "synthesizer" and "vote" in aggregation:
+            out += [f"Synthesized: {aggregation.get('why')}"]
         heading = "Synthesizer answer:" if "synthesis" in output else "Answer:"
         out += [heading, textwrap.indent(output.get("answer") or "(empty)", "  ")]
     final = output.get("boxed_answer") or r"(no \boxed{} in the answer)"

@@ -45,6 +45,7 @@ RUN_FIELDS = (
     "budget",
     "references",
     "synthesis_mode",
+    "vote_first",
     "prompts",
 )
 """Top-level context fields a run may set."""

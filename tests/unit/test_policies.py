@@ -1,4 +1,5 @@
-"""Path confidence and the policies (shortcut, waves, reference filtering, budget) with fakes."""
+"""Path confidence and the policies (shortcut, waves, reference filtering, budget, the vote
+modes) with fakes."""
 
 import math
 
@@ -260,6 +261,8 @@ async def test_top_references_passes_only_the_most_confident_answers():
         ({"waves": [1], "budget": {}}, "max_output_tokens or max_cost"),
         ({"agreement": {"min_share": 0.5}}, "greater than 0.5"),
         ({"confidence": {"top_logprobs": 21}}, "less than or equal to 20"),
+        ({"synthesis_mode": "weighted_vote"}, "weighs each path's vote by its confidence"),
+        ({"vote_first": {"min_share": 1.5}}, "less than or equal to 1"),
     ],
 )
 def test_policy_settings_that_cannot_work_are_refused_with_the_fix(fields, message):
@@ -359,3 +362,127 @@ def test_a_streamed_select_run_sends_the_selectors_text_as_reasoning(monkeypatch
     assert not reasoning_only(Preset("a2r", "a2r", {}), {"n": 0})  # the run reports that itself
     [token] = token_of("pick \\boxed{2}", {}, all_reasoning=True)
     assert token.reasoning and token.text == "pick \\boxed{2}"
+
+
+# -- the vote modes ----------------------------------------------------------------------
+
+
+async def test_vote_answers_with_the_most_common_answer_and_never_calls_the_synthesizer():
+    """Catches: vote calling the synthesizer anyway; equivalent answers counted apart; the
+    usage claiming a synthesis; a vote run not ending finished (asked again, it would vote
+    on stale paths)."""
+    explorer = scripted(boxed(8), boxed("7.0", tokens=20), boxed(7, tokens=30), reply("no box"))
+    synthesizer = scripted()  # any call would fail
+    result, events = await run(explorer, synthesizer, n=4, synthesis_mode="vote")
+    assert synthesizer.calls == [] and result["synthesis"] is None
+    assert result["boxed_answer"] == "7.0" and result["answer"] == "so \\boxed{7.0}"
+    aggregation = result["decisions"]["aggregation"]
+    assert aggregation["by"] == "vote"
+    assert aggregation["vote"]["paths"] == [1, 2] and aggregation["vote"]["tied"] is False
+    assert aggregation["vote"]["tally"] == {"7.0": 2.0, "8": 1.0}
+    assert "holds 2 of 4 usable paths" in aggregation["why"]
+    assert result["usage"]["synthesize"]["calls"] == 0
+    assert result["usage"]["total"]["output_tokens"] == 10 + 20 + 30 + 20
+    [event] = named(events, "voted")
+    assert event["by"] == "vote" and event["paths"] == [1, 2]
+
+
+async def test_a_tied_vote_takes_the_answer_seen_first_and_says_so():
+    result, _ = await run(scripted(boxed(8), boxed(7), boxed(7), boxed(8)), scripted(), n=4,
+                          synthesis_mode="vote")  # fmt: skip
+    assert result["boxed_answer"] == "8"
+    assert result["decisions"]["aggregation"]["vote"]["tied"] is True
+    assert "tied" in result["decisions"]["aggregation"]["why"]
+
+
+async def test_a_vote_with_no_final_answer_answers_nothing_rather_than_inventing_one():
+    result, _ = await run(scripted(reply("a"), reply("b")), scripted(), n=2, synthesis_mode="vote")
+    assert result["boxed_answer"] is None and result["answer"] == ""
+    assert result["decisions"]["aggregation"]["vote"] is None
+    assert "none of the 2 usable paths" in result["decisions"]["aggregation"]["why"]
+
+
+async def test_a_vote_over_too_few_usable_paths_fails_like_a_synthesis_would():
+    import httpx
+    import openai
+
+    from a2r_graph.errors import NotEnoughPathsError
+
+    down = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1"))
+
+    with pytest.raises(NotEnoughPathsError, match="min_paths=2"):
+        await run(scripted(boxed(7), down), scripted(), n=2, min_paths=2, max_attempts=1,
+                  synthesis_mode="vote")  # fmt: skip
+
+
+async def test_weighted_vote_lets_sure_paths_outvote_more_unsure_ones():
+    """DeepConf: two sure 8s outweigh three unsure 7s (a plain vote would say 7)."""
+    explorer = scripted(
+        boxed(7, top=UNSURE), boxed(8, top=SURE), boxed(7, top=UNSURE), boxed(8, top=SURE),
+        boxed(7, top=UNSURE),
+    )  # fmt: skip
+    confidence = {"top_logprobs": 2, "measure": "mean"}
+    result, _ = await run(
+        explorer, scripted(), n=5, synthesis_mode="weighted_vote", confidence=confidence
+    )
+    aggregation = result["decisions"]["aggregation"]
+    assert result["boxed_answer"] == "8" and aggregation["by"] == "weighted_vote"
+    assert aggregation["vote"]["tally"] == {"8": pytest.approx(5.01), "7": pytest.approx(2.1)}
+
+
+@pytest.mark.parametrize(
+    ("answers", "rule", "synthesized", "why"),
+    [
+        (["7", "7", "8", "9"], {}, False, "holds 2 of 4"),  # a unique leader with 2 paths
+        (["7", "7", "8", "8"], {}, True, "tied"),  # a tie: the synthesizer decides
+        (["7", "8", "9", "6"], {}, True, "holds 1 of 4"),  # scattered: below min_paths
+        (["7", "7", "8", "9"], {"min_share": 0.75}, True, ">= 75%"),
+        (["7", "7", "7", "9"], {"min_share": 0.75}, False, "holds 3 of 4"),
+        (["7", "8", "9", "6"], {"min_paths": 1}, True, "tied"),  # four 1-path groups tie
+    ],
+)
+async def test_vote_first_synthesizes_exactly_when_no_answer_leads_alone(
+    answers, rule, synthesized, why
+):
+    """Catches: a tie decided by the vote (the old shortcut took the first group), the
+    synthesizer called when the vote decided, the rule's settings ignored."""
+    synthesizer = scripted(reply("\\boxed{42}"))
+    result, _ = await run(
+        scripted(*[boxed(a) for a in answers]),
+        synthesizer,
+        n=4,
+        synthesis_mode="vote_first",
+        vote_first=rule,
+    )
+    aggregation = result["decisions"]["aggregation"]
+    assert len(synthesizer.calls) == int(synthesized)
+    assert aggregation["by"] == ("synthesizer" if synthesized else "vote")
+    assert result["boxed_answer"] == ("42" if synthesized else answers[0])
+    assert why in aggregation["why"]
+    assert (result["synthesis"] is None) is not synthesized
+
+
+async def test_the_run_span_and_the_runs_metric_name_the_aggregator():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    explorer = scripted(boxed(7), boxed(7), boxed(7), boxed(8))
+    graph = build_graph(
+        factory(explorer, scripted(reply("\\boxed{8}"))),
+        tracer_provider=provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    await graph.ainvoke({"question": "q?"}, context=make_context(n=2, synthesis_mode="vote"))
+    await graph.ainvoke({"question": "q?"}, context=make_context(n=2))
+    runs = [s for s in exporter.get_finished_spans() if s.name == "invoke_workflow a2r"]
+    assert [r.attributes["a2r.aggregator"] for r in runs] == ["vote", "synthesizer"]
+    counted = {
+        dict(point.attributes).get("a2r.aggregator"): point.value
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        if metric.name == "a2r.runs"
+        for point in metric.data.data_points
+    }
+    assert counted == {"vote": 1, "synthesizer": 1}

@@ -52,6 +52,10 @@ async def test_policies_are_replayed_on_the_saved_samples(tmp_path):
     assert b.by_n["4"].cons_correct is True
     assert b.policies["cons_weighted"].boxed == "8" and not b.policies["cons_weighted"].correct
     assert b.policies["cons_top50"].boxed == "8"
+    # vote first: a's vote decides (no synthesis paid); b's 2-2 tie goes to the synthesizer
+    assert a.policies["vote_first"].shortcut and a.policies["vote_first"].usage.output_tokens == 40
+    assert not b.policies["vote_first"].shortcut and b.policies["vote_first"].boxed == "7"
+    assert b.policies["vote_first"].usage.output_tokens == 40 + 50
     top = b.policies["top_references"]
     assert top.references == [1, 2] and top.boxed == "8"
     assert "\\boxed{7}" not in synthesizer.calls[5][0]  # the unsure paths stayed out
@@ -70,7 +74,7 @@ async def test_without_confidence_only_the_agreement_policies_are_replayed(tmp_p
     todo = problems(tmp_path, ("a", "q1", "5"))
     explorer = scripted(*[reply("\\boxed{5}")] * 2)
     lines = await evaluate(tmp_path, todo, explorer, scripted(reply("\\boxed{5}")), n=2, ns=(2,))
-    assert set(lines[0].policies) == {"shortcut", "shortcut_75"}
+    assert set(lines[0].policies) == {"shortcut", "shortcut_75", "vote_first"}
 
 
 async def test_synthesis_variants_are_one_more_synthesis_each_over_the_same_paths(tmp_path):

@@ -44,7 +44,12 @@ async def test_tools_are_the_default_and_the_described_presets():
     assert "Returns the final answer" in a2r.description
     assert wide.description.startswith("Wide A2R for contest problems.")
     assert a2r.inputSchema["required"] == ["question"]
-    assert set(a2r.inputSchema["properties"]) == {"question", "n", "include_traces"}
+    assert set(a2r.inputSchema["properties"]) == {
+        "question",
+        "n",
+        "synthesis_mode",
+        "include_traces",
+    }
     assert a2r.outputSchema["required"] == ["boxed_answer", "answer", "cost", "usage", "paths"]
     assert a2r.annotations.readOnlyHint and not a2r.annotations.destructiveHint
 
@@ -65,6 +70,25 @@ async def test_a_call_returns_the_answer_concisely_with_usage_as_structured_cont
         {"index": 1, "boxed": None, "error": "HTTP 500"},
     ]
     assert runner.runs == [("wide one", "What is 2+3?", {"n": 6, "min_paths": 6})]
+
+
+@pytest.mark.parametrize("mode", ["vote", "vote_first"])
+async def test_a_call_may_choose_how_the_attempts_become_one_answer(mode):
+    """Catches: the tool's synthesis_mode argument dropped on the way to the run."""
+    runner = ScriptedRunner(PRESETS)
+    async with session(runner) as client:
+        result = await client.call_tool("a2r", {"question": "2+3?", "synthesis_mode": mode})
+    assert not result.isError
+    assert runner.runs == [("a2r", "2+3?", {"synthesis_mode": mode})]
+
+
+async def test_a_weighted_vote_without_the_deployments_confidence_is_refused_with_the_fix():
+    runner = ScriptedRunner(PRESETS)
+    async with session(runner) as client:
+        arguments = {"question": "2+3?", "synthesis_mode": "weighted_vote"}
+        result = await client.call_tool("a2r", arguments)
+    assert result.isError and "A2R_CONFIDENCE__TOP_LOGPROBS=5" in result.content[0].text
+    assert runner.runs == []
 
 
 async def test_traces_come_only_when_asked_for():
@@ -90,7 +114,8 @@ async def test_traces_come_only_when_asked_for():
         ),
         (
             {"question": "q", "context": {"n": 2}},
-            "arguments.context: unknown argument; the arguments are question, n, include_traces",
+            "arguments.context: unknown argument; the arguments are question, n, "
+            "synthesis_mode, include_traces",
         ),
         ({"question": "q", "n": "many"}, "arguments.n: Input should be a valid integer"),
     ],

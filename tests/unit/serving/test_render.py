@@ -41,3 +41,18 @@ def test_traces_only_on_request_and_the_same_figures_at_every_door():
     assert summary(RUN_OUTPUT, include_traces=True)["synthesis_trace"] == "thinking"
     assert summary(OTHER)["cost"] == openai_usage(OTHER)["cost"] == 0.5
     assert openai_usage(OTHER)["total_tokens"] == 16 and summary(OTHER)["paths"] == []
+
+
+def test_a_voted_answer_says_so_at_every_door():
+    """Catches: a vote's answer presented as the synthesizer's (a2r ask's heading), or the
+    aggregator lost from the structured result (MCP, the OpenAI reply's a2r)."""
+    why = "'5' holds 2 of 3 usable paths"
+    voted = RUN_OUTPUT | {
+        "synthesis": None,
+        "decisions": {"aggregation": {"by": "vote", "why": why, "vote": {"paths": [0, 2]}}},
+    }
+    printed = report(voted, 1.0)
+    assert f"Answered by vote: {why}; no synthesis" in printed
+    assert "Synthesizer answer:" not in printed
+    assert summary(voted)["aggregation"] == {"by": "vote", "why": why}
+    assert "aggregation" not in summary(OTHER)
