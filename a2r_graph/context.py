@@ -378,7 +378,7 @@ class A2RContext(StrictSettings):
         description="Order, deduplication and an answer tally of the synthesizer's references.",
     )
     synthesis_mode: SynthesisMode = Field(
-        "synthesize",
+        "vote_first",
         description="How the paths become the answer. synthesize: the synthesizer writes its "
         "own (A2R); select: it names the best reference (GenSelect, prompt selector.txt); "
         "vote: the most common final answer, no synthesizer call; weighted_vote: DeepConf's "

@@ -34,7 +34,10 @@ MAX_TOKENS = 256
 def context_for(base_url: str, n: int) -> A2RContext:
     stage = {"base_url": base_url, "max_tokens": MAX_TOKENS, "context_window": 32768}
     return A2RContext(
-        explorer={**stage, "model": "explore"}, synthesizer={**stage, "model": "synth"}, n=n
+        explorer={**stage, "model": "explore"},
+        synthesizer={**stage, "model": "synth"},
+        n=n,
+        synthesis_mode="synthesize",  # against raw A2R, which always synthesizes
     )
 
 

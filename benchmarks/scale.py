@@ -65,6 +65,7 @@ def main() -> None:
             "A2R_SYNTHESIZER__BASE_URL": synth.base_url,
             "A2R_SYNTHESIZER__MODEL": "synth",
             "A2R_N": "4",
+            "A2R_SYNTHESIS_MODE": "synthesize",  # every run pays both stages
             "A2R_CHECKPOINT_DB": postgres.dsn,
             "A2R_SERVER_AUTH": "none",
             "N_JOBS_PER_WORKER": str(args.runs),

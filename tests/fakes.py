@@ -150,6 +150,8 @@ def make_context(**overrides: Any) -> A2RContext:
         "synthesizer": {"model": "synthesizer-model", "context_window": 32768},
         "retry_initial_wait_s": 0.0,
         "retry_max_wait_s": 0.0,
+        # The synthesis itself (the vote modes' tests choose theirs).
+        "synthesis_mode": "synthesize",
     }
     fields.update(overrides)
     return A2RContext(**fields)

@@ -61,9 +61,9 @@ async def decide(state: A2RState, runtime: Runtime[A2RContext]) -> Command[Goto]
         reached = {"spent": spent(paths), "skipped": missing}
         decisions["budget_reached"] = reached
         await announce(runtime, "budget_reached", **reached)
-    if context.synthesis_mode in VOTES:
-        return await _vote(state, runtime, decisions)
     if not (context.shortcut and agreed and len(usable) >= context.min_paths):
+        if context.synthesis_mode in VOTES:
+            return await _vote(state, runtime, decisions)
         return Command(update={"decisions": decisions}, goto="reduce")
     decisions["shortcut"] = True
     decisions["aggregation"] = Aggregation(

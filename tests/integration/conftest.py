@@ -160,6 +160,17 @@ AUTH = {"x-api-key": SERVER_KEY}
 
 
 @pytest.fixture(autouse=True, scope="session")
+def synthesis_mode():
+    """The synthesis every run of these tests counts on (its calls, its prompt): the default,
+    ``vote_first``, skips it when the paths agree. Every ``A2RContext`` reads it, in this
+    process and in the servers and commands the tests start; test_vote_modes passes the vote
+    modes per run (vote_first included)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("A2R_SYNTHESIS_MODE", "synthesize")
+        yield "synthesize"
+
+
+@pytest.fixture(autouse=True, scope="session")
 def langgraph_api_key():
     """langgraph-sdk clients (``get_client``, ``RemoteGraph``) send ``LANGGRAPH_API_KEY``."""
     with pytest.MonkeyPatch.context() as patch:

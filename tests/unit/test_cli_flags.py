@@ -136,4 +136,7 @@ def test_switches_set_their_fields():
     )
     assert context.waves == (2,) and context.references.dedupe is False
     unset = context_from_args(_parser().parse_args(["ask", "q", *MODELS]))
-    assert (unset.shortcut, unset.synthesis_mode) == (False, "synthesize")
+    assert (unset.shortcut, unset.synthesis_mode) == (False, "vote_first")
+    mode = _parser().parse_args(["ask", "q", *MODELS, "--mode", "vote", "--vote-first-paths", "3"])
+    assert context_from_args(mode).synthesis_mode == "vote"
+    assert context_from_args(mode).vote_first.min_paths == 3
