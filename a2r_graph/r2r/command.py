@@ -107,8 +107,13 @@ def main(args: argparse.Namespace, servers: ServerFactory = token_server) -> int
     counts = LabelCounts()
     for labels in labelled:
         counts.add(labels)
+    done = (
+        f"read the labels of {len(labelled)} questions"
+        if args.from_labels
+        else (f"labelled {len(labelled)} questions in {seconds:.0f} s")
+    )
     print(
-        f"labelled {len(labelled)} questions in {seconds:.0f} s: {counts.positions} positions, "
+        f"{done}: {counts.positions} positions, "
         + ", ".join(f"{k} {v}" for k, v in counts.by_kind.items())
     )
     if args.labels:
