@@ -20,6 +20,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from a2r_graph.context import A2RContext
 from a2r_graph.eval.data import Fields, Problem, load_problems
 from a2r_graph.eval.policies import VARIANTS
+from a2r_graph.eval.recommend import (
+    parse_objective,
+    read_recommendation,
+    recommend,
+    recommendation_text,
+)
 from a2r_graph.eval.report import (
     markdown_table,
     plot_accuracy_vs_cost,
@@ -111,6 +117,21 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "synthesizer DIR's run had (same model, sampling and prompts)",
     )
     evaluate.add_argument(
+        "--objective",
+        type=parse_objective,
+        default="cheap",
+        help="what the recommendation printed after the table optimizes: accurate, cheap "
+        "(the cheapest within 1 point of the most accurate; default) or cap:COST (the most "
+        "accurate at most COST per query)",
+    )
+    evaluate.add_argument(
+        "--choose-on",
+        type=Path,
+        metavar="DIR",
+        help="make the recommendation's choice on an earlier eval's results (DIR/results.json: "
+        "the development split) and report it with this eval's figures (held-out data)",
+    )
+    evaluate.add_argument(
         "--report",
         action="store_true",
         help="only write the table, results.json and plot from OUT's results so far (no model "
@@ -128,6 +149,7 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     ns = sorted(set(args.ns or [context.n]))
     if ns[-1] > context.n or ns[0] < 1:
         raise ValueError(f"--ns must lie in [1, --n={context.n}]: got {ns}; raise --n")
+    choose_on = read_recommendation(args.choose_on) if args.choose_on else None
     off = without_policies(context)
     if chosen := [name for name in off if getattr(context, name) != off[name]]:
         print(
@@ -151,12 +173,14 @@ def main(args: argparse.Namespace, context: A2RContext) -> int:
     summary = summarize(rows, ns, failed=len(unfinished)) | clock.total | {"pending": len(pending)}
     benchmark = args.name or args.source
     model = f"{context.explorer.model} -> {context.synthesizer.model}"
+    summary["recommendation"] = recommend(summary, context, args.objective, choose_on)
     table = markdown_table(summary, benchmark, model)
 
     def plot(path: Path) -> None:
         plot_accuracy_vs_cost(summary, path, f"{benchmark}: {model}")
 
     _write_report(args, table, {"benchmark": benchmark, "model": model, **summary}, plot)
+    print("\n" + recommendation_text(summary["recommendation"]))
     return _exit_status(args, expected, unfinished)
 
 
@@ -183,8 +207,15 @@ def strategy_main(args: argparse.Namespace) -> int:
 
 def a2r_only(args: argparse.Namespace) -> list[str]:
     """The flags of this command that only the A2R eval takes, as given."""
-    given = [args.ns, args.alone, args.variants, args.paths_from, args.keep_syntheses]
-    flags = ["--ns", "--alone", "--variants", "--paths-from", "--keep-syntheses"]
+    given = [
+        args.ns,
+        args.alone,
+        args.variants,
+        args.paths_from,
+        args.keep_syntheses,
+        args.choose_on,
+    ]
+    flags = ["--ns", "--alone", "--variants", "--paths-from", "--keep-syntheses", "--choose-on"]
     return [flag for flag, value in zip(flags, given, strict=True) if value]
 
 
@@ -252,7 +283,8 @@ def _write_report(
     summary: dict[str, Any],
     plot: Callable[[Path], None],
 ) -> None:
-    """table.md, results.json and (with a finished problem) the plot, in OUT; the table printed."""
+    """table.md, results.json and (with a finished problem) the plot, in OUT; the table printed
+    (the recommendation, in results.json, is printed after it)."""
     (args.out / "table.md").write_text(table + "\n", encoding="utf-8")
     (args.out / SUMMARY_FILE).write_text(
         json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8"

@@ -55,7 +55,10 @@ def test_the_report_over_a_committed_run_is_its_committed_table(tmp_path, packed
     command += ["--explorer-model", explorer, "--synthesizer-model", synthesizer]
     command += ["--n", str(k), "--ns", *summary["by_n"], "--data-seed", seed]
     assert main([*command, "--size", str(len(lines) // len(generators))]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    recommendation = json.loads((out / SUMMARY_FILE).read_text())["recommendation"]
+    assert recommendation["chosen"]["key"] in recommendation["front"]  # cheap: on the front
+    assert "Recommended for cheap (chosen on this eval's own data" in printed
     table = (out / "table.md").read_text(encoding="utf-8")
     expected = (committed / "table.md").read_text(encoding="utf-8")
     if committed.name in BEFORE_OUTCOMES:  # the report has since gained its last block
