@@ -5,6 +5,10 @@ with a fresh SQLite working dir deleted on stop. An OTLP export lands in the pro
 
     python -m servers.phoenix prepare
     python -m servers.phoenix serve [--port P] [--grpc-port P] [--project NAME] [--service-name S]
+                                    [--prices]
+
+``--prices`` registers the A2R deployment's model prices (``A2R_*``) with the started Phoenix,
+so that its cost figures are the runs' (``a2r_graph.serving.phoenix``).
 """
 
 from __future__ import annotations
@@ -152,18 +156,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--service-name", default=DEFAULT_SERVICE_NAME, help=service_help)
     data_help = "keep the SQLite data here (default: a temporary dir deleted on stop)"
     serve.add_argument("--working-dir", type=Path, help=data_help)
+    prices_help = "register the A2R_* deployment's model prices with it (its costs, not $0)"
+    serve.add_argument("--prices", action="store_true", help=prices_help)
     args = parser.parse_args(argv)
     if args.command == "prepare":
         return _common.cli_errors(lambda: print(VENV.ensure()) or 0)
     server = PhoenixServer(
         grpc_port=args.grpc_port, working_dir=args.working_dir, **_common.server_args(args)
     )
-    return _common.serve(server, lambda: _serve_lines(server, args.service_name, args.project))
+    return _common.serve(
+        server, lambda: _serve_lines(server, args.service_name, args.project, args.prices)
+    )
 
 
-def _serve_lines(server: PhoenixServer, service_name: str, project: str) -> list[str]:
+def register_deployment_prices(server: PhoenixServer) -> list[str]:
+    """The A2R deployment's model prices (``A2R_*``) registered with ``server``: one line each."""
+    from a2r_graph.context import A2RContext
+    from a2r_graph.serving.phoenix import PhoenixPricesError, deployment_prices, register_prices
+
+    prices = deployment_prices(A2RContext())
+    try:
+        register_prices(server.url, prices)
+    except PhoenixPricesError as error:
+        raise PhoenixServerError(str(error)) from error
+    return [
+        f"price:     {model}: {p.input:g} in, {p.output:g} out per 1M"
+        for model, p in prices.items()
+    ]
+
+
+def _serve_lines(
+    server: PhoenixServer, service_name: str, project: str, prices: bool = False
+) -> list[str]:
     env = server.otel_env(service_name, project=project)
     return [
+        *(register_deployment_prices(server) if prices else []),
         f"ui:        {server.url}",
         f"otlp/http: {server.otlp_traces_endpoint}",
         f"otlp/grpc: {server.otlp_grpc_endpoint}",

@@ -30,6 +30,7 @@ from a2r_graph.eval import command as eval_command
 from a2r_graph.eval import compare as compare_command
 from a2r_graph.graph import build_graph
 from a2r_graph.r2r import command as router_command
+from a2r_graph.serving import phoenix as phoenix_command
 from a2r_graph.serving import serve as serve_command
 from a2r_graph.serving.argtypes import positive_float
 from a2r_graph.serving.flags import add_flags, context_values
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     compare_command.add_parser(commands)
     router_command.add_parser(commands)
     serve_command.add_parser(commands)
+    phoenix_command.add_parser(commands)
     handlers = {
         "ask": _ask,
         "resume": _ask,
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         "train-synthesizer": _offline(train_command.train_main),
         "train-router": _offline(router_command.main),
         "serve": serve_command.main,
+        "phoenix-prices": phoenix_command.main,
     }
     for name, handler in handlers.items():
         commands.choices[name].set_defaults(func=handler)

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from a2r_graph.serving.phoenix import PHOENIX_MODEL_REFRESH_S, Prices
 from tests.integration.conftest import LANGGRAPH_SERVER_PROJECT
 from tests.phoenix_spans import wait_for_spans
 
@@ -133,3 +136,70 @@ async def test_langgraph_server_run_is_traced_into_phoenix(langgraph_server, pho
     )
     run, trace = run_spans(spans, 3, **match)
     assert_a2r_trace(run, trace, 2, result)
+
+
+PHOENIX_PRICE = Prices(input=20.0, output=80.0)
+"""Both stages' price per 1M tokens in the cost test: Phoenix prices by model name, and both
+stages run the one test model."""
+
+
+def phoenix_trace_cost(phoenix, project: str, trace_id: str) -> dict:
+    """Phoenix's own cost figures for a trace and its project (GraphQL, as its UI reads them)."""
+    summary = "costSummary { total { cost } prompt { cost } completion { cost } }"
+    query = f"""query($project: String!, $trace: ID!) {{ getProjectByName(name: $project) {{
+        trace(traceId: $trace) {{ {summary} }} {summary} }} }}"""
+    reply = httpx.post(
+        f"{phoenix.url}/graphql",
+        json={"query": query, "variables": {"project": project, "trace": trace_id}},
+        timeout=30,
+    )
+    assert reply.status_code == 200 and not reply.json().get("errors"), reply.text
+    return reply.json()["data"]["getProjectByName"]
+
+
+def test_phoenix_shows_the_runs_real_cost_once_the_prices_are_registered(vllm_server, phoenix):
+    """Catches: Phoenix's "Total Cost $0" (no price registered, or under another model name
+    than the spans carry), and a registered price that is not the deployment's (Phoenix's
+    figure would then differ from a2r.cost)."""
+    project = "a2r-cost"
+    price_env = {
+        f"A2R_{stage}__{kind}_PRICE_PER_MTOK": str(getattr(PHOENIX_PRICE, kind.lower()))
+        for stage in ("EXPLORER", "SYNTHESIZER")
+        for kind in ("INPUT", "OUTPUT")
+    }
+    env = {
+        **os.environ,
+        **phoenix.otel_env("a2r-cost", project=project),
+        **price_env,
+        "A2R_EXPLORER__BASE_URL": vllm_server.base_url,
+        "A2R_EXPLORER__MODEL": vllm_server.model_name,
+        "A2R_SYNTHESIZER__BASE_URL": vllm_server.base_url,
+        "A2R_SYNTHESIZER__MODEL": vllm_server.model_name,
+    }
+    registered = subprocess.run(
+        [sys.executable, "-m", "a2r_graph.serving.cli", "phoenix-prices", "--phoenix", phoenix.url],
+        env=env, check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+    assert f"{vllm_server.model_name}: input 20, output 80" in registered.stdout
+    # Phoenix prices a span when it ingests it, from a model table it reloads every 5 s.
+    time.sleep(PHOENIX_MODEL_REFRESH_S)
+    shown = subprocess.run(
+        [sys.executable, "-m", "a2r_graph.serving.cli", "ask", QUESTION, "--n", "2",
+         "--max-tokens", "40", "--json"],
+        env=env, check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)
+    spans = wait_for_spans(phoenix, lambda s: run_spans(s, 3), project=project, timeout=60)
+    run, _ = run_spans(spans, 3)
+    a2r_cost = run["attributes"]["a2r.cost"]
+    assert a2r_cost == pytest.approx(result["usage"]["total"]["cost"]) and a2r_cost > 0
+    figures = phoenix_trace_cost(phoenix, project, run["context"]["trace_id"])
+    cost = figures["trace"]["costSummary"]
+    print(f"a2r.cost {a2r_cost:.8f}; Phoenix: trace {cost}, project {figures['costSummary']}")
+    assert cost["total"]["cost"] == pytest.approx(a2r_cost, rel=1e-6)
+    tokens = result["usage"]["total"]
+    assert cost["prompt"]["cost"] == pytest.approx(tokens["input_tokens"] * 20.0 / 1e6)
+    assert cost["completion"]["cost"] == pytest.approx(tokens["output_tokens"] * 80.0 / 1e6)
+    assert figures["costSummary"]["total"]["cost"] == pytest.approx(a2r_cost, rel=1e-6)
