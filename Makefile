@@ -13,7 +13,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup system-packages lint config-table demo test unit eval train bench serve langgraph-dev phoenix clean
+.PHONY: setup system-packages lint config-table demo test unit eval train bench serve langgraph-dev phoenix agent clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -142,3 +142,8 @@ phoenix: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# An agent with a real model calling A2R (docs/agent.md): the embedded 0.5B with tool calling
+# plays the agent and both A2R stages.
+agent: setup
+	$(BIN)/python -m examples.embedded_agent $(AGENT_ARGS)

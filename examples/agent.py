@@ -24,12 +24,21 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from a2r_graph.serving.tool import as_tool
 
 
-def build_agent(model: BaseChatModel, tools: list[BaseTool]) -> CompiledStateGraph:
-    """A minimal ReAct loop: the model calls tools until it answers."""
+def build_agent(
+    model: BaseChatModel, tools: list[BaseTool], first_tool_choice: str | None = None
+) -> CompiledStateGraph:
+    """A minimal ReAct loop: the model calls tools until it answers. ``first_tool_choice``
+    names a tool the first turn must call (a small model does not always choose to)."""
     bound = model.bind_tools(tools)
+    first = (
+        model.bind_tools(tools, tool_choice=first_tool_choice, strict=True)
+        if first_tool_choice
+        else bound
+    )
 
     async def agent(state: MessagesState) -> dict:
-        return {"messages": [await bound.ainvoke(state["messages"])]}
+        answered = any(message.type == "ai" for message in state["messages"])
+        return {"messages": [await (bound if answered else first).ainvoke(state["messages"])]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("agent", agent)
