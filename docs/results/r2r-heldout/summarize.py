@@ -1,0 +1,57 @@
+"""One table over the problems every configuration finished (docs/results/r2r-heldout: the goal run).
+
+    python docs/results/r2r-heldout/summarize.py [CONFIG ...]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CONFIGS = sys.argv[1:] or ["llm-alone", "entropy-0.5", "linear"]
+
+
+def lines(config: str) -> dict[str, dict]:
+    path = HERE / config / "results.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["key"]: row for row in rows if row.get("strategy")}
+
+
+runs = {config: lines(config) for config in CONFIGS if (HERE / config / "results.jsonl").exists()}
+common = sorted(set.intersection(*(set(rows) for rows in runs.values())))
+print(f"{len(common)} problems every configuration finished: {', '.join(common)}\n")
+print("| configuration | Pass@1 | gsm_symbolic | number_sequence | output tokens/answer "
+      "| LLM share of output tokens | switches/answer | wall s/query | cost/query |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for config, rows in runs.items():
+    sel = [rows[key] for key in common]
+    n = len(sel)
+    correct = [bool(r["strategy"]["correct"]) for r in sel]
+    by_group = {}
+    for r, ok in zip(sel, correct):
+        by_group.setdefault(r["group"], []).append(ok)
+    slm = sum(r["strategy"]["metrics"]["tokens.slm"] for r in sel)
+    llm = sum(r["strategy"]["metrics"]["tokens.llm"] for r in sel)
+    switches = sum(r["strategy"]["metrics"]["switches"] for r in sel) / n
+    wall = sum(r["wall_s"] for r in sel) / n
+    cost = sum(r["strategy"]["usage"]["total"]["cost"] for r in sel) / n
+    groups = " | ".join(
+        f"{sum(by_group.get(g, [])) }/{len(by_group.get(g, []))}"
+        for g in ("gsm_symbolic", "number_sequence")
+    )
+    print(f"| {config} | {100 * sum(correct) / n:.1f} | {groups} | {(slm + llm) / n:.0f} | "
+          f"{100 * llm / (slm + llm):.1f}% | {switches:.1f} | {wall:.0f} | {cost:.3g} |")
+print("\nPer problem (correct? boxed / LLM share / switches):\n")
+print("| problem | gold | " + " | ".join(runs) + " |")
+print("|---|---|" + "---|" * len(runs))
+for key in common:
+    first = next(iter(runs.values()))[key]
+    cells = []
+    for rows in runs.values():
+        r = rows[key]
+        m = r["strategy"]["metrics"]
+        total = m["tokens.slm"] + m["tokens.llm"]
+        mark = "ok" if r["strategy"]["correct"] else "x"
+        cells.append(f"{mark} `{r['strategy']['boxed']}` / {100 * m['tokens.llm'] / max(total, 1):.0f}%"
+                     f" / {m['switches']:.0f}")
+    print(f"| {first['id']} | `{first['gold']}` | " + " | ".join(cells) + " |")
