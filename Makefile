@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_MODEL ?= qwen2.5-coder-0.5b
 TEST_MODEL ?= smollm2-135m
 DEMO_QUESTION ?= A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Sam buys 4 muffins and 5 cookies. How many dollars does Sam spend?
-DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7
+DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7 --mode synthesize
 PYTEST_ARGS ?=
 FREE_PORT = $(shell $(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LANGGRAPH_PORT ?= $(FREE_PORT)
