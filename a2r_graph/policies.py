@@ -39,15 +39,21 @@ def confidence_of(path: Mapping[str, Any], measure: str) -> float | None:
     return confidence.get(measure) if isinstance(confidence, dict) else None
 
 
-def agreement(
-    usable: Sequence[Path], rule: Agreement, confidence: ConfidenceConfig | None
-) -> Agreed | None:
-    """Whether the usable paths agree under ``rule`` (see ``context.Agreement``)."""
+def answer_groups(usable: Sequence[Path]) -> dict[str, list[Path]]:
+    """The paths with a final answer, grouped by its canonical form, in order of first
+    appearance."""
     groups: dict[str, list[Path]] = {}
     for path in usable:
         if (key := canonical_answer(path.get("boxed"))) is not None:
             groups.setdefault(key, []).append(path)
-    if not groups:
+    return groups
+
+
+def agreement(
+    usable: Sequence[Path], rule: Agreement, confidence: ConfidenceConfig | None
+) -> Agreed | None:
+    """Whether the usable paths agree under ``rule`` (see ``context.Agreement``)."""
+    if not (groups := answer_groups(usable)):
         return None
     group = max(groups.values(), key=len)  # ties: the group seen first (lowest index)
     share = len(group) / len(usable)
@@ -77,11 +83,7 @@ def vote(usable: Sequence[Path], weight_by: str | None = None) -> Vote | None:
     """The majority over equivalent final answers (``answers.canonical_answer``) of the usable
     paths, one vote each, or each path's confidence ``weight_by`` (DeepConf's weighted vote;
     a path without it weighs 0). Paths without a final answer do not vote; None if none did."""
-    groups: dict[str, list[Path]] = {}
-    for path in usable:
-        if (key := canonical_answer(path.get("boxed"))) is not None:
-            groups.setdefault(key, []).append(path)
-    if not groups:
+    if not (groups := answer_groups(usable)):
         return None
 
     def votes(group: list[Path]) -> float:

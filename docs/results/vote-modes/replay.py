@@ -38,8 +38,10 @@ def plain(line: Line) -> tuple[list[dict], bool, float]:
 def alone(line: Line) -> tuple[list[dict], bool, float]:
     """The synthesizer's model in both stages: its --alone samples and their synthesis."""
     cell = line["policies"]["alone_a2r"]
-    return line["alone"], cell["correct"], cell["usage"]["cost"] - cost(
-        [p["usage"] for p in line["alone"]]
+    return (
+        line["alone"],
+        cell["correct"],
+        cell["usage"]["cost"] - cost([p["usage"] for p in line["alone"]]),
     )
 
 

@@ -1,14 +1,20 @@
-"""One table over the problems every configuration finished (docs/results/r2r-heldout: the goal run).
+"""One table over the problems every R2R configuration of a run finished, then each problem.
 
-    python docs/results/r2r-heldout/summarize.py [CONFIG ...]
+    python docs/results/r2r_summary.py docs/results/r2r-dev [CONFIG ...]
+    python docs/results/r2r_summary.py docs/results/r2r-heldout
+
+CONFIG: the run's eval folders (default: every folder with a results.jsonl).
 """
 
 import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
-CONFIGS = sys.argv[1:] or ["llm-alone", "entropy-0.5", "linear"]
+HERE = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "r2r-heldout"
+CONFIGS = sys.argv[2:] or sorted(
+    (p.parent.name for p in HERE.glob("*/results.jsonl")),
+    key=lambda name: (name != "llm-alone", name),
+)
 
 
 def lines(config: str) -> dict[str, dict]:
@@ -20,15 +26,17 @@ def lines(config: str) -> dict[str, dict]:
 runs = {config: lines(config) for config in CONFIGS if (HERE / config / "results.jsonl").exists()}
 common = sorted(set.intersection(*(set(rows) for rows in runs.values())))
 print(f"{len(common)} problems every configuration finished: {', '.join(common)}\n")
-print("| configuration | Pass@1 | gsm_symbolic | number_sequence | output tokens/answer "
-      "| LLM share of output tokens | switches/answer | wall s/query | cost/query |")
+print(
+    "| configuration | Pass@1 | gsm_symbolic | number_sequence | output tokens/answer "
+    "| LLM share of output tokens | switches/answer | wall s/query | cost/query |"
+)
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for config, rows in runs.items():
     sel = [rows[key] for key in common]
     n = len(sel)
     correct = [bool(r["strategy"]["correct"]) for r in sel]
     by_group = {}
-    for r, ok in zip(sel, correct):
+    for r, ok in zip(sel, correct, strict=True):
         by_group.setdefault(r["group"], []).append(ok)
     slm = sum(r["strategy"]["metrics"]["tokens.slm"] for r in sel)
     llm = sum(r["strategy"]["metrics"]["tokens.llm"] for r in sel)
@@ -36,11 +44,13 @@ for config, rows in runs.items():
     wall = sum(r["wall_s"] for r in sel) / n
     cost = sum(r["strategy"]["usage"]["total"]["cost"] for r in sel) / n
     groups = " | ".join(
-        f"{sum(by_group.get(g, [])) }/{len(by_group.get(g, []))}"
+        f"{sum(by_group.get(g, []))}/{len(by_group.get(g, []))}"
         for g in ("gsm_symbolic", "number_sequence")
     )
-    print(f"| {config} | {100 * sum(correct) / n:.1f} | {groups} | {(slm + llm) / n:.0f} | "
-          f"{100 * llm / (slm + llm):.1f}% | {switches:.1f} | {wall:.0f} | {cost:.3g} |")
+    print(
+        f"| {config} | {100 * sum(correct) / n:.1f} | {groups} | {(slm + llm) / n:.0f} | "
+        f"{100 * llm / (slm + llm):.1f}% | {switches:.1f} | {wall:.0f} | {cost:.3g} |"
+    )
 print("\nPer problem (correct? boxed / LLM share / switches):\n")
 print("| problem | gold | " + " | ".join(runs) + " |")
 print("|---|---|" + "---|" * len(runs))
@@ -52,6 +62,6 @@ for key in common:
         m = r["strategy"]["metrics"]
         total = m["tokens.slm"] + m["tokens.llm"]
         mark = "ok" if r["strategy"]["correct"] else "x"
-        cells.append(f"{mark} `{r['strategy']['boxed']}` / {100 * m['tokens.llm'] / max(total, 1):.0f}%"
-                     f" / {m['switches']:.0f}")
+        share = 100 * m["tokens.llm"] / max(total, 1)
+        cells.append(f"{mark} `{r['strategy']['boxed']}` / {share:.0f}% / {m['switches']:.0f}")
     print(f"| {first['id']} | `{first['gold']}` | " + " | ".join(cells) + " |")
