@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_MODEL ?= qwen2.5-coder-0.5b
 TEST_MODEL ?= smollm2-135m
+AGENT_MODEL ?= qwen2.5-coder-0.5b
 DEMO_QUESTION ?= A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Sam buys 4 muffins and 5 cookies. How many dollars does Sam spend?
 DEMO_ARGS ?= --n 4 --max-tokens 384 --temperature 0.7 --seed 7 --mode synthesize
 PYTEST_ARGS ?=
@@ -51,6 +52,7 @@ demo: setup
 # The whole suite: unit tests, then integration tests against the real local vLLM server.
 test: setup system-packages
 	$(BIN)/python -m servers.embedded prepare --model $(TEST_MODEL)
+	$(BIN)/python -m servers.embedded prepare --model $(AGENT_MODEL)
 	$(BIN)/python -m servers.phoenix prepare
 	$(BIN)/pytest $(PYTEST_ARGS)
 

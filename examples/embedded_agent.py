@@ -27,10 +27,14 @@ from examples.agent import build_agent
 from servers.engines import EmbeddedVLLM
 
 TOOL_CALLING = ("--enable-auto-tool-choice", "--tool-call-parser", "hermes")
+SYSTEM = (
+    "You can call a reasoning tool. For a problem that needs careful reasoning, call it once "
+    "with the user's complete problem copied word for word (every number and condition). When "
+    "it returns, reply to the user in one sentence with the tool's final answer."
+)
 QUESTION = (
     "A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. Maria buys "
-    "4 muffins and some cookies and pays 20 dollars in total. How many cookies did she buy? "
-    "Use the reasoning tool."
+    "4 muffins and some cookies and pays 20 dollars in total. How many cookies did she buy?"
 )
 
 
@@ -54,7 +58,11 @@ def build(server: EmbeddedVLLM, tool: Any, force_tool: bool = False) -> Any:
     """The ReAct agent over ``server`` with ``tool``; with ``force_tool`` its first turn calls
     it (a named ``tool_choice``), the later ones choose."""
     model = ChatOpenAI(
-        base_url=server.base_url, model=server.model_name, api_key="EMPTY", temperature=0
+        base_url=server.base_url,
+        model=server.model_name,
+        api_key="EMPTY",
+        temperature=0,
+        max_tokens=256,  # a turn is a tool call or a short reply
     )
     return build_agent(model, [tool], first_tool_choice=tool.name if force_tool else None)
 
@@ -85,7 +93,8 @@ async def main() -> None:
         context = {"n": args.n, "synthesis_mode": "synthesize"}
         tool = as_tool(context={**context, "explorer": stage, "synthesizer": stage})
         agent = build(server, tool, args.force_tool)
-        result = await agent.ainvoke({"messages": [("user", args.question)]})
+        messages = [("system", SYSTEM), ("user", args.question)]
+        result = await agent.ainvoke({"messages": messages})
         show(result["messages"])
 
 
