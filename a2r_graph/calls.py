@@ -25,7 +25,7 @@ from tenacity.wait import wait_base
 
 from a2r_graph.answers import last_boxed, split_reasoning
 from a2r_graph.confidence import path_confidence, token_confidences
-from a2r_graph.context import A2RContext, ConfidenceConfig, StageConfig
+from a2r_graph.context import ConfidenceConfig, StageConfig
 from a2r_graph.errors import (
     EndpointTimeoutError,
     EndpointUnavailableError,
@@ -103,28 +103,43 @@ async def complete(
     prompt: str,
     stage_name: str,
     stage: StageConfig,
-    context: A2RContext,
+    context: CallSettings,
     *,
     seed: int | None = None,
     path_index: int | None = None,
     confidence: ConfidenceConfig | None = None,
     session: str | None = None,
+    json_schema: dict[str, Any] | None = None,
 ) -> Completion:
     """Send ``prompt`` as one user message and parse the reply (with ``confidence``: ask
     for top-k logprobs and measure the reply's confidence from them; with ``session``: send
-    it in ``context.session_header``, for a router's consistent hashing).
+    it in ``context.session_header``, for a router's consistent hashing; with
+    ``json_schema``: constrain the reply to it, ``response_format`` as vLLM's structured
+    outputs and llama.cpp's grammars read it).
 
     Raises ``ModelRequestError`` at once on a 4xx, ``EndpointUnavailableError`` once
     transient errors (malformed replies included) outlast ``context.max_attempts``, and
     ``MissingUsageError`` at once on a whole reply without token usage.
     """
     retrying = retry_policy(context, stage_name, stage, path_index)
+    # in extra_body, not as ChatOpenAI's own response_format, which takes the SDK's
+    # parse() path and refuses a schema OpenAI's strict mode would not accept
+    extra_body = stage.extra_body | (
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": json_schema},
+            }
+        }
+        if json_schema
+        else {}
+    )
     request: dict[str, Any] = {
         "temperature": stage.temperature,
         "top_p": stage.top_p,
         "max_tokens": stage.max_tokens,
         "seed": seed,
-        **({"extra_body": stage.extra_body} if stage.extra_body else {}),
+        **({"extra_body": extra_body} if extra_body else {}),
         **({"logprobs": True, "top_logprobs": confidence.top_logprobs} if confidence else {}),
         **(
             {"extra_headers": {context.session_header: session}}
@@ -166,6 +181,15 @@ class RetrySettings(Protocol):
     def retry_initial_wait_s(self) -> float: ...
     @property
     def retry_max_wait_s(self) -> float: ...
+
+
+class CallSettings(RetrySettings, Protocol):
+    """What a run's context says about one call besides retries."""
+
+    @property
+    def request_timeout_s(self) -> float: ...
+    @property
+    def session_header(self) -> str | None: ...
 
 
 def retry_policy(

@@ -29,8 +29,11 @@ from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.graph import build_graph
 from a2r_graph.r2r.graph import build_r2r_graph
 from a2r_graph.r2r.state import R2ROutput
+from a2r_graph.r2reasoner.graph import build_reasoner_graph
+from a2r_graph.r2reasoner.state import ReasonerOutput
 from a2r_graph.serving.run_options import (
     R2ROptions,
+    ReasonerOptions,
     RunOptions,
     describe_run_error,
     parse_options,
@@ -163,7 +166,21 @@ R2R = Strategy(
     answer_node="step",
     streams="custom",
 )
-BUILT_IN = (A2R, R2R)
+R2REASONER = Strategy(
+    name="r2reasoner",
+    description=(
+        "Solve a multi-step reasoning or math problem by subtasks: the problem is split into "
+        "short steps, each answered by the smallest model that is sure of it (a larger one "
+        "when it is not), and the results are combined into one final answer. Pass the full, "
+        "self-contained problem statement."
+    ),
+    build=build_reasoner_graph,
+    options=ReasonerOptions,
+    arguments=QuestionArguments,
+    output=ReasonerOutput,
+    answer_node="summarize",
+)
+BUILT_IN = (A2R, R2R, R2REASONER)
 DEFAULT = A2R.name
 
 

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Setting
 from a2r_graph.context import A2RContext, StageConfig, same_endpoint
 from a2r_graph.errors import ConfigurationError, describe_validation_error
 from a2r_graph.r2r.context import R2RContext, R2RSettings
+from a2r_graph.r2reasoner.context import ReasonerContext, ReasonerSettings
 from a2r_graph.stages import ENDPOINTS
 
 RUN_FIELDS = (
@@ -106,26 +107,53 @@ R2RSampling = create_model(
 )
 
 
-class _ResolvesR2R(BaseModel):
-    model_config = _FORBID
+def _resolving(context_class: type[BaseModel]) -> type[BaseModel]:
+    """A base for options whose ``to_context()`` is the deployment's ``context_class``
+    (``A2R_*``) with them applied."""
 
-    def to_context(self) -> R2RContext:
-        """The deployment's ``R2RContext`` (``A2R_*``) with these options applied."""
-        try:
-            return R2RContext(**self.model_dump(exclude_none=True))
-        except ValidationError as error:
-            raise ConfigurationError(
-                describe_validation_error(error, field_prefix="context.", env_prefix="A2R_")
-            ) from None
+    class Resolves(BaseModel):
+        model_config = _FORBID
+
+        def to_context(self) -> Any:
+            try:
+                return context_class(**self.model_dump(exclude_none=True))
+            except ValidationError as error:
+                raise ConfigurationError(
+                    describe_validation_error(error, field_prefix="context.", env_prefix="A2R_")
+                ) from None
+
+    return Resolves
 
 
 R2ROptions = create_model(
     "R2ROptions",
-    __base__=_ResolvesR2R,
+    __base__=_resolving(R2RContext),
     __doc__="The context an R2R run on a server may pass; the rest is the deployment's.",
     r2r=(R2RRouting | None, None),
     explorer=(R2RSampling | None, None),
     synthesizer=(R2RSampling | None, None),
+)
+
+REASONER_RUN_FIELDS = (
+    "decomposer",
+    "summarizer",
+    "start",
+    "escalate_below",
+    "measure",
+    "budget",
+    "max_subtasks",
+    "max_depth",
+    "plan_attempts",
+)
+"""R2-Reasoner settings a run may set (tiers by the deployment's names, never an endpoint)."""
+ReasonerPlanning = create_model(
+    "ReasonerPlanning", __config__=_FORBID, **_optional(ReasonerSettings, REASONER_RUN_FIELDS)
+)
+ReasonerOptions = create_model(
+    "ReasonerOptions",
+    __base__=_resolving(ReasonerContext),
+    __doc__="The context an R2-Reasoner run on a server may pass; the rest is the deployment's.",
+    r2reasoner=(ReasonerPlanning | None, None),
 )
 
 

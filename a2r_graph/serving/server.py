@@ -1,5 +1,5 @@
 """What LangGraph Server serves (``langgraph.json``): each strategy's graph for untrusted
-runs (``graph``: A2R, ``r2r``: R2R), and auth.
+runs (``graph``: A2R, ``r2r``: R2R, ``r2reasoner``: R2-Reasoner), and auth.
 
 A run that reaches the server is somebody else's input. ``graph`` takes ``RunOptions`` as its
 context: how to sample, never which endpoint, key, prompts or prices (those are the
@@ -21,7 +21,7 @@ from langgraph_sdk import Auth
 
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.serving.guard import authenticate
-from a2r_graph.serving.registry import A2R, R2R
+from a2r_graph.serving.registry import A2R, R2R, R2REASONER
 from a2r_graph.telemetry import configure_from_env
 from a2r_graph.threads import checkpointer_for, is_postgres
 
@@ -30,6 +30,8 @@ graph = A2R.served_graph()
 """The A2R graph as LangGraph Server runs it: a run's context is ``RunOptions``."""
 r2r = R2R.served_graph()
 """The R2R graph (``a2r_graph.r2r``) as LangGraph Server runs it: its context is ``R2ROptions``."""
+r2reasoner = R2REASONER.served_graph()
+"""The R2-Reasoner graph (``a2r_graph.r2reasoner``): its context is ``ReasonerOptions``."""
 
 auth = Auth()
 

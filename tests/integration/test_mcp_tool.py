@@ -17,7 +17,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from a2r_graph.serving.registry import A2R
+from a2r_graph.serving.registry import A2R, BUILT_IN
 from examples.agent import build_agent
 from tests.fakes import ToolCallingFake
 from tests.integration.a2r_serve import a2r_serve, loopback_env
@@ -71,7 +71,8 @@ async def mcp_session(url: str, headers: dict | None = None) -> AsyncIterator[Cl
 async def test_the_mcp_client_lists_the_tools_with_descriptions(server):
     async with mcp_session(server["mcp"]) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-    expected = ["a2r", "r2r", "wide"] if server["name"] == "langgraph dev" else ["a2r", "r2r"]
+    built_in = [strategy.name for strategy in BUILT_IN]
+    expected = [*built_in, "wide"] if server["name"] == "langgraph dev" else built_in
     assert list(tools) == expected  # not every assistant: "scratch" has no description
     a2r = tools["a2r"]
     assert (

@@ -16,6 +16,7 @@ import pytest
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client
 
+from a2r_graph.serving.registry import BUILT_IN
 from a2r_graph.serving.tool import as_tool
 from tests.integration.conftest import AUTH, SERVER_KEY, langgraph_dev
 from tests.strategies import ECHO, expected_answer
@@ -61,7 +62,7 @@ def test_the_openai_endpoint_serves_the_second_graph_by_model_name(server):
     runs the a2r graph whatever it names."""
     http = httpx.Client(base_url=server, headers=AUTH, timeout=60)
     models = [model["id"] for model in http.get("/v1/models").json()["data"]]
-    assert models[:3] == ["a2r", "r2r", "echo"]
+    assert models[:4] == [*(strategy.name for strategy in BUILT_IN), "echo"]
     messages = [{"role": "user", "content": QUESTION}]
     reply = http.post("/v1/chat/completions", json={"model": "echo:repeat=3", "messages": messages})
     assert reply.status_code == 200, reply.text

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from a2r_graph.errors import ConfigurationError
 from a2r_graph.serving.cli import main
 from a2r_graph.serving.mcp_tool import build_server
-from a2r_graph.serving.registry import strategies, strategy
+from a2r_graph.serving.registry import BUILT_IN, strategies, strategy
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
 from a2r_graph.serving.tool import as_tool
@@ -22,6 +22,7 @@ from tests.fakes import fake_deployment
 from tests.strategies import ECHO, expected_answer
 
 QUESTION = "how many words are here"
+BUILT_IN_NAMES = [strategy.name for strategy in BUILT_IN]
 KEY = {"authorization": "Bearer sk-test"}
 
 
@@ -46,7 +47,7 @@ def test_the_openai_endpoint_serves_a_registered_strategy_by_its_name():
     options, or checks them against A2R's."""
     with TestClient(build_app(LocalRunner(), mcp=False), base_url="http://127.0.0.1:8100") as http:
         models = http.get("/v1/models", headers=KEY).json()["data"]
-        assert [model["id"] for model in models] == ["a2r", "r2r", "echo"]
+        assert [model["id"] for model in models] == [*BUILT_IN_NAMES, "echo"]
         once = chat(http, "echo")
         assert once["choices"][0]["message"]["content"] == expected_answer(QUESTION)
         twice = chat(http, "echo:repeat=2")
@@ -83,7 +84,7 @@ async def test_mcp_lists_and_calls_a_registered_strategy_with_its_own_arguments(
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         result = await client.call_tool("echo", {"question": QUESTION, "repeat": 3})
         refused = await client.call_tool("echo", {"question": QUESTION, "n": 4})
-    assert set(tools) == {"a2r", "r2r", "echo"}
+    assert set(tools) == {*BUILT_IN_NAMES, "echo"}
     assert set(tools["echo"].inputSchema["properties"]) == {"question", "repeat", "include_traces"}
     assert tools["echo"].description.startswith(ECHO.description)
     assert not result.isError and result.structuredContent["boxed_answer"] == "15"
@@ -113,7 +114,8 @@ def test_a2r_ask_refuses_a2r_options_for_another_strategy_and_unknown_names(caps
     assert main(["ask", "--graph", "echo", "--n", "4", "--db", ":memory:", QUESTION]) == 2
     assert "--n: options of the a2r graph" in capsys.readouterr().err
     assert main(["ask", "--graph", "ecko", "--db", ":memory:", QUESTION]) == 2
-    assert "no strategy is named 'ecko': use one of a2r, r2r, echo" in capsys.readouterr().err
+    names = ", ".join([*BUILT_IN_NAMES, "echo"])
+    assert f"no strategy is named 'ecko': use one of {names}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,43 @@
+"""The prompts of the plan, a subtask and the summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+DECOMPOSE = """Break the problem below into a few short steps that together solve it.
+Each step is one calculation or one fact, written out in full with the numbers it needs.
+List in depends_on the earlier steps whose results a step uses. Mark a step "hard" only when \
+it needs careful reasoning. The last step gives the final answer. Use at most {max_subtasks} \
+steps.
+
+Problem: {question}
+
+Reply with JSON only, like:
+{{"subtasks": [{{"id": 1, "task": "...", "depends_on": [], "difficulty": "easy"}}, \
+{{"id": 2, "task": "...", "depends_on": [1], "difficulty": "easy"}}]}}"""
+
+SUBTASK = """You are solving one step of a larger problem.
+
+Problem: {question}
+{known}
+Step: {task}
+
+Solve only this step, briefly. Put the step's result in \\boxed{{}}."""
+
+SUMMARY = """Problem: {question}
+
+Steps solved so far:
+{steps}
+
+Using these results, give the problem's final answer. Check it briefly. Put the final \
+answer in \\boxed{{}}."""
+
+
+def results_text(results: Iterable[tuple[int, str, str | None]]) -> str:
+    """``- Step i (task): result`` lines."""
+    return "\n".join(f"- Step {i} ({task}): {result or 'no result'}" for i, task, result in results)
+
+
+def subtask_prompt(question: str, task: str, known: list[tuple[int, str, str | None]]) -> str:
+    lines = f"\nResults of earlier steps:\n{results_text(known)}\n" if known else ""
+    return SUBTASK.format(question=question, known=lines, task=task)
