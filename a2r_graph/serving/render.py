@@ -1,6 +1,6 @@
 """How a finished run reads at each door, for any strategy's result (``question``,
 ``answer``, ``boxed_answer``, ``usage`` per stage and ``total``; A2R adds its ``paths`` and
-``synthesis``):
+``synthesis``, R2-Reasoner its ``plan`` and ``subtasks``):
 
 - ``tool_text``: what a model reads from a tool (LangChain's ``as_tool``, MCP's text);
 - ``summary``: the structured figures (MCP's ``structuredContent``, the OpenAI reply's ``a2r``);
@@ -46,9 +46,17 @@ def summary(output: Mapping[str, Any], include_traces: bool = False) -> dict[str
         "usage": usage,
         "paths": paths,
     }
+    if "subtasks" in output:
+        figures["plan"] = output.get("plan")
+        figures["subtasks"] = [
+            {key: subtask.get(key) for key in SUBTASK_FIGURES} for subtask in output["subtasks"]
+        ]
     if aggregation := (output.get("decisions") or {}).get("aggregation"):
         figures["aggregation"] = {"by": aggregation.get("by"), "why": aggregation.get("why")}
     return figures | ({"synthesis_trace": _synthesis_trace(output)} if include_traces else {})
+
+
+SUBTASK_FIGURES = ("id", "task", "depends_on", "tier", "escalations", "boxed")
 
 
 def openai_usage(output: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,8 @@ def report(output: Mapping[str, Any], wall_s: float, show_traces: bool = False) 
     out = [f"Question: {output['question']}", ""]
     if "paths" in output:
         out += _paths(output, show_traces)
+    if "subtasks" in output:
+        out += _subtasks(output)
     aggregation = (output.get("decisions") or {}).get("aggregation") or {}
     if (output.get("decisions") or {}).get("shortcut"):
         agreed = output["decisions"].get("agreed") or {"paths": []}
@@ -105,6 +115,19 @@ def _paths(output: Mapping[str, Any], show_traces: bool) -> list[str]:
     if "references" in decisions:
         out.append(
             f"References: the most confident paths {[i + 1 for i in decisions['references']]}"
+        )
+    return [*out, ""]
+
+
+def _subtasks(output: Mapping[str, Any]) -> list[str]:
+    plan = output.get("plan") or {}
+    out = [f"Plan: {plan.get('status')}, {len(output['subtasks'])} subtasks"]
+    out += [f"  refused: {error}" for error in plan.get("errors") or []]
+    for subtask in output["subtasks"]:
+        escalated = f" (escalated {subtask['escalations']}x)" if subtask["escalations"] else ""
+        out.append(
+            f"  [{subtask['id']}] {subtask['tier']:<8} boxed: {subtask['boxed']!s:<10} "
+            f"{_snippet(subtask['task'], 60)}{escalated}"
         )
     return [*out, ""]
 
