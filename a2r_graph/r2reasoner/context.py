@@ -60,9 +60,10 @@ class ReasonerSettings(BaseModel):
     max_depth: int = Field(4, ge=1, le=16, description="Most levels of dependencies.")
     plan_attempts: int = Field(
         2,
-        ge=1,
+        ge=0,
         le=5,
-        description="Decompositions tried before the question goes whole to the summarizer.",
+        description="Decompositions tried before the question goes whole to the summarizer "
+        "(0: none, the summarizer alone answers: the baseline the method is measured against).",
     )
     plan_max_tokens: int = Field(512, ge=16, le=8192, description="Output tokens of a plan.")
     confidence: ConfidenceConfig = Field(

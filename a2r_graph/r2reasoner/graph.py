@@ -172,7 +172,7 @@ async def decompose(
         "finished": False,
         "steps": None if plan is None else [s.model_dump() for s in plan.subtasks],
         "plan": {
-            "status": "fallback" if plan is None else "ok",
+            "status": "ok" if plan else "fallback" if settings.plan_attempts else "off",
             "attempts": len(calls),
             "errors": errors,
         },

@@ -43,7 +43,7 @@ class SubtaskResult(TypedDict):
 class PlanOutcome(TypedDict):
     status: str
     """ok: the subtasks ran; fallback: no usable plan, the summarizer answered the whole
-    question."""
+    question; off: none was asked for (``plan_attempts`` 0)."""
     attempts: int
     errors: list[str]
     """Why each refused decomposition was refused."""

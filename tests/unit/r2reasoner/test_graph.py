@@ -21,6 +21,7 @@ from tests.r2reasoner_fakes import (
     UNSURE,
     answers,
     context,
+    kind_of,
     plan,
     serve,
     step_of,
@@ -178,3 +179,12 @@ async def test_each_finished_subtask_is_streamed():
     assert [(e["event"], e["id"], e["tier"], e["boxed"]) for e in events] == [
         ("subtask_done", 1, "small", "5"), ("subtask_done", 2, "small", "27"),
     ]  # fmt: skip
+
+
+async def test_without_plan_attempts_the_summarizer_alone_answers_the_whole_question():
+    """Catches: the baseline configuration (the large tier alone) paying for a plan."""
+    tiers, factory = serve(plan((1, [])), answers({1: "27"}))
+    result = await run(factory, context(plan_attempts=0))
+    assert result["plan"] == {"status": "off", "attempts": 0, "errors": []}
+    assert [kind_of(p) for p, _ in tiers["large-model"].calls] == ["direct"]
+    assert tiers["small-model"].calls == [] and result["usage"]["total"]["calls"] == 1
