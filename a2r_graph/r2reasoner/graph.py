@@ -174,6 +174,7 @@ async def decompose(
         "plan": {
             "status": "ok" if plan else "fallback" if settings.plan_attempts else "off",
             "attempts": len(calls),
+            "subtasks": 0 if plan is None else len(plan.subtasks),
             "errors": errors,
         },
         "plan_calls": calls,

@@ -45,6 +45,8 @@ class PlanOutcome(TypedDict):
     """ok: the subtasks ran; fallback: no usable plan, the summarizer answered the whole
     question; off: none was asked for (``plan_attempts`` 0)."""
     attempts: int
+    subtasks: int
+    """How many subtasks the plan has (0 without one)."""
     errors: list[str]
     """Why each refused decomposition was refused."""
 

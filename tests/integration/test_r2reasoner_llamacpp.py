@@ -4,8 +4,10 @@ allocator chose, and what a run reports for each tier is what that server counte
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from a2r_graph.calls import complete
@@ -14,7 +16,7 @@ from a2r_graph.r2reasoner.context import ReasonerContext
 from a2r_graph.r2reasoner.graph import build_reasoner_graph
 from a2r_graph.r2reasoner.plan import Plan, plan_schema
 from servers.engines import EmbeddedLlamaCpp, allowed_cpus
-from tests.integration.conftest import Server
+from tests.integration.conftest import AUTH, Server, langgraph_dev
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +100,66 @@ async def test_subtasks_reach_the_chosen_tier_and_each_server_counts_what_the_ru
         assert usage[tier]["calls"] == expected_calls[tier]
         assert server[PREDICTED] == usage[tier]["output_tokens"]
         assert server[PROMPT] + server[CACHED] == usage[tier]["input_tokens"]
+
+
+@pytest.fixture(scope="module")
+def reasoner_server(two_servers, tmp_path_factory) -> Iterator[str]:
+    """``langgraph dev`` whose deployment's tiers are the two llama.cpp servers."""
+    small, large = two_servers
+    env = {
+        "A2R_EXPLORER__BASE_URL": small.base_url,
+        "A2R_EXPLORER__MODEL": small.model_name,
+        "A2R_SYNTHESIZER__BASE_URL": large.base_url,
+        "A2R_SYNTHESIZER__MODEL": large.model_name,
+        "A2R_EXPLORER__MAX_TOKENS": "64",
+        "A2R_SYNTHESIZER__MAX_TOKENS": "64",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "2.0",
+        "A2R_R2REASONER__MAX_DEPTH": "16",
+        "A2R_R2REASONER__PLAN_ATTEMPTS": "3",
+        "A2R_R2REASONER__PLAN_MAX_TOKENS": "256",
+    }
+    log_path = tmp_path_factory.mktemp("r2reasoner-server") / "langgraph-dev.log"
+    with langgraph_dev(env, log_path) as (url, _):
+        yield url
+
+
+def test_r2reasoner_through_langgraph_servers_doors(two_servers, reasoner_server):
+    """Catches: a door that cannot reach the r2reasoner graph on a real server (graph id,
+    OpenAI model, MCP tool), a caller's allocation that never reaches the run, or a caller
+    adding a tier (an endpoint the server would call)."""
+    _, large = two_servers
+    http = httpx.Client(base_url=reasoner_server, headers=AUTH, timeout=300)
+    question = {"question": QUESTION}
+    before = large.counters(PREDICTED)
+    run = http.post(
+        "/runs/wait",
+        json={
+            "assistant_id": "r2reasoner",
+            "input": question,
+            "context": {"r2reasoner": {"start": "largest"}},
+        },
+    )
+    assert run.status_code == 200, run.text
+    out = run.json()
+    assert out["usage"]["small"]["calls"] == 0 and out["usage"]["large"]["cost"] > 0
+    assert counted(large, before)[PREDICTED] == out["usage"]["large"]["output_tokens"]
+    refused = http.post(
+        "/runs/wait",
+        json={
+            "assistant_id": "r2reasoner",
+            "input": question,
+            "context": {"tiers": [{"name": "x", "model": "m", "base_url": "http://evil.test/v1"}]},
+        },
+    )
+    assert refused.status_code == 422 and "tiers" in refused.text
+    messages = [{"role": "user", "content": QUESTION}]
+    body = {"model": "r2reasoner:r2reasoner.plan_attempts=0", "messages": messages, "stream": True}
+    with http.stream("POST", "/v1/chat/completions", json=body) as streamed:
+        chunks = [json.loads(line[6:]) for line in streamed.iter_lines() if line[:7] == "data: {"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text.strip() and chunks[-1]["a2r"]["usage"]["total"]["calls"] == 1
+    mcp = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    mcp["params"] = {"name": "r2reasoner", "arguments": question}
+    headers = {**AUTH, "accept": "application/json, text/event-stream"}
+    called = http.post("/mcp", headers=headers, json=mcp).json()["result"]
+    assert not called["isError"] and called["structuredContent"]["usage"]["total"]["calls"] >= 2

@@ -60,7 +60,7 @@ async def test_levels_run_in_order_in_parallel_with_only_their_dependencies_resu
     assert [(s["id"], s["tier"], s["boxed"]) for s in result["subtasks"]] == [
         (1, "small", "12"), (2, "small", "15"), (3, "small", "27"),
     ]  # fmt: skip
-    assert result["plan"] == {"status": "ok", "attempts": 1, "errors": []}
+    assert result["plan"] == {"status": "ok", "attempts": 1, "subtasks": 3, "errors": []}
 
 
 async def test_the_plan_is_asked_for_with_the_servers_structured_outputs():
@@ -136,6 +136,7 @@ async def test_an_unusable_plan_is_retried_then_the_question_goes_whole_to_the_s
     tiers, factory = serve(lambda prompt: next(replies), answers({}))
     result = await run(factory, context())
     assert result["plan"]["status"] == "fallback" and result["plan"]["attempts"] == 2
+    assert result["plan"]["subtasks"] == 0
     assert all(why in error for error in result["plan"]["errors"])
     assert result["subtasks"] == [] and result["boxed_answer"] == "27"
     assert tiers["small-model"].calls == []
@@ -185,6 +186,6 @@ async def test_without_plan_attempts_the_summarizer_alone_answers_the_whole_ques
     """Catches: the baseline configuration (the large tier alone) paying for a plan."""
     tiers, factory = serve(plan((1, [])), answers({1: "27"}))
     result = await run(factory, context(plan_attempts=0))
-    assert result["plan"] == {"status": "off", "attempts": 0, "errors": []}
+    assert result["plan"] == {"status": "off", "attempts": 0, "subtasks": 0, "errors": []}
     assert [kind_of(p) for p, _ in tiers["large-model"].calls] == ["direct"]
     assert tiers["small-model"].calls == [] and result["usage"]["total"]["calls"] == 1
