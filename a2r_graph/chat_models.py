@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable
-from functools import lru_cache
 from typing import Any
 
 import openai
@@ -215,8 +216,19 @@ def _usage_problem(usage: Any) -> tuple[str, Any] | None:
 
 
 def vllm_chat_model(stage: StageConfig, timeout_s: float) -> BaseChatModel:
-    """The default factory: one shared client per endpoint, sampling set per call."""
-    return _cached_client(stage.url, stage.model, api_key_for(stage), timeout_s)
+    """The default factory: one shared client per endpoint and event loop, sampling set per
+    call. Per loop, because a connection pool belongs to the loop that opened it: a second
+    ``asyncio.run`` in the same process (a script, a notebook, ``a2r ask`` after a test)
+    would otherwise reuse connections of a closed loop."""
+    key = (stage.url, stage.model, api_key_for(stage), timeout_s)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _client(*key)
+    clients = _per_loop.setdefault(loop, {})
+    if key not in clients:
+        clients[key] = _client(*key, http_async_client=openai.DefaultAsyncHttpxClient())
+    return clients[key]
 
 
 def api_key_for(stage: StageConfig) -> str:
@@ -232,8 +244,12 @@ def api_key_for(stage: StageConfig) -> str:
     return api_key
 
 
-@lru_cache(maxsize=64)
-def _cached_client(base_url: str, model: str, api_key: str, timeout_s: float) -> ChatVLLM:
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, ChatVLLM]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client(base_url: str, model: str, api_key: str, timeout_s: float, **http: Any) -> ChatVLLM:
     return ChatVLLM(
         base_url=base_url,
         model=model,
@@ -241,4 +257,5 @@ def _cached_client(base_url: str, model: str, api_key: str, timeout_s: float) ->
         timeout=timeout_s,
         max_retries=0,  # retries are ours (a2r_graph.calls), with backoff and a 4xx/5xx split
         stream_usage=True,
+        **http,
     )

@@ -15,6 +15,8 @@ from a2r_graph.chat_models import vllm_chat_model
 from a2r_graph.r2reasoner.context import ReasonerContext
 from a2r_graph.r2reasoner.graph import build_reasoner_graph
 from a2r_graph.r2reasoner.plan import Plan, plan_schema
+from a2r_graph.serving.cli import main
+from a2r_graph.serving.tool import as_tool
 from servers.engines import EmbeddedLlamaCpp, allowed_cpus
 from tests.integration.conftest import AUTH, Server, langgraph_dev
 
@@ -107,13 +109,7 @@ def reasoner_server(two_servers, tmp_path_factory) -> Iterator[str]:
     """``langgraph dev`` whose deployment's tiers are the two llama.cpp servers."""
     small, large = two_servers
     env = {
-        "A2R_EXPLORER__BASE_URL": small.base_url,
-        "A2R_EXPLORER__MODEL": small.model_name,
-        "A2R_SYNTHESIZER__BASE_URL": large.base_url,
-        "A2R_SYNTHESIZER__MODEL": large.model_name,
-        "A2R_EXPLORER__MAX_TOKENS": "64",
-        "A2R_SYNTHESIZER__MAX_TOKENS": "64",
-        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "2.0",
+        **tier_env(small, large),
         "A2R_R2REASONER__MAX_DEPTH": "16",
         "A2R_R2REASONER__PLAN_ATTEMPTS": "3",
         "A2R_R2REASONER__PLAN_MAX_TOKENS": "256",
@@ -163,3 +159,45 @@ def test_r2reasoner_through_langgraph_servers_doors(two_servers, reasoner_server
     headers = {**AUTH, "accept": "application/json, text/event-stream"}
     called = http.post("/mcp", headers=headers, json=mcp).json()["result"]
     assert not called["isError"] and called["structuredContent"]["usage"]["total"]["calls"] >= 2
+
+
+def tier_env(small: Server, large: Server) -> dict[str, str]:
+    return {
+        "A2R_EXPLORER__BASE_URL": small.base_url,
+        "A2R_EXPLORER__MODEL": small.model_name,
+        "A2R_SYNTHESIZER__BASE_URL": large.base_url,
+        "A2R_SYNTHESIZER__MODEL": large.model_name,
+        "A2R_EXPLORER__MAX_TOKENS": "64",
+        "A2R_SYNTHESIZER__MAX_TOKENS": "64",
+        "A2R_SYNTHESIZER__OUTPUT_PRICE_PER_MTOK": "2.0",
+    }
+
+
+@pytest.fixture
+def deployment(two_servers, monkeypatch) -> Server:
+    """This process's ``A2R_*``: the two servers as tiers, no plan (the large tier alone)."""
+    small, large = two_servers
+    for name, value in tier_env(small, large).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("A2R_R2REASONER__PLAN_ATTEMPTS", "0")
+    return large
+
+
+async def test_as_tool_runs_r2reasoner_by_name(deployment):
+    """Catches: ``as_tool("r2reasoner")`` running another strategy, or not reading the
+    deployment's tiers from ``A2R_*``."""
+    before = deployment.counters(PREDICTED)
+    message = await as_tool("r2reasoner").ainvoke(
+        {"type": "tool_call", "id": "1", "name": "r2reasoner", "args": {"question": QUESTION}}
+    )
+    usage = message.artifact["usage"]
+    assert message.artifact["plan"]["status"] == "off"
+    assert counted(deployment, before)[PREDICTED] == usage["large"]["output_tokens"] > 0
+
+
+def test_a2r_ask_runs_r2reasoner_by_name(deployment, capsys):
+    """Catches: ``a2r ask --graph r2reasoner`` running another strategy or printing A2R's
+    report."""
+    assert main(["ask", "--graph", "r2reasoner", "--db", ":memory:", QUESTION]) == 0
+    printed = capsys.readouterr().out
+    assert "Plan: off, 0 subtasks" in printed and "Final answer:" in printed

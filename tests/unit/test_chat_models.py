@@ -1,5 +1,6 @@
 """ChatVLLM parses vLLM-shaped responses (served here by an httpx mock transport)."""
 
+import asyncio
 import json
 
 import httpx
@@ -84,12 +85,24 @@ async def test_streamed_reasoning_is_kept():
     assert merged.usage_metadata["output_tokens"] == 4
 
 
-def test_clients_are_shared_per_endpoint_not_built_per_call():
+def test_clients_are_shared_per_endpoint_and_event_loop_not_built_per_call():
+    """Catches: a client built per call (a connection pool per request), or one shared
+    across event loops: a second ``asyncio.run`` in a process would reuse connections of the
+    closed loop ("Event loop is closed"; tests/integration/test_r2reasoner_llamacpp.py runs
+    ``as_tool`` then ``a2r ask`` in one process against real servers)."""
     stage = StageConfig(model="m")
-    assert vllm_chat_model(stage, 60) is vllm_chat_model(
-        stage.model_copy(update={"temperature": 0}), 60
-    )
-    assert vllm_chat_model(stage, 60) is not vllm_chat_model(StageConfig(model="other"), 60)
+
+    async def clients() -> list:
+        return [
+            vllm_chat_model(stage, 60),
+            vllm_chat_model(stage.model_copy(update={"temperature": 0}), 60),
+            vllm_chat_model(StageConfig(model="other"), 60),
+        ]
+
+    first, second = asyncio.run(clients()), asyncio.run(clients())
+    assert first[0] is first[1] and first[0] is not first[2]
+    assert first[0] is not second[0]
+    assert first[0].http_async_client is not second[0].http_async_client
 
 
 def test_missing_api_key_variable_is_named(monkeypatch):
