@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -214,3 +215,26 @@ class ScriptedRunner:
         if self.failure:
             raise self.failure
         yield Finished(RUN_OUTPUT)
+
+
+SERVER_KEY = {"authorization": "Bearer sk-test"}
+"""The key of the fake deployments' ``a2r serve`` (``A2R_SERVER_API_KEY=sk-test``)."""
+
+
+def openai_chat(http: Any, model: str, question: str, **body: Any) -> dict[str, Any]:
+    """A chat completion from an ``a2r serve`` app's ``/v1``: its status and JSON body."""
+    messages = [{"role": "user", "content": question}]
+    response = http.post(
+        "/v1/chat/completions",
+        headers=SERVER_KEY,
+        json={"model": model, "messages": messages, **body},
+    )
+    return {"status": response.status_code, **response.json()}
+
+
+def openai_stream(http: Any, model: str, question: str) -> list[list[dict[str, Any]]]:
+    """The ``choices`` of each chunk a streamed chat completion sent."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "stream": True}
+    with http.stream("POST", "/v1/chat/completions", headers=SERVER_KEY, json=body) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    return [json.loads(line[6:])["choices"] for line in lines]

@@ -29,6 +29,7 @@ from a2r_graph.r2r.context import MAX_OUTPUT_TOKENS, R2RContext
 from a2r_graph.r2r.loop import MODELS, Step, Telemetry, with_retries
 from a2r_graph.r2r.prepare import check_shared_tokenizer, prompt_ids
 from a2r_graph.r2r.state import R2RInput, R2ROutput, R2RState, add_usage, empty_usage
+from a2r_graph.runtime import resolved_context
 from a2r_graph.state import StageUsage, validated_question
 
 R2RGraph = CompiledStateGraph[R2RState, Any, R2RInput, R2ROutput]
@@ -38,18 +39,7 @@ and finish."""
 
 
 def r2r_context(runtime: Runtime[Any]) -> R2RContext:
-    """The run's ``R2RContext``: the one passed, a door's options resolved
-    (``to_context()``), or the deployment's (``A2R_*``) when none was passed."""
-    context = runtime.context
-    if isinstance(context, R2RContext):
-        return context
-    if context is None:
-        return R2RContext()
-    if callable(resolve := getattr(context, "to_context", None)):
-        resolved = resolve()
-        if isinstance(resolved, R2RContext):
-            return resolved
-    raise TypeError(f"an R2R run's context must be an R2RContext, got {type(context).__name__}")
+    return resolved_context(runtime, R2RContext)
 
 
 def _saved_run_of(state: R2RState, question: str) -> bool:

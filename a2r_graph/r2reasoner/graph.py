@@ -46,6 +46,7 @@ from a2r_graph.r2reasoner.state import (
     shares_of,
     usage_by_tier,
 )
+from a2r_graph.runtime import resolved_context
 from a2r_graph.state import Completion, validated_question
 
 NAME = "r2reasoner"
@@ -64,19 +65,7 @@ class SubtaskTask(TypedDict):
 
 
 def reasoner_context(runtime: Runtime[Any]) -> ReasonerContext:
-    """The run's context: the one passed, a door's options resolved, or the deployment's."""
-    context = runtime.context
-    if isinstance(context, ReasonerContext):
-        return context
-    if context is None:
-        return ReasonerContext()
-    if callable(resolve := getattr(context, "to_context", None)):
-        resolved = resolve()
-        if isinstance(resolved, ReasonerContext):
-            return resolved
-    raise TypeError(
-        f"an R2-Reasoner run's context must be a ReasonerContext, got {type(context).__name__}"
-    )
+    return resolved_context(runtime, ReasonerContext)
 
 
 class Telemetry:

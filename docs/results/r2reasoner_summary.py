@@ -38,13 +38,15 @@ for config, rows in runs.items():
         f"{mean(m['escalations'] for m in metrics):.2f} | {unplanned}/{len(cells)} | "
         f"{mean(c['wall_s'] for c in cells):.0f} |"
     )
+
+
+def mark(row: dict) -> str:
+    return f"{'ok' if row['strategy']['correct'] else 'x'} `{row['strategy']['boxed']}`"
+
+
 print("\nPer problem (correct? boxed):\n")
 print("| problem | gold | " + " | ".join(runs) + " |")
 print("|---|---|" + "---|" * len(runs))
 for key in common:
-    first = runs[BASE][key]
-    marks = [
-        f"{'ok' if rows[key]['strategy']['correct'] else 'x'} `{rows[key]['strategy']['boxed']}`"
-        for rows in runs.values()
-    ]
-    print(f"| {first['id']} | `{first['gold']}` | " + " | ".join(marks) + " |")
+    row = runs[BASE][key]
+    print(f"| {row['id']} | `{row['gold']}` | {' | '.join(mark(r[key]) for r in runs.values())} |")

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from a2r_graph.context import A2RContext
+from servers.engines import EmbeddedLlamaCpp, allowed_cpus
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,20 @@ def stage_env(explorer: tuple[str, str], synthesizer: tuple[str, str], **extra: 
         "A2R_RETRY_MAX_WAIT_S": "0.5",
         **extra,
     }
+
+
+@contextmanager
+def two_llamacpp_servers(model: str, slots: int = 1) -> Iterator[tuple[Server, Server]]:
+    """Two llama.cpp servers of the packaged ``model``, each on its own half of the CPUs
+    where there are two: unpinned, their threads contend (measured 5x slower on 2 cores:
+    benchmarks/r2r_loop.py)."""
+    cpus = allowed_cpus()
+    halves = [cpus[: len(cpus) // 2], cpus[len(cpus) // 2 :]] if len(cpus) > 1 else [None, None]
+    with (
+        EmbeddedLlamaCpp(model, slots=slots, cpus=halves[0]) as first,
+        EmbeddedLlamaCpp(model, slots=slots, cpus=halves[1]) as second,
+    ):
+        yield Server(first.base_url, first.model_name), Server(second.base_url, second.model_name)
 
 
 def free_port() -> int:

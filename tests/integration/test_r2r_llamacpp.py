@@ -18,8 +18,7 @@ from a2r_graph.r2r.graph import build_r2r_graph
 from a2r_graph.r2r.loop import Step, Telemetry
 from a2r_graph.r2r.prepare import prompt_ids
 from a2r_graph.r2r.routers import TokenChoice
-from servers.engines import EmbeddedLlamaCpp, allowed_cpus
-from tests.integration.conftest import AUTH, Server, langgraph_dev
+from tests.integration.conftest import AUTH, Server, langgraph_dev, two_llamacpp_servers
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +32,8 @@ OVERRUN_PER_ABORT = 4
 
 @pytest.fixture(scope="module")
 def two_servers() -> Iterator[tuple[Server, Server]]:
-    # each on its own CPUs where there are two: unpinned, the two servers' threads contend
-    # (measured 5x slower on 2 cores: benchmarks/r2r_loop.py)
-    cpus = allowed_cpus()
-    halves = [cpus[: len(cpus) // 2], cpus[len(cpus) // 2 :]] if len(cpus) > 1 else [None, None]
-    with (
-        EmbeddedLlamaCpp("smollm2-135m", slots=1, cpus=halves[0]) as slm,
-        EmbeddedLlamaCpp("smollm2-135m", slots=1, cpus=halves[1]) as llm,
-    ):
-        yield Server(slm.base_url, slm.model_name), Server(llm.base_url, llm.model_name)
+    with two_llamacpp_servers("smollm2-135m", slots=1) as servers:
+        yield servers
 
 
 def r2r_context(slm: Server, llm: Server, **r2r) -> R2RContext:

@@ -17,8 +17,7 @@ from a2r_graph.r2reasoner.graph import build_reasoner_graph
 from a2r_graph.r2reasoner.plan import Plan, plan_schema
 from a2r_graph.serving.cli import main
 from a2r_graph.serving.tool import as_tool
-from servers.engines import EmbeddedLlamaCpp, allowed_cpus
-from tests.integration.conftest import AUTH, Server, langgraph_dev
+from tests.integration.conftest import AUTH, Server, langgraph_dev, two_llamacpp_servers
 
 pytestmark = pytest.mark.integration
 
@@ -30,25 +29,22 @@ QUESTION = "Tom has 3 boxes of 4 apples and eats 2 apples. How many apples are l
 
 @pytest.fixture(scope="module")
 def two_servers() -> Iterator[tuple[Server, Server]]:
-    cpus = allowed_cpus()
-    halves = [cpus[: len(cpus) // 2], cpus[len(cpus) // 2 :]] if len(cpus) > 1 else [None, None]
-    with (
-        EmbeddedLlamaCpp("smollm2-135m", slots=2, cpus=halves[0]) as small,
-        EmbeddedLlamaCpp("smollm2-135m", slots=2, cpus=halves[1]) as large,
-    ):
-        yield Server(small.base_url, small.model_name), Server(large.base_url, large.model_name)
+    with two_llamacpp_servers("smollm2-135m", slots=2) as servers:
+        yield servers
+
+
+def tier(server: Server, name: str) -> dict:
+    """A tier on ``server``: greedy, 64 tokens a call, priced so that cost counts tokens."""
+    endpoint = {"base_url": server.base_url, "model": server.model_name}
+    return {"name": name, **endpoint, "temperature": 0.0, "max_tokens": 64} | {
+        "output_price_per_mtok": 1.0
+    }
 
 
 def reasoner_context(small: Server, large: Server, **settings) -> ReasonerContext:
-    stage = {"temperature": 0.0, "max_tokens": 64, "output_price_per_mtok": 1.0}
-    return ReasonerContext(
-        tiers=[
-            {"name": "small", "base_url": small.base_url, "model": small.model_name, **stage},
-            {"name": "large", "base_url": large.base_url, "model": large.model_name, **stage},
-        ],
-        r2reasoner={"max_depth": 16, "plan_attempts": 3, "plan_max_tokens": 256, **settings},
-        request_timeout_s=120,
-    )
+    planning = {"max_depth": 16, "plan_attempts": 3, "plan_max_tokens": 256}
+    tiers = [tier(small, "small"), tier(large, "large")]
+    return ReasonerContext(tiers=tiers, r2reasoner=planning | settings, request_timeout_s=120)
 
 
 def counted(server: Server, before: dict[str, float]) -> dict[str, int]:
@@ -107,15 +103,10 @@ async def test_subtasks_reach_the_chosen_tier_and_each_server_counts_what_the_ru
 @pytest.fixture(scope="module")
 def reasoner_server(two_servers, tmp_path_factory) -> Iterator[str]:
     """``langgraph dev`` whose deployment's tiers are the two llama.cpp servers."""
-    small, large = two_servers
-    env = {
-        **tier_env(small, large),
-        "A2R_R2REASONER__MAX_DEPTH": "16",
-        "A2R_R2REASONER__PLAN_ATTEMPTS": "3",
-        "A2R_R2REASONER__PLAN_MAX_TOKENS": "256",
-    }
-    log_path = tmp_path_factory.mktemp("r2reasoner-server") / "langgraph-dev.log"
-    with langgraph_dev(env, log_path) as (url, _):
+    planning = {"MAX_DEPTH": "16", "PLAN_ATTEMPTS": "3", "PLAN_MAX_TOKENS": "256"}
+    env = tier_env(*two_servers) | {f"A2R_R2REASONER__{k}": v for k, v in planning.items()}
+    folder = tmp_path_factory.mktemp("r2reasoner-server")
+    with langgraph_dev(env, folder / "langgraph-dev.log") as (url, _):
         yield url
 
 

@@ -5,8 +5,6 @@ Server: tests/integration/test_r2r_llamacpp.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 from starlette.testclient import TestClient
@@ -16,12 +14,11 @@ from a2r_graph.serving.mcp_tool import build_server
 from a2r_graph.serving.registry import R2R
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
-from tests.fakes import fake_deployment
+from tests.fakes import fake_deployment, openai_chat, openai_stream
 from tests.r2r_fakes import FakeServer, servers_for
 
 SLM_TEXT = "So 6*7 is \\boxed{41}."
 LLM_TEXT = "So 6*7 is \\boxed{42}!"
-KEY = {"authorization": "Bearer sk-test"}
 
 
 @pytest.fixture
@@ -41,11 +38,7 @@ def runner(monkeypatch):
 
 
 def chat(http: TestClient, model: str, **body) -> dict:
-    messages = [{"role": "user", "content": "What is 6*7?"}]
-    reply = http.post(
-        "/v1/chat/completions", headers=KEY, json={"model": model, "messages": messages, **body}
-    )
-    return {"status": reply.status_code, **reply.json()}
+    return openai_chat(http, model, "What is 6*7?", **body)
 
 
 def test_the_openai_endpoint_runs_r2r_with_the_callers_routing(runner):
@@ -78,11 +71,7 @@ def test_the_openai_stream_carries_both_models_tokens(runner):
     """Catches: a stream that listens for chat-model chunks (R2R writes with its own events:
     nothing would stream) or drops the LLM's tokens."""
     with TestClient(build_app(runner, mcp=False), base_url="http://127.0.0.1:8100") as http:
-        messages = [{"role": "user", "content": "What is 6*7?"}]
-        body = {"model": "r2r", "messages": messages, "stream": True}
-        with http.stream("POST", "/v1/chat/completions", headers=KEY, json=body) as response:
-            lines = [line for line in response.iter_lines() if line.startswith("data: {")]
-    chunks = [json.loads(line[6:])["choices"] for line in lines]
+        chunks = openai_stream(http, "r2r", "What is 6*7?")
     text = "".join(c[0]["delta"].get("content") or "" for c in chunks if c)
     assert text == "So 6*7 is \\boxed{42}."
     assert len([c for c in chunks if c and c[0]["delta"].get("content")]) >= 3  # SLM, LLM, SLM

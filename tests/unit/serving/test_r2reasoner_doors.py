@@ -5,8 +5,6 @@ tests/integration/test_r2reasoner_llamacpp.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 from starlette.testclient import TestClient
@@ -16,10 +14,8 @@ from a2r_graph.serving.mcp_tool import build_server
 from a2r_graph.serving.registry import R2REASONER
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
-from tests.fakes import fake_deployment
+from tests.fakes import fake_deployment, openai_chat, openai_stream
 from tests.r2reasoner_fakes import answers, plan, serve
-
-KEY = {"authorization": "Bearer sk-test"}
 
 
 @pytest.fixture
@@ -40,11 +36,7 @@ def runner(tiers):
 
 
 def chat(http: TestClient, model: str, **body) -> dict:
-    messages = [{"role": "user", "content": "Pens cost 3. What do 4 pens cost?"}]
-    reply = http.post(
-        "/v1/chat/completions", headers=KEY, json={"model": model, "messages": messages, **body}
-    )
-    return {"status": reply.status_code, **reply.json()}
+    return openai_chat(http, model, "Pens cost 3. What do 4 pens cost?", **body)
 
 
 def test_the_openai_endpoint_runs_r2reasoner_with_the_callers_allocation(runner, tiers):
@@ -85,11 +77,7 @@ def test_a_caller_cannot_choose_tiers_endpoints_or_unbounded_plans(runner, optio
 def test_the_openai_stream_carries_the_summary(runner):
     """Catches: a stream that carries the subtasks' tokens as the answer, or nothing."""
     with TestClient(build_app(runner, mcp=False), base_url="http://127.0.0.1:8100") as http:
-        messages = [{"role": "user", "content": "Pens cost 3. What do 4 pens cost?"}]
-        body = {"model": "r2reasoner", "messages": messages, "stream": True}
-        with http.stream("POST", "/v1/chat/completions", headers=KEY, json=body) as response:
-            lines = [line for line in response.iter_lines() if line.startswith("data: {")]
-    chunks = [json.loads(line[6:])["choices"] for line in lines]
+        chunks = openai_stream(http, "r2reasoner", "Pens cost 3. What do 4 pens cost?")
     text = "".join(c[0]["delta"].get("content") or "" for c in chunks if c)
     assert text == "The total is \\boxed{27}"
 

@@ -18,12 +18,12 @@ from a2r_graph.serving.registry import BUILT_IN, strategies, strategy
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
 from a2r_graph.serving.tool import as_tool
-from tests.fakes import fake_deployment
+from tests.fakes import SERVER_KEY, fake_deployment, openai_chat
 from tests.strategies import ECHO, expected_answer
 
 QUESTION = "how many words are here"
 BUILT_IN_NAMES = [strategy.name for strategy in BUILT_IN]
-KEY = {"authorization": "Bearer sk-test"}
+KEY = SERVER_KEY
 
 
 @pytest.fixture(autouse=True)
@@ -35,11 +35,7 @@ def deployment(monkeypatch):
 
 
 def chat(http: TestClient, model: str, **body) -> dict:
-    messages = [{"role": "user", "content": QUESTION}]
-    response = http.post(
-        "/v1/chat/completions", headers=KEY, json={"model": model, "messages": messages, **body}
-    )
-    return {"status": response.status_code, **response.json()}
+    return openai_chat(http, model, QUESTION, **body)
 
 
 def test_the_openai_endpoint_serves_a_registered_strategy_by_its_name():
