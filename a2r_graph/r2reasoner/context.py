@@ -35,7 +35,9 @@ class ReasonerSettings(BaseModel):
         None, description="The tier that writes the subtasks (None: the largest)."
     )
     summarizer: str | None = Field(
-        None, description="The tier that writes the final answer (None: the largest)."
+        None,
+        description="The tier that writes the final answer from the subtasks' results (None: "
+        "the largest; without a plan the largest answers the whole question).",
     )
     start: Start = Field(
         "smallest",
@@ -57,7 +59,7 @@ class ReasonerSettings(BaseModel):
         description="Cost per run past which no subtask escalates (None: no limit).",
     )
     max_subtasks: int = Field(6, ge=1, le=16, description="Most subtasks a plan may have.")
-    max_depth: int = Field(4, ge=1, le=16, description="Most levels of dependencies.")
+    max_depth: int = Field(6, ge=1, le=16, description="Most levels of dependencies.")
     plan_attempts: int = Field(
         2,
         ge=0,

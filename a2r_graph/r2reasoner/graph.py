@@ -262,13 +262,14 @@ async def summarize(
     telemetry: Telemetry,
 ) -> dict:
     context = reasoner_context(runtime)
-    tier = context.tier(context.r2reasoner.summarizer)
     results = state.get("results") or {}
     subtasks = [results[str(step["id"])] for step in state.get("steps") or []]
     if subtasks:
+        tier = context.tier(context.r2reasoner.summarizer)
         steps = results_text((s["id"], s["task"], s["boxed"]) for s in subtasks)
         prompt = SUMMARY.format(question=state["question"], steps=steps)
-    else:
+    else:  # no plan: the whole question, on the top tier
+        tier = context.tiers[-1]
         prompt = render_explorer_prompt(state["question"], None, None)
     completion, call = await ask(
         context, tier, "summary", prompt, chat_model=chat_model, telemetry=telemetry

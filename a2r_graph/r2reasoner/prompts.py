@@ -12,7 +12,7 @@ steps.
 
 Problem: {question}
 
-Reply with JSON only, like:
+Do not solve the steps. Reply with compact JSON on one line, like:
 {{"subtasks": [{{"id": 1, "task": "...", "depends_on": [], "difficulty": "easy"}}, \
 {{"id": 2, "task": "...", "depends_on": [1], "difficulty": "easy"}}]}}"""
 
@@ -29,8 +29,8 @@ SUMMARY = """Problem: {question}
 Steps solved so far:
 {steps}
 
-Using these results, give the problem's final answer. Check it briefly. Put the final \
-answer in \\boxed{{}}."""
+Using these results, state the problem's final answer in one short sentence, with the \
+final answer in \\boxed{{}}."""
 
 
 def results_text(results: Iterable[tuple[int, str, str | None]]) -> str:

@@ -31,6 +31,4 @@ run large-alone ${S}_PLAN_ATTEMPTS=0 &
 run plan-large ${S}_DECOMPOSER=large ${S}_SUMMARIZER=large &
 # the 1.5B plans, the 0.5B answers and summarizes; a subtask without a result escalates
 run plan-large-sum-small ${S}_DECOMPOSER=large ${S}_SUMMARIZER=small ${S}_ESCALATE_BELOW=0 &
-# the 0.5B plans, answers and summarizes; a subtask without a result escalates
-run plan-small ${S}_DECOMPOSER=small ${S}_SUMMARIZER=small ${S}_ESCALATE_BELOW=0 &
 wait

@@ -130,11 +130,11 @@ async def test_hard_subtasks_start_on_the_largest_tier_with_start_tag():
     [("Step 1: add up.", "not a plan"), (plan((1, [2]), (2, [1])).content, "cycle")],
 )
 async def test_an_unusable_plan_is_retried_then_the_question_goes_whole_to_the_summarizer(bad, why):
-    """Catches: prose or a cyclic plan run as subtasks, no retry, or the fallback not
-    recorded as such."""
+    """Catches: prose or a cyclic plan run as subtasks, no retry, the fallback not recorded
+    as such, or the whole question given to a smaller summarizer instead of the top tier."""
     replies = iter([reply(bad), reply(bad)])
     tiers, factory = serve(lambda prompt: next(replies), answers({}))
-    result = await run(factory, context())
+    result = await run(factory, context(summarizer="small"))
     assert result["plan"]["status"] == "fallback" and result["plan"]["attempts"] == 2
     assert result["plan"]["subtasks"] == 0
     assert all(why in error for error in result["plan"]["errors"])
