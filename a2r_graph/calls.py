@@ -291,15 +291,17 @@ def parse_completion(message: AIMessage, stage: StageConfig, stage_name: str) ->
     trace, answer = split_reasoning(message.text, reasoning if isinstance(reasoning, str) else None)
     served = message.response_metadata.get("model_name")
     finish_reason = message.response_metadata.get("finish_reason")
+    # a model of several calls at several prices (r2r.ChatR2R) reports what it cost
+    cost = message.response_metadata.get("a2r_cost")
+    if not isinstance(cost, int | float) or isinstance(cost, bool) or not 0 <= cost < math.inf:
+        cost = stage.cost(tokens_in, tokens_out)
     return Completion(
         model=served if isinstance(served, str) and served else stage.model,
         trace=trace,
         answer=answer,
         boxed=last_boxed(answer),
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        usage=TokenUsage(
-            input_tokens=tokens_in, output_tokens=tokens_out, cost=stage.cost(tokens_in, tokens_out)
-        ),
+        usage=TokenUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost),
     )
 
 

@@ -62,7 +62,7 @@ async def start(state: R2RState, runtime: Runtime[Any], *, servers: ServerFactor
         servers(context.synthesizer, timeout, None) as llm,
     ):
         await check_shared_tokenizer(slm, llm, context)
-        ids = await prompt_ids(slm, context, question)
+        ids = await prompt_ids(slm, context, question, state.get("prompt"))
     return {
         "question": question,
         "started_question": question,

@@ -49,7 +49,11 @@ async def check_shared_tokenizer(slm: TokenServer, llm: TokenServer, context: R2
         )
 
 
-async def prompt_ids(slm: TokenServer, context: R2RContext, question: str) -> list[int]:
-    """The question in the package's explorer prompt, as the SLM's chat template renders it."""
-    messages = [{"role": "user", "content": render_explorer_prompt(question, None, None)}]
+async def prompt_ids(
+    slm: TokenServer, context: R2RContext, question: str, prompt: str | None = None
+) -> list[int]:
+    """The user message ``prompt`` (default: the question in the package's explorer prompt),
+    as the SLM's chat template renders it."""
+    content = prompt if prompt is not None else render_explorer_prompt(question, None, None)
+    messages = [{"role": "user", "content": content}]
     return await with_retries(context, "slm", slm.stage, lambda: slm.render(messages))

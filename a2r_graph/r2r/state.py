@@ -3,7 +3,7 @@ killed mid-way resumes from its saved prefix) and what a run returns."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -17,6 +17,9 @@ class ModelCounts(TypedDict):
 
 class R2RInput(TypedDict):
     question: str
+    prompt: NotRequired[str]
+    """The user message to send as is (default: the package's explorer prompt over
+    ``question``): what ``ChatR2R`` passes, a caller's own prompt."""
 
 
 class R2ROutput(TypedDict):

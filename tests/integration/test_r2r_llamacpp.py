@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from a2r_graph.context import A2RContext
+from a2r_graph.graph import build_graph
+from a2r_graph.r2r.chat_model import ChatR2R, routed_explorer
 from a2r_graph.r2r.client import TokenServer
 from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.graph import build_r2r_graph
@@ -179,3 +182,37 @@ def test_r2r_through_langgraph_servers_doors(two_servers, r2r_server):
     headers = {**AUTH, "accept": "application/json, text/event-stream"}
     called = http.post("/mcp", headers=headers, json=mcp).json()["result"]
     assert not called["isError"] and called["structuredContent"]["usage"]["slm"]["calls"] >= 1
+
+
+async def test_r2r_as_a_chat_model_and_as_a2rs_explorer(two_servers):
+    """Catches: ``ChatR2R`` reporting other tokens than the two servers generated, and A2R
+    over routed paths pricing them at the explorer's prices alone (the LLM's tokens are
+    priced 100x here: a routed path must cost more than its tokens at the SLM's price)."""
+    slm, llm = two_servers
+    context = r2r_context(slm, llm, threshold=1.0, top_k=5)
+    priced_llm = context.synthesizer.model_copy(update={"output_price_per_mtok": 200.0})
+    context = context.model_copy(update={"synthesizer": priced_llm})
+    model = ChatR2R(context=context)
+    before = {"slm": counters(slm), "llm": counters(llm)}
+    message = await model.ainvoke("What is 6*7? Answer in one short sentence.", max_tokens=32)
+    await asyncio.sleep(0.5)
+    generated = sum(
+        delta(before[m], counters(s))[PREDICTED] for m, s in (("slm", slm), ("llm", llm))
+    )
+    switches = message.response_metadata["r2r"]["switches"]
+    assert switches >= 1 and message.text.strip()
+    assert 0 <= generated - message.usage_metadata["output_tokens"] <= OVERRUN_PER_ABORT * switches
+    a2r = A2RContext(
+        explorer=context.explorer.model_dump() | {"max_tokens": 32},
+        synthesizer=context.synthesizer.model_dump() | {"max_tokens": 32},
+        n=2,
+        synthesis_mode="synthesize",
+        request_timeout_s=120,
+    )
+    out = await build_graph(routed_explorer(model)).ainvoke(
+        {"question": "What is 6*7?"}, context=a2r
+    )
+    explore = out["usage"]["explore"]
+    assert [path["error"] for path in out["paths"]] == [None, None]
+    at_slm_prices = context.explorer.cost(explore["input_tokens"], explore["output_tokens"])
+    assert explore["cost"] > at_slm_prices
