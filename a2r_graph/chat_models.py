@@ -227,7 +227,11 @@ def vllm_chat_model(stage: StageConfig, timeout_s: float) -> BaseChatModel:
         return _client(*key)
     clients = _per_loop.setdefault(loop, {})
     if key not in clients:
-        clients[key] = _client(*key, http_async_client=openai.DefaultAsyncHttpxClient())
+        # httpx's own client, proxies from the environment as usual (for the sync client
+        # too: no socket options, or langchain-openai warns that its transport hides them)
+        clients[key] = _client(
+            *key, http_async_client=openai.DefaultAsyncHttpxClient(), http_socket_options=()
+        )
     return clients[key]
 
 
