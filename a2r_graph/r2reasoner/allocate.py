@@ -2,7 +2,7 @@
 
 The rules need no training (``ReasonerSettings``): start on the smallest tier, on the tier
 the decomposer's difficulty tag names, or on the largest; escalate to the next tier when the
-answer has no ``\\boxed{}`` or its confidence is below ``escalate_below``, while the run's
+answer has no result or its confidence is below ``escalate_below``, while the run's
 cost is under ``budget``. A trained allocator is another ``Allocator``.
 """
 
@@ -19,8 +19,9 @@ class Allocator(Protocol):
         """The index (0: smallest) of the tier a subtask goes to first."""
         ...
 
-    def escalate(self, boxed: str | None, confidence: float | None, spent: float) -> bool:
-        """Whether an answer goes to the next tier, given the run's cost so far."""
+    def escalate(self, result: str | None, confidence: float | None, spent: float) -> bool:
+        """Whether an answer (its ``result``) goes to the next tier, given the run's cost
+        so far."""
         ...
 
 
@@ -34,11 +35,11 @@ class RuleAllocator:
             start = "largest" if subtask.get("difficulty") == "hard" else "smallest"
         return tiers - 1 if start == "largest" else 0
 
-    def escalate(self, boxed: str | None, confidence: float | None, spent: float) -> bool:
+    def escalate(self, result: str | None, confidence: float | None, spent: float) -> bool:
         threshold, budget = self.settings.escalate_below, self.settings.budget
         if threshold is None or (budget is not None and spent >= budget):
             return False
-        return boxed is None or (confidence is not None and confidence < threshold)
+        return result is None or (confidence is not None and confidence < threshold)
 
 
 def allocator_for(settings: ReasonerSettings) -> Allocator:

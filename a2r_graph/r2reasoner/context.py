@@ -49,7 +49,7 @@ class ReasonerSettings(BaseModel):
         ge=0,
         allow_inf_nan=False,
         description="Give a subtask to the next tier when its answer's confidence (measure) is "
-        "below this, or it has no \\boxed{} answer (None: never escalate).",
+        "below this, or it wrote no result (None: never escalate).",
     )
     measure: Measure = Field("mean", description="The confidence measure escalation reads.")
     budget: float | None = Field(

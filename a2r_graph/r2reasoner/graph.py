@@ -59,7 +59,7 @@ class SubtaskTask(TypedDict):
     question: str
     subtask: dict[str, Any]
     known: list[tuple[int, str, str | None]]
-    """The results of the subtasks it depends on: (id, task, boxed answer)."""
+    """The results of the subtasks it depends on: (id, task, result)."""
     spent: float
     """The run's cost when its level started (for the budget)."""
 
@@ -192,7 +192,7 @@ def next_level(state: ReasonerState) -> list[Send] | str:
                 question=state["question"],
                 subtask=subtask.model_dump(),
                 known=[
-                    (i, results[str(i)]["task"], results[str(i)]["boxed"])
+                    (i, results[str(i)]["task"], results[str(i)]["result"])
                     for i in subtask.depends_on
                 ],
                 spent=spent,
@@ -222,8 +222,9 @@ async def solve(
             confidence = measures[settings.measure] if measures else None
             attempts.append(Attempt(**call, boxed=completion["boxed"], confidence=confidence))
             spent = task["spent"] + sum(a["cost"] for a in attempts)
+            result_text = result_of(completion)
             if index + 1 >= len(context.tiers) or not allocator.escalate(
-                completion["boxed"], confidence, spent
+                result_text, confidence, spent
             ):
                 break
             index += 1
@@ -236,6 +237,7 @@ async def solve(
             escalations=len(attempts) - 1,
             answer=completion["answer"],
             boxed=completion["boxed"],
+            result=result_text,
             attempts=attempts,
         )
         span.set_attribute("a2r.r2reasoner.subtask", subtask["id"])
@@ -249,6 +251,7 @@ async def solve(
             "tier": tier.name,
             "escalations": result["escalations"],
             "boxed": result["boxed"],
+            "result": result["result"],
         }
     )
     return {"results": {str(subtask["id"]): result}}
@@ -266,7 +269,7 @@ async def summarize(
     subtasks = [results[str(step["id"])] for step in state.get("steps") or []]
     if subtasks:
         tier = context.tier(context.r2reasoner.summarizer)
-        steps = results_text((s["id"], s["task"], s["boxed"]) for s in subtasks)
+        steps = results_text((s["id"], s["task"], s["result"]) for s in subtasks)
         prompt = SUMMARY.format(question=state["question"], steps=steps)
     else:  # no plan: the whole question, on the top tier
         tier = context.tiers[-1]
@@ -292,6 +295,16 @@ async def summarize(
         "shares": shares_of(usage),
         "finished": True,
     }
+
+
+def result_of(completion: Completion, limit: int = 200) -> str | None:
+    """A subtask's result: its ``\\boxed{}``, else its answer's last line (a small model
+    often answers a step with the number alone), at most ``limit`` characters; None when
+    it wrote nothing."""
+    if completion["boxed"] is not None:
+        return completion["boxed"]
+    lines = [line.strip() for line in completion["answer"].splitlines() if line.strip()]
+    return lines[-1][-limit:] if lines else None
 
 
 def _calls(state: ReasonerState) -> list[Call]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 DECOMPOSE = """Break the problem below into a few short steps that together solve it.
-Each step is one calculation or one fact, written out in full with the numbers it needs.
+Each step is one calculation, written out in full with the numbers it needs (never a step \
+that only restates a given fact).
 List in depends_on the earlier steps whose results a step uses. Mark a step "hard" only when \
 it needs careful reasoning. The last step gives the final answer. Use at most {max_subtasks} \
 steps.

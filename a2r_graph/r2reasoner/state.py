@@ -37,6 +37,9 @@ class SubtaskResult(TypedDict):
     escalations: int
     answer: str
     boxed: str | None
+    result: str | None
+    """What later subtasks and the summary read: the boxed answer, else the answer's last
+    line; None when the tier wrote nothing."""
     attempts: list[Attempt]
 
 

@@ -56,7 +56,7 @@ def summary(output: Mapping[str, Any], include_traces: bool = False) -> dict[str
     return figures | ({"synthesis_trace": _synthesis_trace(output)} if include_traces else {})
 
 
-SUBTASK_FIGURES = ("id", "task", "depends_on", "tier", "escalations", "boxed")
+SUBTASK_FIGURES = ("id", "task", "depends_on", "tier", "escalations", "result")
 
 
 def openai_usage(output: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def _subtasks(output: Mapping[str, Any]) -> list[str]:
     for subtask in output["subtasks"]:
         escalated = f" (escalated {subtask['escalations']}x)" if subtask["escalations"] else ""
         out.append(
-            f"  [{subtask['id']}] {subtask['tier']:<8} boxed: {subtask['boxed']!s:<10} "
+            f"  [{subtask['id']}] {subtask['tier']:<8} result: {subtask['result']!s:<10} "
             f"{_snippet(subtask['task'], 60)}{escalated}"
         )
     return [*out, ""]

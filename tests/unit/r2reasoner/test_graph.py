@@ -104,18 +104,34 @@ async def test_an_unsure_answer_escalates_to_the_next_tier():
     assert len(tiers["large-model"].prompts("subtask")) == 1
 
 
-async def test_an_answer_without_a_boxed_result_escalates_and_the_budget_stops_it():
+async def test_an_empty_answer_escalates_and_the_budget_stops_it():
     """Catches: a subtask with no result passed on as is, or escalation past the budget."""
 
     def small(prompt: str) -> AIMessage:
-        return reply("I am not sure", logprobs=SURE)
+        return reply("", logprobs=SURE)
 
     _, factory = serve(plan((1, [])), small, answers({1: "27"}))
     result = await run(factory, context(escalate_below=0.0))
     assert result["subtasks"][0]["tier"] == "large"
     _, factory = serve(plan((1, [])), small, answers({1: "27"}))
     result = await run(factory, context(escalate_below=0.0, budget=0.0))
-    assert (result["subtasks"][0]["tier"], result["subtasks"][0]["boxed"]) == ("small", None)
+    assert (result["subtasks"][0]["tier"], result["subtasks"][0]["result"]) == ("small", None)
+
+
+async def test_an_answer_without_a_box_is_its_last_line():
+    """Catches: a bare answer ("12", as a small model answers a step) dropped, escalated,
+    or missing from the steps that depend on it."""
+
+    def small(prompt: str) -> AIMessage:
+        return reply("Working it out.\n12" if step_of(prompt) == 1 else "\\boxed{27}")
+
+    tiers, factory = serve(plan((1, []), (2, [1])), small)
+    result = await run(factory, context(escalate_below=0.0))
+    assert [(s["tier"], s["result"]) for s in result["subtasks"]] == [
+        ("small", "12"),
+        ("small", "27"),
+    ]
+    assert "Step 1 (step 1): 12" in tiers["small-model"].prompts("subtask")[1]
 
 
 async def test_hard_subtasks_start_on_the_largest_tier_with_start_tag():
