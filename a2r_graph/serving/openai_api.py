@@ -265,15 +265,16 @@ def parse_options(text: str, model: str, graph: str = DEFAULT) -> dict[str, Any]
     scalars where they read as one, else strings)."""
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = (part.strip() for part in item.partition("="))
+        key, sep, raw = (part.strip() for part in item.partition("="))
         if not sep or not OPTION_KEY.match(key):
             raise bad_request(
                 f"model {model!r}: {item!r} is not an option; write PRESET:KEY=VALUE,... "
                 "(e.g. a2r:n=8,synthesizer.temperature=0.7)",
                 "model",
             )
+        value: Any = raw
         with contextlib.suppress(ValueError):
-            if (parsed := json.loads(value)) is None or isinstance(parsed, bool | int | float):
+            if (parsed := json.loads(raw)) is None or isinstance(parsed, bool | int | float):
                 value = parsed
         stage, _, name = key.rpartition(".")
         target = options.setdefault(stage, {}) if stage else options
