@@ -25,8 +25,7 @@ from servers.cache import ServerError, cache_dir, clean_subprocess_env, log, log
 
 DEFAULT_HOST = "127.0.0.1"
 KEEP_LOGS = 20
-NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""URL opener that never goes through a proxy (the servers are on loopback)."""
+NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
 
 
 def free_port(host: str) -> int:
@@ -35,25 +34,10 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class ManagedServer(abc.ABC):
-    """A local server in a subprocess of its own process group; use as a context manager.
-
-    ``start()`` prepares what the server needs, picks a free port, makes a private temp dir
-    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR), starts the command with its output in a log
-    file (by default ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept) and waits
-    until ``ready_path`` answers 200; ``stop()`` (also run at exit) SIGTERMs the process group,
-    SIGKILLs what is left after ``stop_grace`` seconds and deletes the temp dir.
-    """
+    """A local server in a subprocess of its own process group, with a private temp dir
+    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR) and a log (by default
+    ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept); a context manager."""
 
     name: str
     """Prefix of the private temp dir and of the auto-named logs."""
@@ -86,15 +70,13 @@ class ManagedServer(abc.ABC):
         self._log_file: IO[bytes] | None = None
         self._tmp_dir: Path | None = None
 
-    # -- hooks ------------------------------------------------------------------------------
     @abc.abstractmethod
     def _prepare(self) -> Path:
         """Install what the server needs (cached); return the program that runs it."""
 
     @abc.abstractmethod
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
-        """Set up what the server needs in its fresh private ``tmp_dir``; return its command
-        line (the port is chosen)."""
+        """Set up the server in its fresh ``tmp_dir``; return its command (the port is set)."""
 
     def _is_ready(self) -> bool:
         with contextlib.suppress(OSError), NO_PROXY_OPENER.open(self.ready_url, timeout=5) as r:
@@ -115,7 +97,6 @@ class ManagedServer(abc.ABC):
         assert self._tmp_dir is not None
         return self._tmp_dir
 
-    # -- state ------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self._started_port()}"
@@ -135,8 +116,8 @@ class ManagedServer(abc.ABC):
     def log(self, msg: str) -> None:
         log(self.log_prefix, msg)
 
-    # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Self:
+        """Prepare, start on a free port unless ``port``, wait until ``ready_path`` answers 200."""
         if self.is_running():
             return self
         program = self._prepare()
@@ -192,9 +173,8 @@ class ManagedServer(abc.ABC):
         )
 
     def stop(self, grace: float | None = None) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds (default
-        ``stop_grace``; what is left of it ``linger_seconds`` after the leader exited); close
-        the log, delete the temp dir."""
+        """SIGTERM the process group, SIGKILL what is left after ``grace`` (``stop_grace``)
+        seconds or ``linger_seconds`` after the leader's exit; delete the temp dir."""
         if (proc := self.process) is not None:
             pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -203,20 +183,19 @@ class ManagedServer(abc.ABC):
                 proc.wait(timeout=self.stop_grace if grace is None else grace)
             # The leader may be gone while children (vLLM's engine core) linger: kill the rest.
             deadline = time.monotonic() + self.linger_seconds
-            while time.monotonic() < deadline and group_alive(pgid):
-                time.sleep(0.1)
-            if group_alive(pgid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+                while time.monotonic() < deadline:
+                    os.killpg(pgid, 0)
+                    time.sleep(0.1)
+                os.killpg(pgid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             self.process = None
         if self._log_file is not None:
             self._log_file.close()
-            self._log_file = None
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
+        self._log_file = self._tmp_dir = None
         atexit.unregister(self.stop)
 
     def __enter__(self) -> Self:
@@ -224,10 +203,6 @@ class ManagedServer(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# --------------------------------------------------------------------------------------------
-# CLI pieces
 
 
 def command_line(
@@ -262,8 +237,7 @@ def exit_code(rc: int) -> int:
 
 
 def cli_errors(run: Callable[[], int]) -> int:
-    """``run()``; a server error or ValueError prints ``error: ...`` (exit 1), an interrupt
-    prints ``interrupted`` (exit 130)."""
+    """``run()``; ``error: ...`` (exit 1) on a server error or ValueError, 130 on Ctrl-C."""
     try:
         return run()
     except (ServerError, ValueError) as exc:
@@ -277,12 +251,9 @@ def cli_errors(run: Callable[[], int]) -> int:
 def run_with_server(
     servers: Sequence[ManagedServer], body: Callable[[], int], *, serving: bool = False
 ) -> int:
-    """Start ``servers`` in order, return ``body()``, always stop them.
-
-    Ctrl-C, SIGTERM and SIGHUP stop them cleanly (SIGINT is set explicitly because a background
-    job of a non-interactive shell starts with SIGINT ignored): logged as ``interrupted:
-    stopping ...``, exit 0 if ``serving`` and the servers were still up, else 130.
-    """
+    """Start ``servers`` in order, return ``body()``, always stop them. Ctrl-C, SIGTERM and
+    SIGHUP stop them: exit 0 if ``serving`` and they were still up, else 130."""
+    # SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)  # raises KeyboardInterrupt
     try:

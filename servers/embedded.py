@@ -83,13 +83,10 @@ def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str,
     if extra_args and "vllm" not in engines.values():
         raise ValueError("the arguments after -- are vLLM's: llama.cpp takes none")
     if args.explorer is None and args.synthesizer is None and len(set(engines.values())) == 1:
-        server = EmbeddedVLLM(
-            args.model,
-            engine=engines["explorer"],
-            extra_args=extra_args,
-            **_common.server_args(args),
+        options = _common.server_args(args) | {"extra_args": extra_args}
+        return dict.fromkeys(
+            STAGES, EmbeddedVLLM(args.model, engine=engines["explorer"], **options)
         )
-        return dict.fromkeys(STAGES, server)
     if args.port is not None or args.log is not None:
         raise ValueError("--port and --log are for one server: two get free ports and own logs")
     # Measured on 2 cores (servers/README.md): two llama.cpp engines with a thread per core

