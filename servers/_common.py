@@ -40,7 +40,6 @@ class ManagedServer(abc.ABC):
     ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept); a context manager."""
 
     name: str
-    """Prefix of the private temp dir and of the auto-named logs."""
     display_name: str
     log_prefix: str
     error_class: type[ServerError]
@@ -49,7 +48,6 @@ class ManagedServer(abc.ABC):
     poll_interval = 0.5
     stop_grace = 10.0
     linger_seconds = 0.0
-    """After SIGTERM and the leader's exit, how long the rest of the group may take to go."""
 
     def __init__(
         self,
@@ -60,8 +58,7 @@ class ManagedServer(abc.ABC):
         startup_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.host = host
-        self.port: int | None = port
+        self.host, self.port = host, port
         self.startup_timeout = startup_timeout or self.startup_timeout
         self.extra_env: dict[str, str] = dict(env or {})
         self._log_path_arg = Path(log_path) if log_path is not None else None
@@ -79,7 +76,8 @@ class ManagedServer(abc.ABC):
         """Set up the server in its fresh ``tmp_dir``; return its command (the port is set)."""
 
     def _is_ready(self) -> bool:
-        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(self.ready_url, timeout=5) as r:
+        ready_url = self.url + self.ready_path
+        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(ready_url, timeout=5) as r:
             return bool(r.status == 200)
         return False
 
@@ -101,10 +99,6 @@ class ManagedServer(abc.ABC):
     def url(self) -> str:
         return f"http://{self.host}:{self._started_port()}"
 
-    @property
-    def ready_url(self) -> str:
-        return self.url + self.ready_path
-
     def _started_port(self) -> int:
         if self.port is None:
             raise self.error_class("server not started: no port chosen yet")
@@ -116,13 +110,15 @@ class ManagedServer(abc.ABC):
     def log(self, msg: str) -> None:
         log(self.log_prefix, msg)
 
+    def _failed(self, what: str) -> ServerError:
+        return self.error_class(f"{self.display_name} {what}.\n" + log_tail(self.log_path))
+
     def start(self) -> Self:
         """Prepare, start on a free port unless ``port``, wait until ``ready_path`` answers 200."""
         if self.is_running():
             return self
         program = self._prepare()
-        if self.port is None:
-            self.port = free_port(self.host)
+        self.port = free_port(self.host) if self.port is None else self.port
         (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=cache_dir() / "tmp"))
         if self._log_path_arg is None:
@@ -134,9 +130,8 @@ class ManagedServer(abc.ABC):
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self._command(program, self._tmp_dir)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - closed in stop()
         self._log_file.write(("$ " + " ".join(cmd) + "\n").encode())
-        self._log_file.flush()
         self.log(self._starting_message())
         started = time.monotonic()
         self.process = subprocess.Popen(
@@ -150,27 +145,18 @@ class ManagedServer(abc.ABC):
         )
         atexit.register(self.stop)
         try:
-            self._wait_ready(started)
+            while (rc := self.process.poll()) is None and not self._is_ready():
+                if time.monotonic() > started + self.startup_timeout:
+                    wait = f"({self.url}{self.ready_path}) within {self.startup_timeout:.0f}s"
+                    raise self._failed(f"was not ready {wait}")
+                time.sleep(self.poll_interval)
+            if rc is not None:
+                raise self._failed(f"exited with code {rc} during startup")
         except BaseException:
             self.stop()
             raise
         self.log(f"{self.display_name} ready in {time.monotonic() - started:.1f}s")
         return self
-
-    def _wait_ready(self, started: float) -> None:
-        assert self.process is not None
-        while (rc := self.process.poll()) is None:
-            if self._is_ready():
-                return
-            if time.monotonic() > started + self.startup_timeout:
-                raise self.error_class(
-                    f"{self.display_name} was not ready ({self.ready_url}) "
-                    f"within {self.startup_timeout:.0f}s.\n" + log_tail(self.log_path)
-                )
-            time.sleep(self.poll_interval)
-        raise self.error_class(
-            f"{self.display_name} exited with code {rc} during startup.\n" + log_tail(self.log_path)
-        )
 
     def stop(self, grace: float | None = None) -> None:
         """SIGTERM the process group, SIGKILL what is left after ``grace`` (``stop_grace``)
@@ -208,9 +194,8 @@ class ManagedServer(abc.ABC):
 def command_line(
     module: str, doc: str | None, timeout: float = 60.0, **commands: str
 ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """``python -m servers.MODULE``: its parser (``doc``, then where the cache is) and its
-    subcommands (name: help); ``serve`` and ``exec`` take ``--port``, ``--host``, ``--log`` and
-    ``--timeout`` (default ``timeout``), read back by ``server_args``."""
+    """``python -m servers.MODULE``'s parser (``doc``, where the cache is) and subcommands
+    (name: help); ``serve`` and ``exec`` take the options ``server_args`` reads back."""
     note = f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()})."
     raw = argparse.RawDescriptionHelpFormatter  # keeps the docstring's command lines
     parser = argparse.ArgumentParser(
@@ -281,8 +266,7 @@ def serve(
         while not (exited := [each for each in servers if not each.is_running()]):
             time.sleep(0.5)
         rc = exited[0].process.returncode if exited[0].process is not None else 1
-        print(f"error: {exited[0].display_name} exited with code {rc}.", file=sys.stderr)
-        print(log_tail(exited[0].log_path), file=sys.stderr)
+        print(f"error: {exited[0]._failed(f'exited with code {rc}')}", file=sys.stderr)
         return exit_code(rc) or 1
 
     return cli_errors(lambda: run_with_server(servers, foreground, serving=True))

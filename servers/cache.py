@@ -57,8 +57,9 @@ def build_once(
     prefix: str,
     needs: Path | None = None,
 ) -> None:
-    """``build()`` unless ``marker`` holds ``digest`` (and ``needs`` exists), then write it (so
-    an interrupted or outdated build is redone), under the lock ``<cache>/locks/<lock>.lock``."""
+    """``build()`` unless ``marker`` holds ``digest`` (and ``needs`` exists): the marker is
+    deleted before and written after it (an interrupted or outdated build is redone), under
+    the lock ``<cache>/locks/<lock>.lock``."""
 
     def ready() -> bool:
         built = (needs or marker).exists() and marker.is_file()
@@ -74,6 +75,7 @@ def build_once(
             log(prefix, f"waiting for another process holding the {lock!r} lock...")
             fcntl.flock(fh, fcntl.LOCK_EX)
         if not ready():
+            marker.unlink(missing_ok=True)
             build()
             marker.write_text(digest + "\n")
 
@@ -144,7 +146,6 @@ class Venv:
     """Installed first, from ``first_index`` if the configured indexes lack them."""
     first_index: str = ""
     remove: tuple[str, ...] = ()
-    """Uninstalled after the requirements."""
 
     @property
     def path(self) -> Path:
@@ -165,8 +166,7 @@ class Venv:
         return self.python
 
     def _build(self) -> None:
-        started = time.monotonic()
-        log_path = cache_dir() / "logs" / f"{self.key}-install.log"
+        started, log_path = time.monotonic(), cache_dir() / "logs" / f"{self.key}-install.log"
         log_path.unlink(missing_ok=True)
         if self.path.exists():
             log(self.prefix, f"removing incomplete or outdated venv {self.path}")

@@ -62,8 +62,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if rest:
             _build_parser().error("prepare takes no arguments after --")
         started, engine = time.monotonic(), ENGINES[args.engine]
-        engine.venv.ensure()
-        model_path = engine.model(args.model)
+        _, model_path = engine.venv.ensure(), engine.model(args.model)
         log(LOG_PREFIX, f"prepared in {time.monotonic() - started:.0f}s")
         print(model_path)
         return 0
@@ -92,8 +91,7 @@ def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str,
     # Measured on 2 cores (servers/README.md): two llama.cpp engines with a thread per core
     # each stall each other 3-5x (busy-wait barriers), one pinned core each does not; two vLLM
     # engines did better both bound to all cores than one core each. KV cache: 1 GiB each.
-    cpus = allowed_cpus()
-    half = len(cpus) // 2
+    half = len(cpus := allowed_cpus()) // 2
     halves = [cpus[:half], cpus[half:]] if half else [None, None]
     env = {} if "VLLM_CPU_KVCACHE_SPACE" in os.environ else {"VLLM_CPU_KVCACHE_SPACE": "1"}
     return {

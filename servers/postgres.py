@@ -77,13 +77,8 @@ class PostgresServer(ManagedServer):
         )
         if done.returncode:
             raise PostgresError(f"initdb failed:\n{done.stdout}{done.stderr}")
-        settings = {
-            "listen_addresses": self.host,
-            "port": self._started_port(),
-            "unix_socket_directories": self._data,
-            "fsync": "off",
-            "max_connections": 300,
-        }
+        settings = {"listen_addresses": self.host, "port": self._started_port(), "fsync": "off"}
+        settings |= {"unix_socket_directories": self._data, "max_connections": 300}
         flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
         return self._as_postgres([str(program), "-D", data, *flags])
 
