@@ -42,11 +42,8 @@ from a2r_graph.serving.runners import (
 )
 
 logger = logging.getLogger(__name__)
-KEEPALIVE_S = 15.0
-"""While the explorers run nothing streams; an SSE comment this often keeps proxies from
-closing the connection."""
+KEEPALIVE_S = 15.0  # while the explorers run, an SSE comment this often keeps proxies from closing
 OPTION_KEY = re.compile(r"^[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?$")
-REFUSED_TOOL_CHOICE = "A2R answers in text and never calls tools"
 
 
 @dataclass
@@ -85,10 +82,6 @@ def failure_error(failure: Exception) -> OpenAIError:
     return OpenAIError(failure.status, message, type=failure.kind, code=failure.code)
 
 
-# ------------------------------------------------------------------------------------------
-# the request
-
-
 def rule(ok: Callable[[Any], Any], message: str, required: bool = False) -> BeforeValidator:
     """A field's own check, before its type's: ``message`` (``{got}``: the value) unless
     ``ok(value)``; null passes unless ``required``. Of several, the last checks first."""
@@ -114,8 +107,9 @@ ONE_CHOICE = (
     "A2R returns one choice, got {got}; its explorer count is the run option n (model "
     "'a2r:n=8' or extra_body {'a2r': {'n': 8}})"
 )
-NO_TOOLS = REFUSED_TOOL_CHOICE + (
-    "; {got} cannot be honored (with 'auto' or 'none' the tools are ignored)"
+NO_TOOLS = (
+    "A2R answers in text and never calls tools; {got} cannot be honored (with 'auto' or 'none' "
+    "the tools are ignored)"
 )
 
 
@@ -267,11 +261,8 @@ def parse_options(text: str, model: str, graph: str = DEFAULT) -> dict[str, Any]
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = (part.strip() for part in item.partition("="))
         if not sep or not OPTION_KEY.match(key):
-            raise bad_request(
-                f"model {model!r}: {item!r} is not an option; write PRESET:KEY=VALUE,... "
-                "(e.g. a2r:n=8,synthesizer.temperature=0.7)",
-                "model",
-            )
+            write = "write PRESET:KEY=VALUE,... (e.g. a2r:n=8,synthesizer.temperature=0.7)"
+            raise bad_request(f"model {model!r}: {item!r} is not an option; {write}", "model")
         value: Any = raw
         with contextlib.suppress(ValueError):
             if (parsed := json.loads(raw)) is None or isinstance(parsed, bool | int | float):
@@ -295,17 +286,10 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
     if name in by_name and sep:
         return by_name[name], parse_options(options, model, by_name[name].graph)
     known = ", ".join(preset.name for preset in presets)
+    use = f"use one of {known} (GET /v1/models), optionally with options: a2r:n=8,min_paths=6"
     raise OpenAIError(
-        404,
-        f"The model {name!r} does not exist: use one of {known} (GET /v1/models), optionally "
-        "with options: a2r:n=8,min_paths=6",
-        param="model",
-        code="model_not_found",
+        404, f"The model {name!r} does not exist: {use}", "model", code="model_not_found"
     )
-
-
-# ------------------------------------------------------------------------------------------
-# the reply
 
 
 def finish_reason(output: Mapping[str, Any]) -> str:
@@ -316,9 +300,8 @@ def finish_reason(output: Mapping[str, Any]) -> str:
 
 class ThinkSplitter:
     """Splits a streamed reply into reasoning and answer as ``split_reasoning`` splits a whole
-    one: a reply that opens with ``<think>`` is reasoning until ``</think>``. Each ``feed``
-    re-reads the reply so far and sends what was not sent yet; text that may be the start of
-    a marker waits for the next piece (or ``flush``)."""
+    one (a reply that opens with ``<think>`` is reasoning until ``</think>``): each ``feed``
+    re-reads the reply so far and sends what it had not sent (what may begin a marker waits)."""
 
     def __init__(self) -> None:
         self.text, self.reasoning, self.answer = "", "", ""  # the reply; what was sent of it
@@ -382,10 +365,6 @@ async def stream_completion(
     yield "[DONE]"
 
 
-# ------------------------------------------------------------------------------------------
-# the routes
-
-
 def routes(runner: Runner) -> list[Route]:
     """``POST /v1/chat/completions`` and ``GET /v1/models`` over ``runner``."""
 
@@ -413,8 +392,8 @@ def routes(runner: Runner) -> list[Route]:
             return failure_error(error).response()
         trace = (output.get("synthesis") or {}).get("trace") or None
         message = {"role": "assistant", "content": output.get("answer") or ""}
-        choice = {"index": 0, "message": message | {"reasoning_content": trace}, "logprobs": None}
-        choice["finish_reason"] = finish_reason(output)
+        choice = {"index": 0, "message": message | {"reasoning_content": trace}}
+        choice |= {"finish_reason": finish_reason(output), "logprobs": None}
         reply = {**base, "object": "chat.completion", "choices": [choice]}
         return JSONResponse(reply | {"usage": openai_usage(output), "a2r": summary(output)})
 
