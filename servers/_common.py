@@ -25,8 +25,7 @@ from servers.cache import ServerError, cache_dir, clean_subprocess_env, log, log
 
 DEFAULT_HOST = "127.0.0.1"
 KEEP_LOGS = 20
-NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""URL opener that never goes through a proxy (the servers are on loopback)."""
+NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
 
 
 def free_port(host: str) -> int:
@@ -35,28 +34,12 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class ManagedServer(abc.ABC):
-    """A local server in a subprocess of its own process group; use as a context manager.
-
-    ``start()`` prepares what the server needs, picks a free port, makes a private temp dir
-    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR), starts the command with its output in a log
-    file (by default ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept) and waits
-    until ``ready_path`` answers 200; ``stop()`` (also run at exit) SIGTERMs the process group,
-    SIGKILLs what is left after ``stop_grace`` seconds and deletes the temp dir.
-    """
+    """A local server in a subprocess of its own process group, with a private temp dir
+    ``<cache>/tmp/NAME-...`` (its cwd and TMPDIR) and a log (by default
+    ``<cache>/logs/NAME-PORT.log``, the newest ``KEEP_LOGS`` kept); a context manager."""
 
     name: str
-    """Prefix of the private temp dir and of the auto-named logs."""
     display_name: str
     log_prefix: str
     error_class: type[ServerError]
@@ -65,7 +48,6 @@ class ManagedServer(abc.ABC):
     poll_interval = 0.5
     stop_grace = 10.0
     linger_seconds = 0.0
-    """After SIGTERM and the leader's exit, how long the rest of the group may take to go."""
 
     def __init__(
         self,
@@ -76,8 +58,7 @@ class ManagedServer(abc.ABC):
         startup_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.host = host
-        self.port: int | None = port
+        self.host, self.port = host, port
         self.startup_timeout = startup_timeout or self.startup_timeout
         self.extra_env: dict[str, str] = dict(env or {})
         self._log_path_arg = Path(log_path) if log_path is not None else None
@@ -86,18 +67,17 @@ class ManagedServer(abc.ABC):
         self._log_file: IO[bytes] | None = None
         self._tmp_dir: Path | None = None
 
-    # -- hooks ------------------------------------------------------------------------------
     @abc.abstractmethod
     def _prepare(self) -> Path:
         """Install what the server needs (cached); return the program that runs it."""
 
     @abc.abstractmethod
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
-        """Set up what the server needs in its fresh private ``tmp_dir``; return its command
-        line (the port is chosen)."""
+        """Set up the server in its fresh ``tmp_dir``; return its command (the port is set)."""
 
     def _is_ready(self) -> bool:
-        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(self.ready_url, timeout=5) as r:
+        ready_url = self.url + self.ready_path
+        with contextlib.suppress(OSError), NO_PROXY_OPENER.open(ready_url, timeout=5) as r:
             return bool(r.status == 200)
         return False
 
@@ -115,14 +95,9 @@ class ManagedServer(abc.ABC):
         assert self._tmp_dir is not None
         return self._tmp_dir
 
-    # -- state ------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self._started_port()}"
-
-    @property
-    def ready_url(self) -> str:
-        return self.url + self.ready_path
 
     def _started_port(self) -> int:
         if self.port is None:
@@ -135,13 +110,15 @@ class ManagedServer(abc.ABC):
     def log(self, msg: str) -> None:
         log(self.log_prefix, msg)
 
-    # -- lifecycle --------------------------------------------------------------------------
+    def _failed(self, what: str) -> ServerError:
+        return self.error_class(f"{self.display_name} {what}.\n" + log_tail(self.log_path))
+
     def start(self) -> Self:
+        """Prepare, start on a free port unless ``port``, wait until ``ready_path`` answers 200."""
         if self.is_running():
             return self
         program = self._prepare()
-        if self.port is None:
-            self.port = free_port(self.host)
+        self.port = free_port(self.host) if self.port is None else self.port
         (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=cache_dir() / "tmp"))
         if self._log_path_arg is None:
@@ -153,9 +130,8 @@ class ManagedServer(abc.ABC):
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self._command(program, self._tmp_dir)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.log_path, "wb", buffering=0)  # noqa: SIM115 - closed in stop()
         self._log_file.write(("$ " + " ".join(cmd) + "\n").encode())
-        self._log_file.flush()
         self.log(self._starting_message())
         started = time.monotonic()
         self.process = subprocess.Popen(
@@ -169,32 +145,22 @@ class ManagedServer(abc.ABC):
         )
         atexit.register(self.stop)
         try:
-            self._wait_ready(started)
+            while (rc := self.process.poll()) is None and not self._is_ready():
+                if time.monotonic() > started + self.startup_timeout:
+                    wait = f"({self.url}{self.ready_path}) within {self.startup_timeout:.0f}s"
+                    raise self._failed(f"was not ready {wait}")
+                time.sleep(self.poll_interval)
+            if rc is not None:
+                raise self._failed(f"exited with code {rc} during startup")
         except BaseException:
             self.stop()
             raise
         self.log(f"{self.display_name} ready in {time.monotonic() - started:.1f}s")
         return self
 
-    def _wait_ready(self, started: float) -> None:
-        assert self.process is not None
-        while (rc := self.process.poll()) is None:
-            if self._is_ready():
-                return
-            if time.monotonic() > started + self.startup_timeout:
-                raise self.error_class(
-                    f"{self.display_name} was not ready ({self.ready_url}) "
-                    f"within {self.startup_timeout:.0f}s.\n" + log_tail(self.log_path)
-                )
-            time.sleep(self.poll_interval)
-        raise self.error_class(
-            f"{self.display_name} exited with code {rc} during startup.\n" + log_tail(self.log_path)
-        )
-
     def stop(self, grace: float | None = None) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds (default
-        ``stop_grace``; what is left of it ``linger_seconds`` after the leader exited); close
-        the log, delete the temp dir."""
+        """SIGTERM the process group, SIGKILL what is left after ``grace`` (``stop_grace``)
+        seconds or ``linger_seconds`` after the leader's exit; delete the temp dir."""
         if (proc := self.process) is not None:
             pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -203,20 +169,19 @@ class ManagedServer(abc.ABC):
                 proc.wait(timeout=self.stop_grace if grace is None else grace)
             # The leader may be gone while children (vLLM's engine core) linger: kill the rest.
             deadline = time.monotonic() + self.linger_seconds
-            while time.monotonic() < deadline and group_alive(pgid):
-                time.sleep(0.1)
-            if group_alive(pgid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+                while time.monotonic() < deadline:
+                    os.killpg(pgid, 0)
+                    time.sleep(0.1)
+                os.killpg(pgid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             self.process = None
         if self._log_file is not None:
             self._log_file.close()
-            self._log_file = None
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
+        self._log_file = self._tmp_dir = None
         atexit.unregister(self.stop)
 
     def __enter__(self) -> Self:
@@ -226,16 +191,11 @@ class ManagedServer(abc.ABC):
         self.stop()
 
 
-# --------------------------------------------------------------------------------------------
-# CLI pieces
-
-
 def command_line(
     module: str, doc: str | None, timeout: float = 60.0, **commands: str
 ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """``python -m servers.MODULE``: its parser (``doc``, then where the cache is) and its
-    subcommands (name: help); ``serve`` and ``exec`` take ``--port``, ``--host``, ``--log`` and
-    ``--timeout`` (default ``timeout``), read back by ``server_args``."""
+    """``python -m servers.MODULE``'s parser (``doc``, where the cache is) and subcommands
+    (name: help); ``serve`` and ``exec`` take the options ``server_args`` reads back."""
     note = f"Cache: $A2R_CACHE_DIR or ~/.cache/a2r-graph (now {cache_dir()})."
     raw = argparse.RawDescriptionHelpFormatter  # keeps the docstring's command lines
     parser = argparse.ArgumentParser(
@@ -262,8 +222,7 @@ def exit_code(rc: int) -> int:
 
 
 def cli_errors(run: Callable[[], int]) -> int:
-    """``run()``; a server error or ValueError prints ``error: ...`` (exit 1), an interrupt
-    prints ``interrupted`` (exit 130)."""
+    """``run()``; ``error: ...`` (exit 1) on a server error or ValueError, 130 on Ctrl-C."""
     try:
         return run()
     except (ServerError, ValueError) as exc:
@@ -277,12 +236,9 @@ def cli_errors(run: Callable[[], int]) -> int:
 def run_with_server(
     servers: Sequence[ManagedServer], body: Callable[[], int], *, serving: bool = False
 ) -> int:
-    """Start ``servers`` in order, return ``body()``, always stop them.
-
-    Ctrl-C, SIGTERM and SIGHUP stop them cleanly (SIGINT is set explicitly because a background
-    job of a non-interactive shell starts with SIGINT ignored): logged as ``interrupted:
-    stopping ...``, exit 0 if ``serving`` and the servers were still up, else 130.
-    """
+    """Start ``servers`` in order, return ``body()``, always stop them. Ctrl-C, SIGTERM and
+    SIGHUP stop them: exit 0 if ``serving`` and they were still up, else 130."""
+    # SIGINT too: a background job of a non-interactive shell starts with SIGINT ignored.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
@@ -310,8 +266,7 @@ def serve(
         while not (exited := [each for each in servers if not each.is_running()]):
             time.sleep(0.5)
         rc = exited[0].process.returncode if exited[0].process is not None else 1
-        print(f"error: {exited[0].display_name} exited with code {rc}.", file=sys.stderr)
-        print(log_tail(exited[0].log_path), file=sys.stderr)
+        print(f"error: {exited[0]._failed(f'exited with code {rc}')}", file=sys.stderr)
         return exit_code(rc) or 1
 
     return cli_errors(lambda: run_with_server(servers, foreground, serving=True))

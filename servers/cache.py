@@ -20,8 +20,9 @@ from pathlib import Path
 
 LOG_TAIL_LINES = 40
 MARKER = ".a2r-complete"
-INSTALL_SHOWN = ("Installing", "Successfully", "ERROR")
-"""Lines of pip's output echoed on stderr during an install."""
+INSTALL_SHOWN = ("Installing", "Successfully", "ERROR")  # pip's lines echoed on stderr
+DEFAULT_ON = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
+DEFAULT_ON += ("VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "PIP_DISABLE_PIP_VERSION_CHECK")
 
 
 class ServerError(RuntimeError):
@@ -56,12 +57,9 @@ def build_once(
     prefix: str,
     needs: Path | None = None,
 ) -> None:
-    """``build()`` unless ``marker`` holds ``digest`` (and ``needs`` exists), then write it.
-
-    The marker is written only once the build is complete, so an interrupted or outdated build
-    is redone by the next call; the inter-process lock ``<cache>/locks/<lock>.lock`` keeps
-    concurrent builds from trampling each other.
-    """
+    """``build()`` unless ``marker`` holds ``digest`` (and ``needs`` exists): the marker is
+    deleted before and written after it (an interrupted or outdated build is redone), under
+    the lock ``<cache>/locks/<lock>.lock``."""
 
     def ready() -> bool:
         built = (needs or marker).exists() and marker.is_file()
@@ -77,6 +75,7 @@ def build_once(
             log(prefix, f"waiting for another process holding the {lock!r} lock...")
             fcntl.flock(fh, fcntl.LOCK_EX)
         if not ready():
+            marker.unlink(missing_ok=True)
             build()
             marker.write_text(digest + "\n")
 
@@ -84,13 +83,9 @@ def build_once(
 def clean_subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a cache venv's python: no leaking PYTHONPATH/PYTHONHOME, offline HF,
     no usage stats or pip version check, ``TMPDIR`` in the cache dir; then ``extra``."""
-    env = dict(os.environ)
+    env = dict.fromkeys(DEFAULT_ON, "1") | dict(os.environ)
     for key in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(key, None)
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        env.setdefault(key, "1")
-    for key in ("VLLM_NO_USAGE_STATS", "DO_NOT_TRACK", "PIP_DISABLE_PIP_VERSION_CHECK"):
-        env.setdefault(key, "1")
     (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
     return env | {"TMPDIR": str(cache_dir() / "tmp")} | dict(extra or {})
 
@@ -151,7 +146,6 @@ class Venv:
     """Installed first, from ``first_index`` if the configured indexes lack them."""
     first_index: str = ""
     remove: tuple[str, ...] = ()
-    """Uninstalled after the requirements."""
 
     @property
     def path(self) -> Path:
@@ -172,8 +166,7 @@ class Venv:
         return self.python
 
     def _build(self) -> None:
-        started = time.monotonic()
-        log_path = cache_dir() / "logs" / f"{self.key}-install.log"
+        started, log_path = time.monotonic(), cache_dir() / "logs" / f"{self.key}-install.log"
         log_path.unlink(missing_ok=True)
         if self.path.exists():
             log(self.prefix, f"removing incomplete or outdated venv {self.path}")

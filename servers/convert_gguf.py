@@ -12,14 +12,13 @@ tokenizer go through it; the dequantised float32 state dict is written with ``sa
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
-
-def _log(msg: str) -> None:
-    print(f"[convert_gguf] {msg}", file=sys.stderr, flush=True)
+_log = functools.partial(print, "[convert_gguf]", file=sys.stderr, flush=True)
 
 
 def gguf_metadata(gguf_path: Path) -> tuple[bool, str | None]:
@@ -47,11 +46,9 @@ def convert(gguf_path: Path, out_dir: Path, tied_embeddings: str = "auto") -> No
     _log(f"tied embeddings: {tied} (mode {tied_embeddings})")
 
     t0 = time.monotonic()
-    _log(f"loading tokenizer from {gguf_path}")
+    _log(f"loading the tokenizer and the model (dequantised) from {gguf_path}")
     tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_name)
-    _log(f"loading and dequantising model from {gguf_path}")
     model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_name, dtype=torch.float32)
-    model.eval()
     _log(f"loaded in {time.monotonic() - t0:.1f}s")
 
     tensors = {

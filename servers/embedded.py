@@ -62,8 +62,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if rest:
             _build_parser().error("prepare takes no arguments after --")
         started, engine = time.monotonic(), ENGINES[args.engine]
-        engine.venv.ensure()
-        model_path = engine.model(args.model)
+        _, model_path = engine.venv.ensure(), engine.model(args.model)
         log(LOG_PREFIX, f"prepared in {time.monotonic() - started:.0f}s")
         print(model_path)
         return 0
@@ -83,20 +82,16 @@ def _stage_servers(args: argparse.Namespace, extra_args: list[str]) -> dict[str,
     if extra_args and "vllm" not in engines.values():
         raise ValueError("the arguments after -- are vLLM's: llama.cpp takes none")
     if args.explorer is None and args.synthesizer is None and len(set(engines.values())) == 1:
-        server = EmbeddedVLLM(
-            args.model,
-            engine=engines["explorer"],
-            extra_args=extra_args,
-            **_common.server_args(args),
+        options = _common.server_args(args) | {"extra_args": extra_args}
+        return dict.fromkeys(
+            STAGES, EmbeddedVLLM(args.model, engine=engines["explorer"], **options)
         )
-        return dict.fromkeys(STAGES, server)
     if args.port is not None or args.log is not None:
         raise ValueError("--port and --log are for one server: two get free ports and own logs")
     # Measured on 2 cores (servers/README.md): two llama.cpp engines with a thread per core
     # each stall each other 3-5x (busy-wait barriers), one pinned core each does not; two vLLM
     # engines did better both bound to all cores than one core each. KV cache: 1 GiB each.
-    cpus = allowed_cpus()
-    half = len(cpus) // 2
+    half = len(cpus := allowed_cpus()) // 2
     halves = [cpus[:half], cpus[half:]] if half else [None, None]
     env = {} if "VLLM_CPU_KVCACHE_SPACE" in os.environ else {"VLLM_CPU_KVCACHE_SPACE": "1"}
     return {

@@ -5,6 +5,7 @@ a local OpenAI-compatible server on either."""
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,17 +67,12 @@ def ensure_gguf(model: str) -> Path:
         return local_model(model, gguf=True)
     gguf = cache_dir() / "gguf" / f"{spec.name}.gguf"
     marker = gguf.with_name(gguf.name + ".sha256")
-
-    def build() -> None:
-        marker.unlink(missing_ok=True)
-        fetch_gguf(spec, LLAMACPP_VENV.ensure, gguf)
-
+    build = lambda: fetch_gguf(spec, LLAMACPP_VENV.ensure, gguf)  # noqa: E731
     build_once(marker, spec.sha256, build, f"gguf-{spec.name}", LOG_PREFIX, needs=gguf)
     return gguf
 
 
 def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on."""
     try:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
@@ -85,12 +81,8 @@ def allowed_cpus() -> list[int]:
 
 def cpu_list(cpus: Sequence[int] | None = None) -> str:
     """``cpus`` (default: all allowed) as a vLLM bind string like ``0-1`` or ``0-3,6``."""
-    runs: list[list[int]] = []
-    for cpu in sorted(cpus) if cpus else allowed_cpus():
-        if runs and cpu == runs[-1][-1] + 1:
-            runs[-1].append(cpu)
-        else:
-            runs.append([cpu])
+    ordered = enumerate(sorted(cpus) if cpus else allowed_cpus())
+    runs = [[cpu for _, cpu in run] for _, run in itertools.groupby(ordered, lambda p: p[1] - p[0])]
     return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
 
 
@@ -122,8 +114,7 @@ def _vllm_env(server: EmbeddedVLLM) -> dict[str, str]:
 
 
 LLAMACPP_RUNNER = """
-import os, signal, sys
-import xllamacpp
+import os, signal, sys, xllamacpp
 gguf, alias, host, port, cpus, slots, window = sys.argv[1:]
 cpus = [int(cpu) for cpu in cpus.split(",")]
 os.sched_setaffinity(0, cpus)
@@ -175,8 +166,7 @@ ENGINES = {engine.name: engine for engine in (VLLM, LLAMACPP)}
 class EmbeddedVLLM(ManagedServer):
     """A local OpenAI-compatible server of ``model`` on vLLM CPU, or on llama.cpp with
     ``engine="llamacpp"`` (``slots`` requests decoded together, each up to ``max_model_len``
-    tokens; ``extra_args`` ignored); a context manager that prepares the venv and the model
-    (cached) and serves on a free port."""
+    tokens; ``extra_args`` ignored); it prepares the venv and the model (cached)."""
 
     log_prefix = LOG_PREFIX
     error_class = EmbeddedServerError
@@ -209,15 +199,12 @@ class EmbeddedVLLM(ManagedServer):
             self.model_name = served_model_name or self.spec.served_model_name
             self.max_model_len = max_model_len or self.spec.max_model_len
         self.extra_args: list[str] = list(extra_args)
-        self.cpus: list[int] | None = list(cpus) if cpus else None
-        """CPUs to run on (default: all allowed; VLLM_CPU_OMP_THREADS_BIND in the environment
-        wins)."""
+        self.cpus: list[int] | None = list(cpus) if cpus else None  # None: all allowed
         self.slots = slots
         self.model_path: Path | None = None
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT/v1`` (the port is known once the server was started)."""
         return f"{self.url}/v1"
 
     def a2r_env(self, *stages: str) -> dict[str, str]:
@@ -228,8 +215,7 @@ class EmbeddedVLLM(ManagedServer):
         return self.engine.env(self) | super().server_env()
 
     def _prepare(self) -> Path:
-        python = self.engine.venv.ensure()
-        self.model_path = self.engine.model(self.model)
+        python, self.model_path = self.engine.venv.ensure(), self.engine.model(self.model)
         return python
 
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
@@ -245,7 +231,6 @@ class EmbeddedVLLM(ManagedServer):
 
 
 EmbeddedLlamaCpp = functools.partial(EmbeddedVLLM, engine="llamacpp")
-"""An :class:`EmbeddedVLLM` on llama.cpp."""
 
 
 def a2r_env(stages: Mapping[str, EmbeddedVLLM]) -> dict[str, str]:

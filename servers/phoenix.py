@@ -6,13 +6,11 @@ with a fresh SQLite working dir deleted on stop. An OTLP export lands in the pro
     python -m servers.phoenix prepare
     python -m servers.phoenix serve [--port P] [--grpc-port P] [--project NAME] [--service-name S]
                                     [--prices]
-
-``--prices`` registers the A2R deployment's model prices (``A2R_*``) with the started Phoenix,
-so that its cost figures are the runs' (``a2r_graph.serving.phoenix``).
 """
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import urllib.parse
 from collections.abc import Sequence
@@ -24,12 +22,10 @@ from servers._common import ManagedServer
 from servers.cache import ServerError, Venv
 
 PHOENIX_VERSION = "20.26.1"
-DEFAULT_PROJECT = "default"
-"""Phoenix's own default project (spans with no project header/attribute land there)."""
+DEFAULT_PROJECT = "default"  # Phoenix's own
 DEFAULT_SERVICE_NAME = "a2r-graph"
 LOG_PREFIX = "[a2r-phoenix]"
 
-#: Always set for the server; the caller's ``env=`` may override them.
 SERVER_ENV_DEFAULTS: dict[str, str] = {
     # Offline: no telemetry pixels (FullStory, Scarf), no web fonts, no WASM sandbox download,
     # no docs MCP. PHOENIX_ALLOW_EXTERNAL_RESOURCES=false alone implies no telemetry.
@@ -73,17 +69,12 @@ class PhoenixServer(ManagedServer):
     poll_interval = 0.25
 
     def __init__(
-        self,
-        *,
-        grpc_port: int | None = None,
-        working_dir: Path | None = None,
-        **options: Any,
+        self, *, grpc_port: int | None = None, working_dir: Path | None = None, **options: Any
     ) -> None:
         super().__init__(**options)
         self.grpc_port = grpc_port
         self._working_dir_arg = working_dir
         self.working_dir = working_dir
-        """Where the SQLite data is: ``working_dir``, else (once started) in the temp dir."""
 
     @property
     def otlp_traces_endpoint(self) -> str:
@@ -164,40 +155,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = PhoenixServer(
         grpc_port=args.grpc_port, working_dir=args.working_dir, **_common.server_args(args)
     )
-    return _common.serve(
-        server, lambda: _serve_lines(server, args.service_name, args.project, args.prices)
-    )
+    return _common.serve(server, lambda: _serve_lines(server, args))
 
 
-def register_deployment_prices(server: PhoenixServer) -> list[str]:
-    """The A2R deployment's model prices (``A2R_*``) registered with ``server``: one line each."""
-    from a2r_graph.context import A2RContext
-    from a2r_graph.serving.phoenix import PhoenixPricesError, deployment_prices, register_prices
+def _serve_lines(server: PhoenixServer, args: argparse.Namespace) -> list[str]:
+    """What ``serve`` prints; with ``--prices``, first the A2R deployment's model prices
+    (``A2R_*``), registered with ``server`` so that its costs are the runs'
+    (``a2r_graph.serving.phoenix``)."""
+    prices: dict[str, Any] = {}
+    if args.prices:
+        from a2r_graph.context import A2RContext
+        from a2r_graph.serving.phoenix import PhoenixPricesError, deployment_prices, register_prices
 
-    prices = deployment_prices(A2RContext())
-    try:
-        register_prices(server.url, prices)
-    except PhoenixPricesError as error:
-        raise PhoenixServerError(str(error)) from error
+        prices = deployment_prices(A2RContext())
+        try:
+            register_prices(server.url, prices)
+        except PhoenixPricesError as error:
+            raise PhoenixServerError(str(error)) from error
+    otel = server.otel_env(args.service_name, project=args.project)
     return [
-        f"price:     {model}: {p.input:g} in, {p.output:g} out per 1M"
-        for model, p in prices.items()
-    ]
-
-
-def _serve_lines(
-    server: PhoenixServer, service_name: str, project: str, prices: bool = False
-) -> list[str]:
-    env = server.otel_env(service_name, project=project)
-    return [
-        *(register_deployment_prices(server) if prices else []),
+        *(f"price:     {m}: {p.input:g} in, {p.output:g} out per 1M" for m, p in prices.items()),
         f"ui:        {server.url}",
         f"otlp/http: {server.otlp_traces_endpoint}",
         f"otlp/grpc: {server.otlp_grpc_endpoint}",
         f"data:      {server.working_dir}",
         f"log:       {server.log_path}",
         "# point an OpenTelemetry SDK (OTLP HTTP/protobuf exporter) at it:",
-        *(f"export {key}={shlex.quote(value)}" for key, value in env.items()),
+        *(f"export {key}={shlex.quote(value)}" for key, value in otel.items()),
     ]
 
 

@@ -28,13 +28,6 @@ class PostgresError(ServerError):
     """PostgreSQL is missing or did not start."""
 
 
-def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
-    if found[-1] is None:
-        raise PostgresError(f"PostgreSQL is not installed: {INSTALL_HINT}")
-    return Path(found[-1]).parent
-
-
 class PostgresServer(ManagedServer):
     """``postgres`` on 127.0.0.1, database ``postgres``; ``dsn`` reaches it. Trust auth, or
     with ``password``: scram-sha-256 password auth for user ``postgres``, the password in
@@ -62,7 +55,10 @@ class PostgresServer(ManagedServer):
         return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
     def _prepare(self) -> Path:
-        self._bin = _bin_dir()
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+        if found[-1] is None:
+            raise PostgresError(f"PostgreSQL is not installed: {INSTALL_HINT}")
+        self._bin = Path(found[-1]).parent
         return self._bin / "postgres"
 
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
@@ -81,13 +77,8 @@ class PostgresServer(ManagedServer):
         )
         if done.returncode:
             raise PostgresError(f"initdb failed:\n{done.stdout}{done.stderr}")
-        settings = {
-            "listen_addresses": self.host,
-            "port": self._started_port(),
-            "unix_socket_directories": self._data,
-            "fsync": "off",
-            "max_connections": 300,
-        }
+        settings = {"listen_addresses": self.host, "port": self._started_port(), "fsync": "off"}
+        settings |= {"unix_socket_directories": self._data, "max_connections": 300}
         flags = [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
         return self._as_postgres([str(program), "-D", data, *flags])
 

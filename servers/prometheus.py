@@ -46,22 +46,16 @@ class PrometheusServer(ManagedServer):
         return body["data"]["result"]
 
     def _prepare(self) -> Path:
-        binary = shutil.which("prometheus")
-        if binary is None:
+        if (binary := shutil.which("prometheus")) is None:
             raise PrometheusError(f"prometheus is not installed: {INSTALL_HINT}")
         return Path(binary)
 
     def _command(self, program: Path, tmp_dir: Path) -> list[str]:
         jobs = []
         for i, target in enumerate(self.targets):
-            parts = urllib.parse.urlsplit(target if "//" in target else f"http://{target}")
-            jobs.append(
-                {
-                    "job_name": f"target{i}",
-                    "metrics_path": parts.path or "/metrics",
-                    "static_configs": [{"targets": [parts.netloc]}],
-                }
-            )
+            url = urllib.parse.urlsplit(target if "//" in target else f"http://{target}")
+            static = {"static_configs": [{"targets": [url.netloc]}]}
+            jobs.append({"job_name": f"target{i}", "metrics_path": url.path or "/metrics"} | static)
         interval = f"{round(self.interval * 1000)}ms"
         config = {"global": {"scrape_interval": interval}, "scrape_configs": jobs}
         (tmp_dir / "prometheus.yml").write_text(json.dumps(config))  # YAML is a JSON superset

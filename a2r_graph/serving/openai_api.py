@@ -1,20 +1,8 @@
 """An OpenAI-compatible chat-completions API in front of A2R (``/v1/chat/completions``,
-``/v1/models``), in optillm's manner: any OpenAI client or framework calls A2R as a "model".
-
-The same Starlette routes serve LangGraph Server (``a2r_graph.serving.webapp``, every request a run
-of the server's own) and ``a2r serve`` (the graph in-process); see ``a2r_graph.serving.runners``.
-
-- ``model`` names a preset (``a2r``, or a LangGraph Server assistant by name or id),
-  optionally followed by run options: ``a2r:n=8,min_paths=6,synthesizer.temperature=0.7``.
-  ``extra_body={"a2r": {...}}`` passes the same options as an object.
-- The question is the last ``user`` message. System and developer messages and earlier
-  turns are not sent to the models (A2R's prompts are the deployment's; the question must be
-  self-contained).
-- ``temperature``, ``top_p`` and ``max_tokens`` / ``max_completion_tokens`` set the
-  synthesizer's (the stage whose reply is returned); ``seed`` seeds both stages.
-- ``usage`` totals every model call of the run (explorers and synthesizer); ``usage.cost``
-  and the top-level ``a2r`` object give the cost and the per-stage figures.
-- Errors use OpenAI's error body, with the status of the run's error (``a2r_graph.errors``).
+``/v1/models``), in optillm's manner: any OpenAI client or framework calls A2R as a "model",
+a preset with run options (``a2r:n=8,min_paths=6``). The same routes serve LangGraph Server
+and ``a2r serve`` (``a2r_graph.serving.runners``). What each request field does, the reply
+and the errors: docs/serving.md, "OpenAI-compatible endpoint".
 """
 
 from __future__ import annotations
@@ -31,15 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
@@ -62,12 +42,8 @@ from a2r_graph.serving.runners import (
 )
 
 logger = logging.getLogger(__name__)
-KEEPALIVE_S = 15.0
-"""While the explorers run nothing streams; an SSE comment this often keeps proxies from
-closing the connection."""
-
+KEEPALIVE_S = 15.0  # while the explorers run, an SSE comment this often keeps proxies from closing
 OPTION_KEY = re.compile(r"^[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?$")
-REFUSED_TOOL_CHOICE = "A2R answers in text and never calls tools"
 
 
 @dataclass
@@ -96,17 +72,14 @@ def bad_request(
     return OpenAIError(400, message, param, code=code)
 
 
-def failure_error(failure: RunFailure) -> OpenAIError:
+def failure_error(failure: Exception) -> OpenAIError:
     """The OpenAI error for a failed run: its status, type and code are its error's
-    (``a2r_graph.errors``)."""
+    (``a2r_graph.errors``); any other exception is logged and answered as an internal error."""
+    if not isinstance(failure, RunFailure):
+        logger.error("a2r: chat completion failed", exc_info=failure)
+        return OpenAIError(500, "internal error", type="server_error")
     message = failure.message if failure.status != 500 else f"the A2R run failed: {failure}"
     return OpenAIError(failure.status, message, type=failure.kind, code=failure.code)
-
-
-INTERNAL = OpenAIError(500, "internal error", type="server_error")
-
-# ------------------------------------------------------------------------------------------
-# the request
 
 
 def rule(ok: Callable[[Any], Any], message: str, required: bool = False) -> BeforeValidator:
@@ -125,25 +98,18 @@ def _is(*types: type) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, types)
 
 
-def _all_str(values: Any) -> bool:
-    return isinstance(values, list) and all(map(_is(str), values))
-
-
 Flag = Annotated[bool | None, rule(_is(bool), "must be true or false, got {got}")]
 Unavailable = Annotated[Any, rule(operator.not_, "not available from A2R")]
-SAMPLING = {  # OpenAI's sampling parameter: the synthesizer's run option it sets
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "max_completion_tokens": "max_tokens",
-    "seed": "seed",  # and the explorers'
+SAMPLING = {p: p for p in ("temperature", "top_p", "max_tokens", "seed")} | {
+    "max_completion_tokens": "max_tokens"  # OpenAI's sampling parameter: the run option it sets
 }
 ONE_CHOICE = (
     "A2R returns one choice, got {got}; its explorer count is the run option n (model "
     "'a2r:n=8' or extra_body {'a2r': {'n': 8}})"
 )
-NO_TOOLS = REFUSED_TOOL_CHOICE + (
-    "; {got} cannot be honored (with 'auto' or 'none' the tools are ignored)"
+NO_TOOLS = (
+    "A2R answers in text and never calls tools; {got} cannot be honored (with 'auto' or 'none' "
+    "the tools are ignored)"
 )
 
 
@@ -154,16 +120,6 @@ class Message(BaseModel, extra="allow"):
     content: Annotated[
         str | list[Any] | None, rule(_is(str, list), "must be a string or a list of text parts")
     ] = None
-
-
-ChatMessage = Annotated[
-    Message,
-    rule(
-        lambda m: isinstance(m, dict) and _is(str)(m.get("role")),
-        "must be an object with a role",
-        required=True,
-    ),
-]
 
 
 class StreamOptions(BaseModel, extra="allow"):
@@ -178,7 +134,6 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
 
     model: Annotated[
         str,
-        AfterValidator(str.strip),
         rule(
             lambda m: isinstance(m, str) and m.strip(),
             "required: a preset such as 'a2r' (GET /v1/models)",
@@ -186,7 +141,16 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
         ),
     ]
     messages: Annotated[
-        list[ChatMessage],
+        list[
+            Annotated[
+                Message,
+                rule(
+                    lambda m: isinstance(m, dict) and isinstance(m.get("role"), str),
+                    "must be an object with a role",
+                    required=True,
+                ),
+            ]
+        ],
         rule(
             lambda m: isinstance(m, list) and m,
             "required: a list with at least one user message",
@@ -208,7 +172,7 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
     modalities: Annotated[
         list[str] | None,
         rule(lambda m: "audio" not in m, "A2R answers in text"),
-        rule(_all_str, "must be a list such as ['text']"),
+        rule(lambda m: _is(list)(m) and all(map(_is(str), m)), "must be a list such as ['text']"),
     ] = None
     # the synthesizer's sampling (seed: both stages'), then any run options
     temperature: float | None = None
@@ -220,13 +184,6 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
         dict[str, Any] | None,
         rule(_is(dict), "must be an object of run options, e.g. {'n': 8, 'min_paths': 6}"),
     ] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _an_object(cls, body: Any) -> Any:
-        if not isinstance(body, dict):
-            raise PydanticCustomError("refused", "the request body must be a JSON object")
-        return {"model": None, "messages": None, **body}  # absent: refused as null
 
     @field_validator(*SAMPLING, mode="before")
     @classmethod
@@ -248,12 +205,23 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
     @cached_property
     def question(self) -> str:
         """The text of the last ``user`` message: the question A2R answers."""
-        for i in range(len(self.messages) - 1, -1, -1):
-            if self.messages[i].role == "user":
-                return _text_of(self.messages[i].content, f"messages[{i}].content")
-        raise bad_request(
-            "messages: no user message: A2R answers the last user message", "messages"
-        )
+        users = [i for i, message in enumerate(self.messages) if message.role == "user"]
+        if not users:
+            message = "messages: no user message: A2R answers the last user message"
+            raise bad_request(message, "messages")
+        where, content = f"messages[{users[-1]}].content", self.messages[users[-1]].content
+        if content is None:
+            raise bad_request(f"{where}: must be a string or a list of text parts", where)
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if not (_is(dict)(part) and part.get("type") == "text" and _is(str)(part.get("text"))):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                message = f"{where}[{j}]: only text parts are supported, got {kind!r}"
+                raise bad_request(message, f"{where}[{j}]")
+        text = content if isinstance(content, str) else "\n".join(p["text"] for p in content)
+        if not text.strip():
+            message = "the question (the last user message) is blank: send the complete, "
+            raise bad_request(f"{where}: {message}self-contained problem", where)
+        return text.strip()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -270,40 +238,19 @@ class ChatCompletionRequest(BaseModel, extra="allow", strict=True):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-def _text_of(content: str | list[Any] | None, where: str) -> str:
-    if content is None:
-        raise bad_request(f"{where}: must be a string or a list of text parts", where)
-    for j, part in enumerate(content if isinstance(content, list) else []):
-        if not (
-            isinstance(part, dict) and part.get("type") == "text" and _is(str)(part.get("text"))
-        ):
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise bad_request(
-                f"{where}[{j}]: only text parts are supported, got {kind!r}", f"{where}[{j}]"
-            )
-    text = content if isinstance(content, str) else "\n".join(part["text"] for part in content)
-    if not text.strip():
-        raise bad_request(
-            f"{where}: the question (the last user message) is blank: send the complete, "
-            "self-contained problem",
-            where,
-        )
-    return text.strip()
-
-
 def parse_request(body: Any) -> ChatCompletionRequest:
     """Read a chat-completions request body; ``OpenAIError`` (400) naming the field."""
-    try:
-        request = ChatCompletionRequest.model_validate(body)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object", None, None)
+    try:  # absent model and messages: refused as null
+        request = ChatCompletionRequest.model_validate({"model": None, "messages": None, **body})
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"])
-        param, message = loc.lstrip(".") or None, problem["msg"]
-        if param is None:
-            raise bad_request(message, None, None) from None
+        param, message = loc.lstrip("."), problem["msg"]
         named = message.startswith(f"{param}.")  # a2r's run options name their own fields
         raise bad_request(message if named else f"{param}: {message}", param) from None
-    _ = request.question  # refused now if it has none
+    request.model, _ = request.model.strip(), request.question  # refused now if it has none
     return request
 
 
@@ -312,18 +259,13 @@ def parse_options(text: str, model: str, graph: str = DEFAULT) -> dict[str, Any]
     scalars where they read as one, else strings)."""
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, raw = item.partition("=")
-        key = key.strip()
+        key, sep, raw = (part.strip() for part in item.partition("="))
         if not sep or not OPTION_KEY.match(key):
-            raise bad_request(
-                f"model {model!r}: {item!r} is not an option; write PRESET:KEY=VALUE,... "
-                "(e.g. a2r:n=8,synthesizer.temperature=0.7)",
-                "model",
-            )
-        value: Any = raw.strip()
+            write = "write PRESET:KEY=VALUE,... (e.g. a2r:n=8,synthesizer.temperature=0.7)"
+            raise bad_request(f"model {model!r}: {item!r} is not an option; {write}", "model")
+        value: Any = raw
         with contextlib.suppress(ValueError):
-            parsed = json.loads(value)
-            if parsed is None or isinstance(parsed, bool | int | float):
+            if (parsed := json.loads(raw)) is None or isinstance(parsed, bool | int | float):
                 value = parsed
         stage, _, name = key.rpartition(".")
         target = options.setdefault(stage, {}) if stage else options
@@ -344,17 +286,10 @@ def resolve_model(model: str, presets: list[Preset]) -> tuple[Preset, dict[str, 
     if name in by_name and sep:
         return by_name[name], parse_options(options, model, by_name[name].graph)
     known = ", ".join(preset.name for preset in presets)
+    use = f"use one of {known} (GET /v1/models), optionally with options: a2r:n=8,min_paths=6"
     raise OpenAIError(
-        404,
-        f"The model {name!r} does not exist: use one of {known} (GET /v1/models), optionally "
-        "with options: a2r:n=8,min_paths=6",
-        param="model",
-        code="model_not_found",
+        404, f"The model {name!r} does not exist: {use}", "model", code="model_not_found"
     )
-
-
-# ------------------------------------------------------------------------------------------
-# the reply
 
 
 def finish_reason(output: Mapping[str, Any]) -> str:
@@ -365,103 +300,69 @@ def finish_reason(output: Mapping[str, Any]) -> str:
 
 class ThinkSplitter:
     """Splits a streamed reply into reasoning and answer as ``split_reasoning`` splits a whole
-    one: a reply that opens with ``<think>`` is reasoning until ``</think>``."""
+    one (a reply that opens with ``<think>`` is reasoning until ``</think>``): each ``feed``
+    re-reads the reply so far and sends what it had not sent (what may begin a marker waits)."""
 
     def __init__(self) -> None:
-        self.state, self.buffer = "start", ""  # start, think, after (the think), answer
+        self.text, self.reasoning, self.answer = "", "", ""  # the reply; what was sent of it
 
-    def feed(self, text: str) -> list[Token]:
-        self.buffer, out = self.buffer + text, list[Token]()
-        if self.state == "start":
-            head = self.buffer.lstrip()
-            if THINK_OPEN.startswith(head):
-                return out  # blank, or perhaps "<thi": wait for more
-            opens = head.startswith(THINK_OPEN)
-            self.state, self.buffer = (
-                ("think", head[len(THINK_OPEN) :]) if opens else ("answer", head)
-            )
-        if self.state == "think":
-            end = self.buffer.find(THINK_CLOSE)
-            cut = end if end >= 0 else len(self.buffer) - _partial_suffix(self.buffer, THINK_CLOSE)
-            if cut:
-                out.append(Token(self.buffer[:cut], reasoning=True))
-            if end < 0:
-                self.buffer = self.buffer[cut:]
-                return out
-            self.state, self.buffer = "after", self.buffer[end + len(THINK_CLOSE) :]
-        if self.state == "after":
-            self.buffer = self.buffer.lstrip()
-            self.state = "answer" if self.buffer else "after"
-        if self.state == "answer" and self.buffer:
-            out.append(Token(self.buffer))
-            self.buffer = ""
-        return out
+    def feed(self, text: str, final: bool = False) -> list[Token]:
+        self.text += text
+        head, reasoning, answer = self.text.lstrip(), "", ""
+        if head.startswith(THINK_OPEN):
+            reasoning, closed, answer = head[len(THINK_OPEN) :].partition(THINK_CLOSE)
+            if not (closed or final):  # what may begin </think> waits
+                ends = [k for k in range(len(THINK_CLOSE)) if reasoning.endswith(THINK_CLOSE[:k])]
+                reasoning = reasoning[: len(reasoning) - max(ends)]
+        elif final or not THINK_OPEN.startswith(head):  # else: blank, or perhaps "<thi"
+            answer = head
+        parts = ((reasoning, self.reasoning), (answer.lstrip(), self.answer))
+        tokens = [
+            Token(new[len(old) :], i == 0) for i, (new, old) in enumerate(parts) if new != old
+        ]
+        self.reasoning, self.answer = reasoning, answer.lstrip()
+        return tokens
 
     def flush(self) -> list[Token]:
-        rest, self.buffer = self.buffer, ""
-        if self.state == "think":
-            return [Token(rest, reasoning=True)] if rest else []
-        return [Token(rest.strip())] if rest.strip() else []
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    """How many trailing characters of ``text`` could begin ``marker``."""
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if marker.startswith(text[-size:]):
-            return size
-    return 0
+        return self.feed("", final=True)
 
 
 async def stream_completion(
-    runner: Runner,
-    preset: Preset,
-    request: ChatCompletionRequest,
-    context: dict,
-    base: dict[str, Any],
+    runner: Runner, preset: Preset, request: ChatCompletionRequest, context: dict, base: dict
 ) -> AsyncIterator[str]:
     """The SSE events: the synthesizer's tokens as ``chat.completion.chunk``s, a last chunk
     with the finish reason (and the ``a2r`` summary), then ``usage`` if asked for."""
     base = {**base, "object": "chat.completion.chunk"}
-    usage_field = {"usage": None} if request.include_usage else {}
+    usage = request.include_usage
 
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return json.dumps({**base, "choices": [choice], **usage_field, **extra}, ensure_ascii=False)
+        extra = ({"usage": None} if usage else {}) | extra
+        return json.dumps({**base, "choices": [choice], **extra}, ensure_ascii=False)
 
-    def sent(token: Token) -> str:
-        return chunk({"reasoning_content" if token.reasoning else "content": token.text})
+    def sent(tokens: list[Token]) -> list[str]:
+        return [chunk({"reasoning_content" if t.reasoning else "content": t.text}) for t in tokens]
 
     yield chunk({"role": "assistant", "content": ""})
     splitter, output = ThinkSplitter(), {}
-    answered = False
     try:
         async for event in runner.stream(preset, request.question, context):
             if isinstance(event, Finished):
                 output = dict(event.output)
-                continue
-            for token in [event] if event.reasoning else splitter.feed(event.text):
-                answered = answered or not token.reasoning
-                yield sent(token)
-    except RunFailure as failure:
-        yield json.dumps(failure_error(failure).body())
+            else:
+                for line in sent([event] if event.reasoning else splitter.feed(event.text)):
+                    yield line
+    except Exception as error:
+        yield json.dumps(failure_error(error).body())
         return
-    except Exception:
-        logger.exception("a2r: streamed chat completion failed")
-        yield json.dumps(INTERNAL.body())
-        return
-    for token in splitter.flush():
-        answered = answered or not token.reasoning
-        yield sent(token)
-    if not answered and output.get("answer"):  # the synthesizer's reply did not stream
+    for line in sent(splitter.flush()):
+        yield line
+    if not splitter.answer and output.get("answer"):  # the synthesizer's reply did not stream
         yield chunk({"content": output["answer"]})
     yield chunk({}, finish_reason(output), a2r=summary(output))
-    if request.include_usage:
+    if usage:
         yield json.dumps({**base, "choices": [], "usage": openai_usage(output)})
     yield "[DONE]"
-
-
-# ------------------------------------------------------------------------------------------
-# the routes
 
 
 def routes(runner: Runner) -> list[Route]:
@@ -487,24 +388,14 @@ def routes(runner: Runner) -> list[Route]:
             return EventSourceResponse(events, ping=KEEPALIVE_S, sep="\n")
         try:
             output = await runner.invoke(preset, chat.question, context)
-        except RunFailure as failure:
-            return failure_error(failure).response()
-        except Exception:
-            logger.exception("a2r: chat completion failed")
-            return INTERNAL.response()
-        synthesis = output.get("synthesis") or {}
+        except Exception as error:
+            return failure_error(error).response()
+        trace = (output.get("synthesis") or {}).get("trace") or None
         message = {"role": "assistant", "content": output.get("answer") or ""}
-        message["reasoning_content"] = synthesis.get("trace") or None
-        choice = {"index": 0, "message": message, "finish_reason": finish_reason(output)}
-        return JSONResponse(
-            {
-                **base,
-                "object": "chat.completion",
-                "choices": [{**choice, "logprobs": None}],
-                "usage": openai_usage(output),
-                "a2r": summary(output),
-            }
-        )
+        choice = {"index": 0, "message": message | {"reasoning_content": trace}}
+        choice |= {"finish_reason": finish_reason(output), "logprobs": None}
+        reply = {**base, "object": "chat.completion", "choices": [choice]}
+        return JSONResponse(reply | {"usage": openai_usage(output), "a2r": summary(output)})
 
     async def models(request: Request) -> Response:
         data = [
