@@ -14,7 +14,7 @@ OFFLINE = LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH
 # The embedded model's context is 4096 tokens: keep completions inside it.
 EMBEDDED_LIMITS = A2R_EXPLORER__MAX_TOKENS=512 A2R_SYNTHESIZER__MAX_TOKENS=768
 
-.PHONY: setup system-packages lint config-table demo test unit eval train bench serve langgraph-dev phoenix agent clean
+.PHONY: setup system-packages lint config-table demo test unit eval train bench serve langgraph-dev phoenix agent agent-calls clean
 setup: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -149,3 +149,11 @@ clean:
 # plays the agent and both A2R stages.
 agent: setup
 	$(BIN)/python -m examples.embedded_agent $(AGENT_ARGS)
+
+# Does the agent call A2R when it should? (docs/agent.md): the same agent's first turn on 10
+# prompts that need reasoning and 10 that do not, for two tool descriptions, and what A2R costs on
+# the calls it should not have made (n=2, 256 tokens a call). ~10-20 min on 2 cores; resumes from
+# docs/results/agent-calls/results.jsonl (add --fresh to AGENT_CALLS_ARGS to start over).
+AGENT_CALLS_ARGS ?= --cost-text-calls
+agent-calls: setup
+	$(BIN)/python -m benchmarks.agent_calls $(AGENT_CALLS_ARGS)
