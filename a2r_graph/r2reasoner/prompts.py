@@ -30,8 +30,8 @@ SUMMARY = """Problem: {question}
 Steps solved so far:
 {steps}
 
-Using these results, state the problem's final answer in one short sentence, with the \
-final answer in \\boxed{{}}."""
+Check these results against the problem, then give the problem's final answer. End with \
+the final answer alone in \\boxed{{}}, for example \\boxed{{42}}."""
 
 
 def results_text(results: Iterable[tuple[int, str, str | None]]) -> str:
