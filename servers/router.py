@@ -26,14 +26,9 @@ class RouterError(ServerError):
 
 
 VENV = Venv(
-    key="router",
-    dir_name=f"vllm-router-{ROUTER_VERSION}",
-    requirements=Path(__file__).with_name("requirements-router.txt"),
-    title="vllm-router venv",
-    note="one time, ~20 s, ~60 MB",
-    prefix=LOG_PREFIX,
-    error=RouterError,
-)
+    "router", f"vllm-router-{ROUTER_VERSION}", "vllm-router venv", "one time, ~20 s, ~60 MB",
+    LOG_PREFIX, RouterError,
+)  # fmt: skip
 
 
 class VllmRouter(ManagedServer):

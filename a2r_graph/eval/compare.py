@@ -9,6 +9,7 @@ one accuracy-vs-cost plot; rows of evals over different problems are refused.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,13 +166,8 @@ def _fmt(value: Any, spec: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
-def add_parser(commands: Any) -> None:
-    command = commands.add_parser(
-        "compare",
-        help="several evals on the same problems, side by side (one table, one plot)",
-        description="Read each DIR's results.json (a2r eval --out, any --graph) and print one "
-        "table: accuracy, cost, tokens, LLM share, switches and wall time per configuration.",
-    )
+def add_arguments(command: argparse.ArgumentParser) -> None:
+    """``a2r compare``'s arguments."""
     command.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a2r eval outputs")
     command.add_argument("--out", type=Path, help="also write the table (markdown) here")
     command.add_argument("--plot", type=Path, help="also write the accuracy-vs-cost plot here")
@@ -179,6 +175,11 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: Any) -> int:
+    """several evals on the same problems, side by side (one table, one plot)
+
+    Read each DIR's results.json (a2r eval --out, any --graph) and print one table: accuracy,
+    cost, tokens, LLM share, switches and wall time per configuration.
+    """
     rows = compare(args.dirs)
     text = table(rows)
     print(text)

@@ -57,14 +57,9 @@ def explorer_progress(path: ExplorerPath, n: int) -> dict:
 
 
 def failed_path(index: int, model: str, error: str) -> ExplorerPath:
+    """A path whose call failed: no text, no usage; resuming the run samples it again."""
+    no_usage = TokenUsage(input_tokens=0, output_tokens=0, cost=0.0)
     return ExplorerPath(
-        index=index,
-        error=error,
-        answered=False,
-        model=model,
-        trace="",
-        answer="",
-        boxed=None,
-        finish_reason=None,
-        usage=TokenUsage(input_tokens=0, output_tokens=0, cost=0.0),
-    )
+        index=index, error=error, answered=False,
+        model=model, trace="", answer="", boxed=None, finish_reason=None, usage=no_usage,
+    )  # fmt: skip

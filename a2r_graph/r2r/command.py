@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,17 +31,8 @@ from a2r_graph.r2r.routers import TokenChoice
 DEFAULT_SOURCE = "builtin:gsm_symbolic,number_sequence"
 
 
-def add_parser(commands: Any) -> None:
-    train = commands.add_parser(
-        "train-router",
-        help="label the SLM's answers with the LLM and train R2R's linear router",
-        description="Per question: the SLM's greedy answer with its top-k logprobs; the LLM's "
-        "top-1 at each position (candidates: where it differs); a sample of candidates judged "
-        "by continuing the SLM from the LLM's token (divergent: the final answer changes). "
-        "Trains a class-weighted logistic router, threshold set on a dev part for --recall; "
-        "prints precision/recall of it and the entropy and top1 routers on held-out labels. "
-        "Endpoints: A2R_EXPLORER__* (SLM), A2R_SYNTHESIZER__* (LLM); A2R_R2R__TOP_K.",
-    )
+def add_arguments(train: argparse.ArgumentParser) -> None:
+    """``a2r train-router``'s arguments."""
     train.add_argument(
         "source",
         nargs="?",
@@ -83,6 +73,15 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: argparse.Namespace, servers: ServerFactory = token_server) -> int:
+    """label the SLM's answers with the LLM and train R2R's linear router
+
+    Per question: the SLM's greedy answer with its top-k logprobs; the LLM's top-1 at each
+    position (candidates: where it differs); a sample of candidates judged by continuing the
+    SLM from the LLM's token (divergent: the final answer changes). Trains a class-weighted
+    logistic router, threshold set on a dev part for --recall; prints precision/recall of it
+    and the entropy and top1 routers on held-out labels. Endpoints: A2R_EXPLORER__* (SLM),
+    A2R_SYNTHESIZER__* (LLM); A2R_R2R__TOP_K.
+    """
     from a2r_graph.r2r.train_router import TrainingError, table, train_router, write_router
 
     if args.size < 1 or args.max_tokens < 1 or args.judge_per_question < 0:

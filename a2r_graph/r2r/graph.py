@@ -12,25 +12,23 @@ for each run of tokens a model wrote.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Checkpointer
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel
 
 from a2r_graph.answers import last_boxed
 from a2r_graph.r2r.client import ServerFactory, token_server
 from a2r_graph.r2r.context import MAX_OUTPUT_TOKENS, R2RContext
-from a2r_graph.r2r.loop import MODELS, Step, Telemetry, with_retries
+from a2r_graph.r2r.loop import MODELS, Step, with_retries
 from a2r_graph.r2r.prepare import check_shared_tokenizer, prompt_ids
 from a2r_graph.r2r.state import R2RInput, R2ROutput, R2RState, add_usage, empty_usage
 from a2r_graph.runtime import resolved_context
 from a2r_graph.state import StageUsage, validated_question
+from a2r_graph.telemetry import GraphOptions, Telemetry
 
 R2RGraph = CompiledStateGraph[R2RState, Any, R2RInput, R2ROutput]
 RECURSION_LIMIT = MAX_OUTPUT_TOKENS + 16
@@ -163,14 +161,13 @@ async def finish(
 
 def build_r2r_graph(
     servers: ServerFactory = token_server,
-    checkpointer: Checkpointer = None,
-    tracer_provider: TracerProvider | None = None,
+    *,
     context_schema: type[BaseModel] = R2RContext,
-    meter_provider: MeterProvider | None = None,
+    **options: Unpack[GraphOptions],
 ) -> R2RGraph:
     """Compile the R2R graph. ``servers`` opens a ``TokenServer`` for an endpoint (tests: over
     a fake transport); the rest as ``a2r_graph.graph.build_graph``."""
-    telemetry = Telemetry(tracer_provider, meter_provider)
+    telemetry = Telemetry("r2r", options)
     builder: StateGraph[R2RState, Any, R2RInput, R2ROutput] = StateGraph(
         R2RState, context_schema=context_schema, input_schema=R2RInput, output_schema=R2ROutput
     )
@@ -181,5 +178,5 @@ def build_r2r_graph(
     builder.add_edge("start", "step")
     builder.add_conditional_edges("step", after_step, ["step", "finish"])
     builder.add_edge("finish", END)
-    compiled = builder.compile(checkpointer=checkpointer, name="r2r")
+    compiled = builder.compile(checkpointer=options.get("checkpointer"), name="r2r")
     return compiled.with_config(recursion_limit=RECURSION_LIMIT)

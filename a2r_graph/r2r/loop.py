@@ -19,18 +19,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import openai
-from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import RetryError
 
 from a2r_graph.calls import rejected_error, retry_policy, unavailable_error
 from a2r_graph.context import StageConfig
 from a2r_graph.errors import MalformedReplyError
-from a2r_graph.metrics import RunMetrics
 from a2r_graph.r2r.client import Chunk, TokenServer
 from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.routers import Router, TokenChoice
+from a2r_graph.telemetry import Telemetry
 
 Model = Literal["slm", "llm"]
 MODELS: tuple[Model, Model] = ("slm", "llm")
@@ -68,17 +66,6 @@ class StepResult:
     """The last token is the end-of-turn token a model sampled to stop (both engines return
     it with the output tokens, with no text): part of the output, not of the answer."""
     tallies: dict[Model, Tally] = field(default_factory=lambda: {m: Tally() for m in MODELS})
-
-
-class Telemetry:
-    """Spans and metrics of the model calls (the A2R graph's conventions, ``a2r.stage`` being
-    the model's role: slm or llm)."""
-
-    def __init__(
-        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
-    ) -> None:
-        self.tracer = trace.get_tracer("a2r_graph.r2r", tracer_provider=tracer_provider)
-        self.metrics = RunMetrics(meter_provider)
 
 
 @dataclass

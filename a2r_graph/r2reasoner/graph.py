@@ -20,17 +20,14 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Checkpointer, Send
-from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import SpanKind, TracerProvider
+from langgraph.types import Send
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, Unpack
 
 from a2r_graph.answers import last_boxed
 from a2r_graph.calls import complete
 from a2r_graph.chat_models import ChatModelFactory, vllm_chat_model
-from a2r_graph.metrics import RunMetrics
 from a2r_graph.prompts import render_explorer_prompt
 from a2r_graph.r2reasoner.allocate import Allocator, allocator_for
 from a2r_graph.r2reasoner.context import ReasonerContext, Tier
@@ -48,6 +45,7 @@ from a2r_graph.r2reasoner.state import (
 )
 from a2r_graph.runtime import resolved_context
 from a2r_graph.state import Completion, validated_question
+from a2r_graph.telemetry import GraphOptions, Telemetry
 
 NAME = "r2reasoner"
 ReasonerGraph = CompiledStateGraph[ReasonerState, Any, ReasonerInput, ReasonerOutput]
@@ -66,16 +64,6 @@ class SubtaskTask(TypedDict):
 
 def reasoner_context(runtime: Runtime[Any]) -> ReasonerContext:
     return resolved_context(runtime, ReasonerContext)
-
-
-class Telemetry:
-    """A span and the GenAI metrics per model call, ``a2r.stage`` being the tier."""
-
-    def __init__(
-        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
-    ) -> None:
-        self.tracer = trace.get_tracer("a2r_graph.r2reasoner", tracer_provider=tracer_provider)
-        self.metrics = RunMetrics(meter_provider)
 
 
 async def ask(
@@ -315,13 +303,12 @@ def _calls(state: ReasonerState) -> list[Call]:
 
 def build_reasoner_graph(
     chat_model: ChatModelFactory = vllm_chat_model,
-    checkpointer: Checkpointer = None,
-    tracer_provider: TracerProvider | None = None,
+    *,
     context_schema: type[BaseModel] = ReasonerContext,
-    meter_provider: MeterProvider | None = None,
+    **options: Unpack[GraphOptions],
 ) -> ReasonerGraph:
     """Compile the R2-Reasoner graph; arguments as ``a2r_graph.graph.build_graph``'s."""
-    telemetry = Telemetry(tracer_provider, meter_provider)
+    telemetry = Telemetry(NAME, options)
     calls: dict[str, Any] = {"chat_model": chat_model, "telemetry": telemetry}
     builder: StateGraph[ReasonerState, Any, ReasonerInput, ReasonerOutput] = StateGraph(
         ReasonerState,
@@ -338,5 +325,5 @@ def build_reasoner_graph(
     builder.add_conditional_edges("schedule", next_level, ["solve", "summarize"])
     builder.add_edge("solve", "schedule")
     builder.add_edge("summarize", END)
-    compiled = builder.compile(checkpointer=checkpointer, name=NAME)
+    compiled = builder.compile(checkpointer=options.get("checkpointer"), name=NAME)
     return compiled.with_config(recursion_limit=2 * 16 + 8)

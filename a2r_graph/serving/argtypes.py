@@ -1,10 +1,23 @@
-"""argparse ``type=`` converters that refuse out-of-range values, for the options that are
-no ``A2RContext`` field (those are checked by their field: ``flags.py``)."""
+"""argparse helpers: ``type=`` converters that refuse out-of-range values, for the options
+that are no ``A2RContext`` field (those are checked by their field: ``flags.py``), and a
+subcommand described by its handler's docstring."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+from collections.abc import Callable
 from typing import Any
+
+
+def subcommand(commands: Any, name: str, main: Callable[..., Any], **options: Any) -> Any:
+    """The subcommand ``name`` of ``main``: its help is the first paragraph of ``main``'s
+    docstring, its description the rest (so both are written once, beside the code)."""
+    summary, _, rest = inspect.cleandoc(main.__doc__ or "").partition("\n\n")
+    description = " ".join(rest.split()) or None
+    return commands.add_parser(
+        name, help=" ".join(summary.split()), description=description, **options
+    )
 
 
 def _checked(name: str, convert: type, valid: Any, rule: str) -> Any:

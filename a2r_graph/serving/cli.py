@@ -32,7 +32,7 @@ from a2r_graph.graph import build_graph
 from a2r_graph.r2r import command as router_command
 from a2r_graph.serving import phoenix as phoenix_command
 from a2r_graph.serving import serve as serve_command
-from a2r_graph.serving.argtypes import positive_float
+from a2r_graph.serving.argtypes import positive_float, subcommand
 from a2r_graph.serving.flags import add_flags, context_values
 from a2r_graph.serving.interrupt import Interrupted, interruptible
 from a2r_graph.serving.registry import DEFAULT, strategy
@@ -105,11 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("thread", help="the thread id the failed run printed")
     eval_command.add_parser(commands, [options])
-    train_command.add_parsers(commands)
-    compare_command.add_parser(commands)
-    router_command.add_parser(commands)
-    serve_command.add_parser(commands)
-    phoenix_command.add_parser(commands)
+    for name, main, add_arguments in (
+        ("curate", train_command.curate_main, train_command.add_curate_arguments),
+        ("train-synthesizer", train_command.train_main, train_command.add_train_arguments),
+        ("compare", compare_command.main, compare_command.add_arguments),
+        ("train-router", router_command.main, router_command.add_arguments),
+        ("serve", serve_command.main, serve_command.add_arguments),
+        ("phoenix-prices", phoenix_command.main, phoenix_command.add_arguments),
+    ):
+        add_arguments(subcommand(commands, name, main))
     handlers = {
         "ask": _ask,
         "resume": _ask,

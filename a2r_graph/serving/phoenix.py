@@ -18,6 +18,7 @@ explorer's price is registered and a warning says that Phoenix's figure will dif
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -129,15 +130,8 @@ def _graphql(http: httpx.Client, query: str, variables: dict | None = None) -> d
     return body["data"]
 
 
-def add_parser(commands: Any) -> None:
-    prices = commands.add_parser(
-        "phoenix-prices",
-        help="register the deployment's model prices with Phoenix (its cost figures, not $0)",
-        description="Phoenix prices spans from its own model table, which has no self-hosted "
-        "model: this writes each stage's model and prices (A2R_EXPLORER__*_PRICE_PER_MTOK, "
-        "A2R_SYNTHESIZER__*) into it, so that Phoenix's costs equal a2r.cost. Run it before "
-        "the runs (Phoenix prices a span when it ingests it). PHOENIX_API_KEY is sent when set.",
-    )
+def add_arguments(prices: argparse.ArgumentParser) -> None:
+    """``a2r phoenix-prices``'s arguments."""
     prices.add_argument(
         "--phoenix",
         default=os.environ.get("PHOENIX_COLLECTOR_ENDPOINT", "http://127.0.0.1:6006"),
@@ -146,7 +140,13 @@ def add_parser(commands: Any) -> None:
 
 
 def main(args: Any) -> int:
-    """``a2r phoenix-prices``: 0, or 2 with the reason."""
+    """register the deployment's model prices with Phoenix (its cost figures, not $0)
+
+    Phoenix prices spans from its own model table, which has no self-hosted model: this writes
+    each stage's model and prices (A2R_EXPLORER__*_PRICE_PER_MTOK, A2R_SYNTHESIZER__*) into it,
+    so that Phoenix's costs equal a2r.cost. Run it before the runs (Phoenix prices a span when
+    it ingests it). PHOENIX_API_KEY is sent when set. Exits 0, or 2 with the reason.
+    """
     from pydantic import ValidationError
 
     from a2r_graph.errors import describe_validation_error

@@ -19,16 +19,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8100
 
 
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    serve = commands.add_parser(
-        "serve",
-        help="serve A2R as an OpenAI-compatible API (/v1) and an MCP tool (/mcp)",
-        description="Serve A2R over HTTP: POST /v1/chat/completions and GET /v1/models "
-        "(OpenAI-compatible: model 'a2r' or 'a2r:n=8,...'), and the MCP tool 'a2r' at /mcp "
-        "(streamable HTTP). The endpoints come from the A2R_* environment; clients send "
-        "A2R_SERVER_API_KEY (Authorization: Bearer or x-api-key). A2R_SERVER_AUTH=none "
-        "serves without a key, for a server only you can reach.",
-    )
+def add_arguments(serve: argparse.ArgumentParser) -> None:
+    """``a2r serve``'s arguments."""
     serve.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
     )
@@ -42,7 +34,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         choices=("critical", "error", "warning", "info", "debug"),
         help="uvicorn's log level (default info)",
     )
-    return serve
 
 
 def build_app(runner: Any = None, *, mcp: bool = True) -> Any:
@@ -115,6 +106,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
+    """serve A2R as an OpenAI-compatible API (/v1) and an MCP tool (/mcp)
+
+    Serve A2R over HTTP: POST /v1/chat/completions and GET /v1/models (OpenAI-compatible:
+    model 'a2r' or 'a2r:n=8,...'), and the MCP tool 'a2r' at /mcp (streamable HTTP). The
+    endpoints come from the A2R_* environment; clients send A2R_SERVER_API_KEY (Authorization:
+    Bearer or x-api-key). A2R_SERVER_AUTH=none serves without a key, for a server only you can
+    reach.
+    """
     try:
         import uvicorn
     except ImportError:

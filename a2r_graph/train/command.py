@@ -6,24 +6,19 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from a2r_graph.errors import describe_validation_error
 
 
-def add_parsers(commands: Any) -> None:
-    """``a2r curate`` and ``a2r train-synthesizer``."""
-    _add_curate(commands)
-    train = commands.add_parser(
-        "train-synthesizer",
-        help="RL-tune the synthesizer (GRPO, DAPO loss, dynamic sampling) on `a2r curate` data",
-    )
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
+    """``a2r train-synthesizer``'s arguments."""
     train.add_argument("--config", type=Path, required=True, help="YAML of TrainConfig fields")
 
 
 def train_main(args: argparse.Namespace) -> int:
+    """RL-tune the synthesizer (GRPO, DAPO loss, dynamic sampling) on `a2r curate` data"""
     try:
         from a2r_graph.train.grpo import TrainConfig, train
     except ImportError as error:
@@ -40,13 +35,8 @@ def train_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_curate(commands: Any) -> None:
-    curate = commands.add_parser(
-        "curate",
-        help="build synthesizer training data from `a2r eval` results",
-        description="Per query, N of its explorer answer components (random subset, random "
-        "order) in the graph's synthesizer prompt, with the gold answer.",
-    )
+def add_curate_arguments(curate: argparse.ArgumentParser) -> None:
+    """``a2r curate``'s arguments."""
     curate.add_argument("results", type=Path, nargs="+", help="results.jsonl files of a2r eval")
     curate.add_argument("--n", type=int, default=4, help="references per example (N)")
     curate.add_argument("--per-query", type=int, default=4, help="examples drawn per query")
@@ -69,6 +59,11 @@ def _add_curate(commands: Any) -> None:
 
 
 def curate_main(args: argparse.Namespace) -> int:
+    """build synthesizer training data from `a2r eval` results
+
+    Per query, N of its explorer answer components (random subset, random order) in the
+    graph's synthesizer prompt, with the gold answer.
+    """
     from a2r_graph.eval.results import read_results
     from a2r_graph.train.curate import (
         example_statistics,

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from a2r_graph.context import A2RContext
+from a2r_graph.r2r.context import R2RContext
 from servers.engines import EmbeddedLlamaCpp, allowed_cpus
 
 
@@ -307,3 +308,13 @@ def langgraph_server(vllm_server: Server, phoenix, tmp_path_factory) -> Iterator
     log_path = tmp_path_factory.mktemp("langgraph") / "langgraph-dev.log"
     with langgraph_dev(env, log_path) as (url, _):
         yield url
+
+
+def r2r_context(slm: Server, llm: Server, **r2r) -> R2RContext:
+    stage = {"temperature": 0.0, "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
+    return R2RContext(
+        explorer={"base_url": slm.base_url, "model": slm.model_name, **stage},
+        synthesizer={"base_url": llm.base_url, "model": llm.model_name, **stage},
+        r2r=r2r,
+        request_timeout_s=120,
+    )

@@ -6,15 +6,12 @@ against the real vLLM server behind ``langgraph dev``."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_mcp_adapters.client import MultiServerMCPClient
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
 from a2r_graph.serving.registry import A2R, BUILT_IN
@@ -23,6 +20,7 @@ from tests.fakes import ToolCallingFake
 from tests.integration.a2r_serve import a2r_serve, loopback_env
 from tests.integration.conftest import AUTH, SERVER_KEY, langgraph_dev
 from tests.loopback import LoopbackServer
+from tests.mcp_calls import mcp_session
 
 pytestmark = pytest.mark.integration
 QUESTION = "What is 17 + 25?"
@@ -53,19 +51,6 @@ def server(request, deployments) -> dict:
         "mcp": deployments[request.param] + "/mcp",
         "loop": deployments["loop"],
     }
-
-
-@asynccontextmanager
-async def mcp_session(url: str, headers: dict | None = None) -> AsyncIterator[ClientSession]:
-    headers = {"Authorization": f"Bearer {SERVER_KEY}"} if headers is None else headers
-    timeout = httpx.Timeout(30, read=300)  # a call lasts as long as the A2R run
-    async with (
-        httpx.AsyncClient(headers=headers, timeout=timeout) as http,
-        streamable_http_client(url, http_client=http) as (read, write, _),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        yield session
 
 
 async def test_the_mcp_client_lists_the_tools_with_descriptions(server):

@@ -16,12 +16,18 @@ from a2r_graph.context import A2RContext
 from a2r_graph.graph import build_graph
 from a2r_graph.r2r.chat_model import ChatR2R, routed_explorer
 from a2r_graph.r2r.client import TokenServer
-from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.graph import build_r2r_graph
-from a2r_graph.r2r.loop import Step, Telemetry
+from a2r_graph.r2r.loop import Step
 from a2r_graph.r2r.prepare import prompt_ids
 from a2r_graph.r2r.routers import TokenChoice
-from tests.integration.conftest import AUTH, Server, langgraph_dev, two_llamacpp_servers
+from a2r_graph.telemetry import Telemetry
+from tests.integration.conftest import (
+    AUTH,
+    Server,
+    langgraph_dev,
+    r2r_context,
+    two_llamacpp_servers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +43,6 @@ OVERRUN_PER_ABORT = 4
 def two_servers() -> Iterator[tuple[Server, Server]]:
     with two_llamacpp_servers("smollm2-135m", slots=1) as servers:
         yield servers
-
-
-def r2r_context(slm: Server, llm: Server, **r2r) -> R2RContext:
-    stage = {"temperature": 0.0, "input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
-    return R2RContext(
-        explorer={"base_url": slm.base_url, "model": slm.model_name, **stage},
-        synthesizer={"base_url": llm.base_url, "model": llm.model_name, **stage},
-        r2r=r2r,
-        request_timeout_s=120,
-    )
 
 
 def counters(server: Server) -> dict[str, float]:
@@ -111,7 +107,7 @@ async def test_a_flagged_token_stops_the_slms_generation(two_servers):
             slm_server, context, "Write a long story about a lighthouse keeper."
         )
         before = counters(slm)
-        step = Step(slm_server, llm_server, context, FlagAt(5), Telemetry(None, None), _ignore)
+        step = Step(slm_server, llm_server, context, FlagAt(5), Telemetry("r2r", {}), _ignore)
         result = await step.run(prompt, 0)
     await asyncio.sleep(1.0)
     generated = delta(before, counters(slm))[PREDICTED]

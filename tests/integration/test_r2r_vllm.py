@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from a2r_graph.r2r.graph import build_r2r_graph
-from tests.integration.test_r2r_llamacpp import r2r_context
+from tests.integration.conftest import r2r_context
 
 pytestmark = pytest.mark.integration
 

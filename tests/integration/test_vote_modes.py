@@ -19,7 +19,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from tests.integration.conftest import SERVER_KEY, langgraph_dev, vllm_env
-from tests.integration.test_mcp_tool import mcp_session
+from tests.mcp_calls import mcp_session
 
 pytestmark = pytest.mark.integration
 QUESTION = "Is the answer 4 or 5?"

@@ -9,9 +9,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from a2r_graph import EndpointUnavailableError, NotEnoughPathsError, build_graph, threads
 from a2r_graph.errors import InvalidQuestionError, UnknownThreadError
+from tests import fakes
 from tests.fakes import (
     Hang,
-    connection_error,
     explorer_replies,
     factory,
     make_context,
@@ -46,7 +46,7 @@ def any_explorer(explorer, synthesizer):
 
 
 async def test_synthesizer_failure_resumes_without_running_the_explorers_again(db):
-    down = scripted(connection_error(), connection_error())
+    down = scripted(fakes.connection_error(), fakes.connection_error())
     with pytest.raises(EndpointUnavailableError, match="synthesizer"):
         await run_ask(db, scripted(*explorer_replies(4)), down, "t", make_context(max_attempts=2))
 
@@ -98,7 +98,7 @@ async def test_a_run_killed_as_its_synthesis_starts_resumes_without_the_explorer
 
 
 async def test_too_few_paths_resumes_by_sampling_only_the_failed_ones(db):
-    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    explorer = scripted(*explorer_replies(2), fakes.connection_error(), fakes.connection_error())
     context = make_context(n=4, min_paths=3, max_attempts=1)
     with pytest.raises(NotEnoughPathsError) as caught:
         await run_ask(db, explorer, scripted(), "t", context)
@@ -142,7 +142,7 @@ async def test_an_answered_unusable_path_is_kept_while_enough_paths_are_usable(d
     """With min_paths met, an answered path stays a sample (the eval judges it as one):
     only the path the server never answered is sampled again."""
     truncated = reply("<think>ran out of tokens", finish_reason="length")
-    explorer = scripted(truncated, *explorer_replies(1), connection_error())
+    explorer = scripted(truncated, *explorer_replies(1), fakes.connection_error())
     with pytest.raises(NotEnoughPathsError):
         await run_ask(db, explorer, scripted(), "t", make_context(n=3, min_paths=2, max_attempts=1))
 
@@ -158,7 +158,7 @@ async def test_an_answered_unusable_path_is_kept_while_enough_paths_are_usable(d
 
 async def test_asking_the_same_question_again_resumes_and_a_new_one_starts_fresh(db):
     explorer = scripted(*explorer_replies(3), *explorer_replies(2))
-    synthesizer = scripted(connection_error(), reply("\\boxed{7}"), reply("\\boxed{8}"))
+    synthesizer = scripted(fakes.connection_error(), reply("\\boxed{7}"), reply("\\boxed{8}"))
     context = make_context(n=3, max_attempts=1)
     with pytest.raises(EndpointUnavailableError):
         await run_ask(db, explorer, synthesizer, "t", context)
@@ -246,7 +246,7 @@ RESAMPLED = {
 @pytest.mark.parametrize("setting", sorted(RESAMPLED))
 async def test_resuming_with_other_explorer_settings_samples_every_path_again(db, caplog, setting):
     """Paths sampled with another model, prompt or sampling are not this run's samples."""
-    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    explorer = scripted(*explorer_replies(2), fakes.connection_error(), fakes.connection_error())
     with pytest.raises(NotEnoughPathsError):
         await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
 
@@ -263,7 +263,7 @@ async def test_resuming_with_other_explorer_settings_samples_every_path_again(db
 async def test_a_synthesizer_failure_resumed_with_another_explorer_explores_again(db):
     """With the explorers done, resuming runs only the synthesizer, unless the explorer
     changed: then the references would be another model's."""
-    down = scripted(connection_error())
+    down = scripted(fakes.connection_error())
     with pytest.raises(EndpointUnavailableError):
         await run_ask(
             db, scripted(*explorer_replies(2)), down, "t", make_context(n=2, max_attempts=1)
@@ -284,7 +284,7 @@ async def test_a_synthesizer_failure_resumed_with_another_explorer_explores_agai
     ids=["max_tokens raised", "server moved"],
 )
 async def test_a_fix_that_does_not_change_the_samples_keeps_them(db, caplog, fix):
-    explorer = scripted(*explorer_replies(2), connection_error(), connection_error())
+    explorer = scripted(*explorer_replies(2), fakes.connection_error(), fakes.connection_error())
     with pytest.raises(NotEnoughPathsError):
         await run_ask(db, explorer, scripted(), "t", make_context(n=4, min_paths=3, max_attempts=1))
 

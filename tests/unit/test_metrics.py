@@ -13,26 +13,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from a2r_graph import build_graph
 from tests.fakes import factory, make_context, reply, scripted
+from tests.metric_points import points, total
 
 PRICES = {"input_price_per_mtok": 1.0, "output_price_per_mtok": 2.0}
 DOWN = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1"))
-
-
-def points(reader):
-    """{(metric name, frozenset of attributes): value (sum for histograms)}."""
-    out = {}
-    for resource in reader.get_metrics_data().resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    key = (metric.name, frozenset(point.attributes.items()))
-                    out[key] = getattr(point, "sum", getattr(point, "value", None))
-    return out
-
-
-def total(data, name, **attributes):
-    wanted = set(attributes.items())
-    return sum(v for (metric, attrs), v in data.items() if metric == name and wanted <= attrs)
 
 
 async def test_metrics_add_up_to_the_runs_usage():

@@ -3,6 +3,8 @@ times on the same problems (its Pass@1 and Cons@N), with its tokens and cost."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from a2r_graph import threads
@@ -38,16 +40,10 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
     async with threads.sqlite_checkpointer(tmp_path / "threads.sqlite") as checkpointer:
         graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
         with Verifier(timeout_s=60) as verifier:
-            path = await run_eval(
-                graph,
-                problems,
-                ns=(2, 4),
-                context=context,
-                out_dir=tmp_path,
-                concurrency=1,
-                verifier=verifier,
-                alone=4,
+            evaluate = functools.partial(
+                run_eval, graph, problems, ns=(2, 4), context=context, out_dir=tmp_path
             )
+            path = await evaluate(concurrency=1, verifier=verifier, alone=4)
             assert len(synthesizer.calls) == 7
             # the baseline answered the explorer's prompt, not the synthesizer's
             assert all("<reference" not in prompt for prompt, _ in synthesizer.calls[1:5])
@@ -65,16 +61,7 @@ async def test_the_synthesizers_model_alone_is_sampled_and_scored(tmp_path):
             )
 
             # a rerun keeps every finished sample: nothing is asked again
-            again = await run_eval(
-                graph,
-                problems,
-                ns=(2, 4),
-                context=context,
-                out_dir=tmp_path,
-                concurrency=1,
-                verifier=verifier,
-                alone=4,
-            )
+            again = await evaluate(concurrency=1, verifier=verifier, alone=4)
             assert len(synthesizer.calls) == 7 and len(read_results(again)) == 1
 
     summary = summarize(read_results(path), [2, 4])

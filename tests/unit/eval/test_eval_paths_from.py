@@ -25,7 +25,9 @@ async def first_eval(tmp_path, problems, context) -> ResultLine:
     first_dir = tmp_path / "first"
     async with threads.sqlite_checkpointer(tmp_path / "first.sqlite") as checkpointer:
         explorer = scripted(*explorer_script(4, ["1", "2", "2", "7"]))
-        graph = build_graph(factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer)
+        graph = build_graph(
+            factory(explorer, scripted(reply("\\boxed{1}"))), checkpointer=checkpointer
+        )
         with Verifier(timeout_s=60) as verifier:
             await run_eval(
                 graph, problems, ns=(4,), context=context, out_dir=first_dir, verifier=verifier
@@ -40,7 +42,7 @@ async def second_eval(tmp_path, problems, context, first, replies, **options):
     async with threads.sqlite_checkpointer(tmp_path / "second.sqlite") as checkpointer:
         explorer = scripted()  # any explorer call would fail the problem
         synthesizer = scripted(*map(reply, replies))
-        graph = build_graph(factory(explorer, synthesizer), checkpointer)
+        graph = build_graph(factory(explorer, synthesizer), checkpointer=checkpointer)
         with Verifier(timeout_s=60) as verifier:
             await run_eval(
                 graph,

@@ -11,7 +11,7 @@ import pytest
 from a2r_graph.context import StageConfig
 from a2r_graph.errors import MalformedReplyError
 from a2r_graph.r2r.client import TokenServer, read_chunk
-from tests.unit.test_imports import DOORS, import_graph
+from tests.package_imports import DOORS, import_graph
 
 STAGE = StageConfig(base_url="http://model.test/v1", model="m")
 

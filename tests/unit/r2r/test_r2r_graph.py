@@ -20,8 +20,8 @@ from a2r_graph.errors import (
 )
 from a2r_graph.r2r.context import R2RContext
 from a2r_graph.r2r.graph import build_r2r_graph
+from tests.metric_points import points, total
 from tests.r2r_fakes import FakeServer, Fault, servers_for
-from tests.unit.test_metrics import points, total
 
 SLM_TEXT = "So 6*7 is \\boxed{41}."
 LLM_TEXT = "So 6*7 is \\boxed{42}!"

@@ -6,15 +6,14 @@ Server: tests/integration/test_r2r_llamacpp.py."""
 from __future__ import annotations
 
 import pytest
-from mcp.shared.memory import create_connected_server_and_client_session
 from starlette.testclient import TestClient
 
 from a2r_graph.r2r.graph import build_r2r_graph
-from a2r_graph.serving.mcp_tool import build_server
 from a2r_graph.serving.registry import R2R
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
 from tests.fakes import fake_deployment, openai_chat, openai_stream
+from tests.mcp_calls import call_tool
 from tests.r2r_fakes import FakeServer, servers_for
 
 SLM_TEXT = "So 6*7 is \\boxed{41}."
@@ -79,10 +78,8 @@ def test_the_openai_stream_carries_both_models_tokens(runner):
 
 async def test_mcp_serves_r2r_as_a_tool_that_takes_a_question(runner):
     """Catches: the R2R tool described with A2R's arguments, or its result without usage."""
-    async with create_connected_server_and_client_session(build_server(runner)) as client:
-        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        result = await client.call_tool("r2r", {"question": "What is 6*7?"})
-    assert set(tools["r2r"].inputSchema["properties"]) == {"question", "include_traces"}
-    assert tools["r2r"].description.startswith(R2R.description)
+    tool, result = await call_tool(runner, "r2r", {"question": "What is 6*7?"})
+    assert set(tool.inputSchema["properties"]) == {"question", "include_traces"}
+    assert tool.description.startswith(R2R.description)
     assert not result.isError and result.structuredContent["boxed_answer"] == "42"
     assert result.structuredContent["usage"]["llm"]["calls"] == 1

@@ -6,15 +6,14 @@ tests/integration/test_r2reasoner_llamacpp.py."""
 from __future__ import annotations
 
 import pytest
-from mcp.shared.memory import create_connected_server_and_client_session
 from starlette.testclient import TestClient
 
 from a2r_graph.r2reasoner.graph import build_reasoner_graph
-from a2r_graph.serving.mcp_tool import build_server
 from a2r_graph.serving.registry import R2REASONER
 from a2r_graph.serving.runners import LocalRunner
 from a2r_graph.serving.serve import build_app
 from tests.fakes import fake_deployment, openai_chat, openai_stream
+from tests.mcp_calls import call_tool
 from tests.r2reasoner_fakes import answers, plan, serve
 
 
@@ -85,10 +84,8 @@ def test_the_openai_stream_carries_the_summary(runner):
 async def test_mcp_serves_r2reasoner_as_a_tool_that_takes_a_question(runner):
     """Catches: the tool described with A2R's arguments, or its result without the tiers'
     usage."""
-    async with create_connected_server_and_client_session(build_server(runner)) as client:
-        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        result = await client.call_tool("r2reasoner", {"question": "What do 4 pens cost?"})
-    assert set(tools["r2reasoner"].inputSchema["properties"]) == {"question", "include_traces"}
-    assert tools["r2reasoner"].description.startswith(R2REASONER.description)
+    tool, result = await call_tool(runner, "r2reasoner", {"question": "What do 4 pens cost?"})
+    assert set(tool.inputSchema["properties"]) == {"question", "include_traces"}
+    assert tool.description.startswith(R2REASONER.description)
     assert not result.isError and result.structuredContent["boxed_answer"] == "27"
     assert result.structuredContent["usage"]["small"]["calls"] == 2
