@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
+from functools import partial
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
-from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
@@ -27,8 +29,10 @@ from a2r_graph.serving.tool import as_tool
 def build_agent(
     model: BaseChatModel, tools: list[BaseTool], first_tool_choice: str | None = None
 ) -> CompiledStateGraph:
-    """A minimal ReAct loop: the model calls tools until it answers. ``first_tool_choice``
-    names a tool the first turn must call (a small model does not always choose to)."""
+    """A minimal ReAct loop: the model calls tools until it answers, or until a tool made with
+    ``return_direct`` answered (its result is the final answer, as in LangGraph's prebuilt
+    agent). ``first_tool_choice`` names a tool the first turn must call (a small model does
+    not always choose to)."""
     bound = model.bind_tools(tools)
     first = (
         model.bind_tools(tools, tool_choice=first_tool_choice, strict=True)
@@ -45,8 +49,14 @@ def build_agent(
     builder.add_node("tools", ToolNode(tools))
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", tools_condition)
-    builder.add_edge("tools", "agent")
+    builder.add_conditional_edges("tools", partial(_after_tools, tools), ["agent", END])
     return builder.compile()
+
+
+def _after_tools(tools: list[BaseTool], state: MessagesState) -> str:
+    direct = {tool.name for tool in tools if tool.return_direct}
+    results = itertools.takewhile(lambda m: m.type == "tool", reversed(state["messages"]))
+    return END if any(m.name in direct for m in results) else "agent"
 
 
 async def main() -> None:

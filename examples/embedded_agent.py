@@ -5,9 +5,11 @@ Starts the embedded Qwen2.5-Coder-0.5B on vLLM with tool calling (its chat templ
 the agent's model and both A2R stages; runs the ReAct loop of ``examples/agent.py`` with A2R as
 its tool (in-process, ``as_tool``) and prints the agent's turns, the tool call, A2R's usage per
 stage and the final answer. ``--force-tool`` makes the first turn call A2R (a 0.5B model does
-not always choose to).
+not always choose to); ``--return-direct`` ends the agent with A2R's answer (a 0.5B model does
+not reliably repeat it).
 
     python -m examples.embedded_agent ["QUESTION"] [--model qwen2.5-coder-0.5b] [--force-tool]
+                                      [--return-direct]
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def show(messages: list[Any]) -> None:
                     f"  A2R {stage:<10} calls {usage['calls']:>2}  in {usage['input_tokens']:>6}"
                     f"  out {usage['output_tokens']:>6}  cost {usage['cost']:.6f}"
                 )
-    final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-    print(f"\nFinal answer: {final.content if final else '(none)'}")
+    final = next((m for m in reversed(messages) if isinstance(m, AIMessage | ToolMessage)), None)
+    who = "A2R's, returned directly" if isinstance(final, ToolMessage) else "the agent's"
+    print(f"\nFinal answer ({who}): {final.content if final else '(none)'}")
 
 
 async def main() -> None:
@@ -85,13 +88,19 @@ async def main() -> None:
     parser.add_argument("question", nargs="?", default=QUESTION)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--force-tool", action="store_true", help="the first turn calls A2R")
+    parser.add_argument(
+        "--return-direct", action="store_true", help="A2R's answer is the agent's final answer"
+    )
     parser.add_argument("--n", type=int, default=4, help="A2R's explorer paths")
     parser.add_argument("--max-tokens", type=int, default=384, help="per A2R model call")
     args = parser.parse_args()
     with tool_calling_server(args.model) as server:
         stage = {"max_tokens": args.max_tokens}
         context = {"n": args.n, "synthesis_mode": "synthesize"}
-        tool = as_tool(context={**context, "explorer": stage, "synthesizer": stage})
+        tool = as_tool(
+            context={**context, "explorer": stage, "synthesizer": stage},
+            return_direct=args.return_direct,
+        )
         agent = build(server, tool, args.force_tool)
         messages = [("system", SYSTEM), ("user", args.question)]
         result = await agent.ainvoke({"messages": messages})

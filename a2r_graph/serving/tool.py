@@ -20,6 +20,7 @@ def as_tool(
     context: dict[str, Any] | None = None,
     name: str | None = None,
     description: str | None = None,
+    return_direct: bool = False,
 ) -> BaseTool:
     """Wrap a strategy's graph as a tool: a registered name (``"a2r"``: built here, with the
     deployment's ``A2R_*``), or a graph of one (local, or a ``RemoteGraph`` of a LangGraph
@@ -29,7 +30,9 @@ def as_tool(
     ``context`` holds context fields for every call (endpoints, sampling...); unset fields
     come from the A2R_* environment (local) or the server's assistant (remote). The tool's
     arguments are the strategy's (``question``, and for A2R ``n``); its content is the final
-    answer and the answer's text; its artifact is the whole result.
+    answer and the answer's text; its artifact is the whole result. ``return_direct``: an
+    agent ends with the tool's result as its final answer instead of writing one (for small
+    agent models, which tend to re-solve or garble the answer they were given).
     """
     if isinstance(strategy, Strategy):
         chosen = strategy
@@ -52,4 +55,5 @@ def as_tool(
         description=description or chosen.description,
         args_schema=chosen.arguments,
         response_format="content_and_artifact",
+        return_direct=return_direct,
     )

@@ -32,6 +32,24 @@ async def test_agent_calls_a2r_and_reads_its_answer():
     assert result["messages"][-1].content == "It is 12."
 
 
+async def test_a_return_direct_tool_ends_the_agent_with_its_answer():
+    """Catches: ``return_direct`` not passed to the tool, or an agent loop that hands the
+    result back to its model anyway (a small model then re-solves or garbles the answer)."""
+    explorer = scripted(*[reply(f"so \\boxed{{{v}}}") for v in (12, 12)])
+    a2r = build_graph(factory(explorer, scripted(reply("both agree: \\boxed{12}"))))
+    tool = as_tool(a2r, context=make_context().model_dump(mode="json"), return_direct=True)
+    call = {"name": "a2r_reason", "args": {"question": "3*4?", "n": 2}, "id": "call-1"}
+    agent_model = ToolCallingFake(
+        messages=iter([AIMessage("", tool_calls=[call]), AIMessage("It is 13.")])
+    )
+
+    result = await build_agent(agent_model, [tool]).ainvoke({"messages": [("user", "3*4?")]})
+
+    final = result["messages"][-1]
+    assert isinstance(final, ToolMessage) and final.content.startswith("Final answer: 12")
+    assert [m.type for m in result["messages"]] == ["human", "ai", "tool"]
+
+
 async def test_tool_schema_is_typed_and_validated():
     explorer = scripted()
     tool = as_tool(build_graph(factory(explorer, scripted())))
