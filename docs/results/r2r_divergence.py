@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import statistics
+from pathlib import Path
 
 import httpx
 
@@ -24,16 +25,16 @@ from a2r_graph import threads
 from a2r_graph.r2r.graph import build_r2r_graph
 
 RESULTS = "docs/results/r2r-heldout"
-DB = "~/.cache/a2r-graph/r2r-heldout"
+DB = Path("~/.cache/a2r-graph/r2r-heldout").expanduser()
 
 
 async def finished(config: str) -> dict[str, tuple[list[int], list[int], bool]]:
     """key -> (prompt ids, output ids, correct) of every finished problem of ``config``."""
-    lines = [json.loads(line) for line in open(f"{RESULTS}/{config}/results.jsonl")]
+    text = Path(f"{RESULTS}/{config}/results.jsonl").read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in text.splitlines()]
     done = {d["key"]: d for d in lines if not d.get("error") and "correct" in (d["strategy"] or {})}
-    path = f"{DB}/{config}.sqlite".replace("~", __import__("os").path.expanduser("~"), 1)
     out = {}
-    async with threads.sqlite_checkpointer(path) as saver:
+    async with threads.sqlite_checkpointer(DB / f"{config}.sqlite") as saver:
         graph = build_r2r_graph(checkpointer=saver)
         for key, line in done.items():
             state = await graph.aget_state({"configurable": {"thread_id": line["thread_id"]}})
@@ -45,7 +46,8 @@ async def finished(config: str) -> dict[str, tuple[list[int], list[int], bool]]:
 async def top10(http: httpx.AsyncClient, url: str, ids: list[int]) -> str:
     reply = await http.post(
         f"{url}/completion",
-        json={"prompt": ids, "n_predict": 1, "n_probs": 10, "temperature": 0, "cache_prompt": False},
+        json={"prompt": ids, "n_predict": 1, "n_probs": 10, "temperature": 0}
+        | {"cache_prompt": False},
     )
     top = reply.json()["completion_probabilities"][0]["top_logprobs"]
     probs = [math.exp(t["logprob"]) for t in top]
@@ -65,7 +67,9 @@ async def main() -> None:
     where = {}
     for key in common:
         mine, theirs = alone[key][1], routed[key][1]
-        first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+        first = next(
+            (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None
+        )
         where[key] = len(mine) if first is None else first
     share = statistics.median(where[k] / len(alone[k][1]) for k in common)
     same = sum(alone[k][1] == routed[k][1] for k in common)
