@@ -1,6 +1,8 @@
-"""OpenTelemetry set-up from the standard ``OTEL_*`` environment, by an explicit call of each
-entry point (the ``a2r`` command, ``a2r serve``, the LangGraph Server module): importing the
-package opens no port and installs no global provider."""
+"""OpenTelemetry for the strategies' graphs: what every graph builder takes beside its models
+(``GraphOptions``: checkpointer, tracer and meter providers), a strategy's tracer and metrics
+(``Telemetry``), and the set-up from the standard ``OTEL_*`` environment, by an explicit call
+of each entry point (the ``a2r`` command, ``a2r serve``, the LangGraph Server module):
+importing the package opens no port and installs no global provider."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Unpack
 
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -23,7 +23,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import TypedDict
 
 from a2r_graph.answers import last_boxed
 from a2r_graph.calls import complete
