@@ -25,8 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from a2r_graph.calls import complete
+from a2r_graph.chat_models import vllm_chat_model
 from a2r_graph.context import A2RContext
 from a2r_graph.r2r.context import R2RContext
+from a2r_graph.r2reasoner.context import ReasonerContext
+from a2r_graph.r2reasoner.plan import Plan, plan_schema
 from servers.engines import EmbeddedLlamaCpp, allowed_cpus
 
 
@@ -318,3 +322,35 @@ def r2r_context(slm: Server, llm: Server, **r2r) -> R2RContext:
         r2r=r2r,
         request_timeout_s=120,
     )
+
+
+def reasoner_context(small: Server, large: Server, **settings) -> ReasonerContext:
+    """R2-Reasoner over two tiers, ``small`` and ``large``: greedy, 64 tokens a call, priced
+    so that cost counts tokens."""
+    planning = {"max_depth": 16, "plan_attempts": 3, "plan_max_tokens": 256}
+    stage = {"temperature": 0.0, "max_tokens": 64, "output_price_per_mtok": 1.0}
+    tiers = [
+        {"name": name, "base_url": server.base_url, "model": server.model_name, **stage}
+        for name, server in (("small", small), ("large", large))
+    ]
+    return ReasonerContext(tiers=tiers, r2reasoner=planning | settings, request_timeout_s=120)
+
+
+async def assert_plan_constrained(server: Server) -> None:
+    """Asked for a sentence, a model writes one, unless the server holds it to the plan's
+    schema: the reply must fail the schema unconstrained and pass it constrained."""
+    context = reasoner_context(server, server)
+    tier = context.tiers[0].model_copy(update={"max_tokens": 512})
+    prompt = "Say hello to Ada in one short sentence."
+    plain = await complete(vllm_chat_model(tier, 120), prompt, "small", tier, context)
+    constrained = await complete(
+        vllm_chat_model(tier, 120), prompt, "small", tier, context, json_schema=plan_schema(1)
+    )
+    print(f"\nunconstrained: {plain['answer'][:200]!r}\nconstrained: {constrained['answer']!r}")
+    try:
+        Plan.model_validate_json(plain["answer"])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"the unconstrained reply already fits the schema: {plain}")
+    assert len(Plan.model_validate_json(constrained["answer"]).subtasks) == 1

@@ -10,14 +10,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from a2r_graph.calls import complete
-from a2r_graph.chat_models import vllm_chat_model
-from a2r_graph.r2reasoner.context import ReasonerContext
 from a2r_graph.r2reasoner.graph import build_reasoner_graph
-from a2r_graph.r2reasoner.plan import Plan, plan_schema
 from a2r_graph.serving.cli import main
 from a2r_graph.serving.tool import as_tool
-from tests.integration.conftest import AUTH, Server, langgraph_dev, two_llamacpp_servers
+from tests.integration.conftest import (
+    AUTH,
+    Server,
+    assert_plan_constrained,
+    langgraph_dev,
+    reasoner_context,
+    two_llamacpp_servers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +36,6 @@ def two_servers() -> Iterator[tuple[Server, Server]]:
         yield servers
 
 
-def tier(server: Server, name: str) -> dict:
-    """A tier on ``server``: greedy, 64 tokens a call, priced so that cost counts tokens."""
-    endpoint = {"base_url": server.base_url, "model": server.model_name}
-    return {"name": name, **endpoint, "temperature": 0.0, "max_tokens": 64} | {
-        "output_price_per_mtok": 1.0
-    }
-
-
-def reasoner_context(small: Server, large: Server, **settings) -> ReasonerContext:
-    planning = {"max_depth": 16, "plan_attempts": 3, "plan_max_tokens": 256}
-    tiers = [tier(small, "small"), tier(large, "large")]
-    return ReasonerContext(tiers=tiers, r2reasoner=planning | settings, request_timeout_s=120)
-
-
 def counted(server: Server, before: dict[str, float]) -> dict[str, int]:
     after = server.counters(PREDICTED, PROMPT, CACHED)
     return {name: round(after[name] - before[name]) for name in before}
@@ -54,21 +43,8 @@ def counted(server: Server, before: dict[str, float]) -> dict[str, int]:
 
 async def test_the_server_constrains_the_plan_to_the_schema(two_servers):
     """Catches: ``response_format`` not reaching the server, or a schema llama.cpp cannot
-    turn into a grammar (a 400): asked for a sentence, the model writes one, unless the
-    server holds it to the plan's schema."""
-    small, _ = two_servers
-    context = reasoner_context(small, small)
-    tier = context.tiers[0].model_copy(update={"max_tokens": 512})
-    prompt = "Say hello to Ada in one short sentence."
-    plain = await complete(vllm_chat_model(tier, 120), prompt, "small", tier, context)
-    constrained = await complete(
-        vllm_chat_model(tier, 120), prompt, "small", tier, context, json_schema=plan_schema(1)
-    )
-    print(f"\nunconstrained: {plain['answer'][:200]!r}\nconstrained: {constrained['answer']!r}")
-    with pytest.raises(ValueError):
-        Plan.model_validate_json(plain["answer"])
-    plan = Plan.model_validate_json(constrained["answer"])
-    assert len(plan.subtasks) == 1
+    turn into a grammar (a 400)."""
+    await assert_plan_constrained(two_servers[0])
 
 
 @pytest.mark.parametrize("start", ["smallest", "largest"])
