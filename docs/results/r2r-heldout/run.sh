@@ -8,10 +8,12 @@
 #    time each, the same greedy sampling for all: the 1.5B alone, entropy at the threshold the
 #    dev sweep chose (docs/results/r2r-dev), and the trained linear router.
 # Resumable: rerun the same command; finished problems are kept (--db, results.jsonl).
+# Clean wall times: SEQUENTIAL=1 runs one configuration at a time, e.g. SIZE=5 SEQUENTIAL=1
+# OUT=docs/results/r2r-heldout/wall-clean DBDIR=/tmp/r2r-wall (a fresh database: nothing resumed).
 set -u
 SIZE=${SIZE:-50}
 PY=${PY:-.venv/bin/python}
-OUT=docs/results/r2r-heldout
+OUT=${OUT:-docs/results/r2r-heldout}
 ROUTER=docs/results/r2r-router
 DB=${DBDIR:-$HOME/.cache/a2r-graph/r2r-heldout}
 mkdir -p "$DB" "$ROUTER"
@@ -33,10 +35,11 @@ run() {  # name router threshold tokens_per_switch [router_file]
     > "$DB/$1.log" 2>&1
   echo "$1 done rc=$?"
 }
+if [ -n "${SEQUENTIAL:-}" ]; then alongside() { "$@"; }; else alongside() { "$@" & }; fi
 # LLM alone: top1 < 2 flags every SLM token and the LLM writes 256 tokens a switch.
-run llm-alone top1 2 256 &
-run entropy-0.5 entropy 0.5 1 &
+alongside run llm-alone top1 2 256
+alongside run entropy-0.5 entropy 0.5 1
 if [ -s "$ROUTER/router.json" ]; then
-  run linear linear "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['threshold'])" "$ROUTER/router.json")" 1 "$ROUTER/router.json" &
+  alongside run linear linear "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['threshold'])" "$ROUTER/router.json")" 1 "$ROUTER/router.json"
 fi
 wait
