@@ -16,6 +16,7 @@ import gzip
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -39,40 +40,49 @@ def jsonl(path: Path) -> dict[str, dict]:
     return {row["key"]: row for row in rows if not row.get("error")}
 
 
-def small_to_big(row: dict) -> dict[str, tuple[float, float, float | None]]:
-    """Per configuration: (correct, cost, share of output tokens written by the 1.5B)."""
+class Cell(NamedTuple):
+    """One configuration's run of one problem."""
+
+    correct: float
+    cost: float
+    share: float | None
+    """Of the output tokens, the share the 1.5B wrote (None: not known)."""
+    switches: float | None = None
+    wall_s: float | None = None
+    """Only where the line's own wall time means one run (the r2r-heldout evals)."""
+
+
+def small_to_big(row: dict) -> dict[str, Cell]:
     cell, paths, alone = row["by_n"]["4"], row["paths"], row["alone"]
     explore = price("slm", cell["explore_usage"])
-    mean = sum(p["correct"] for p in paths) / len(paths)
-    alone_mean = sum(a["correct"] for a in alone) / len(alone)
     synth = cell["synthesize_usage"]["output_tokens"]
-    synth_share = synth / (synth + cell["explore_usage"]["output_tokens"])
+    alone_costs = [price("llm", a["usage"]) for a in alone]
     return {
-        "0.5B alone, Pass@1 (T=0.7)": (mean, explore / len(paths), 0.0),
-        "0.5B Cons@4 (T=0.7)": (cell["cons_correct"], explore, 0.0),
-        "A2R: 4 x 0.5B -> 1.5B (T=0.7)": (
+        "0.5B alone, Pass@1 (T=0.7)": Cell(
+            sum(p["correct"] for p in paths) / len(paths), explore / len(paths), 0.0
+        ),
+        "0.5B Cons@4 (T=0.7)": Cell(cell["cons_correct"], explore, 0.0),
+        "A2R: 4 x 0.5B -> 1.5B (T=0.7)": Cell(
             cell["a2r_correct"],
             explore + price("llm", cell["synthesize_usage"]),
-            synth_share,
+            synth / (synth + cell["explore_usage"]["output_tokens"]),
         ),
-        "1.5B alone, Pass@1 (T=0.7)": (
-            alone_mean,
-            sum(price("llm", a["usage"]) for a in alone) / len(alone),
-            1.0,
+        "1.5B alone, Pass@1 (T=0.7)": Cell(
+            sum(a["correct"] for a in alone) / len(alone), sum(alone_costs) / len(alone), 1.0
         ),
-        "1.5B Cons@4 (T=0.7)": (cell["alone_cons_correct"], price("llm", cell["alone_usage"]), 1.0),
+        "1.5B Cons@4 (T=0.7)": Cell(
+            cell["alone_cons_correct"], price("llm", cell["alone_usage"]), 1.0
+        ),
     }
 
 
-def routed(row: dict) -> tuple[float, float, float | None]:
+def routed(row: dict) -> Cell:
     strategy = row["strategy"]
-    metrics = strategy["metrics"]
-    if "tokens.llm" in metrics:
-        written = metrics["tokens.llm"] + metrics["tokens.slm"]
-        share = metrics["tokens.llm"] / max(written, 1)
-    else:  # A2R over routed paths: the paths' own split is inside the explore stage
-        share = None
-    return strategy["correct"], strategy["usage"]["total"]["cost"], share
+    metrics, cost = strategy["metrics"], strategy["usage"]["total"]["cost"]
+    if "tokens.llm" not in metrics:  # A2R over routed paths: the split is inside its paths
+        return Cell(strategy["correct"], cost, None)
+    share = metrics["tokens.llm"] / max(metrics["tokens.llm"] + metrics["tokens.slm"], 1)
+    return Cell(strategy["correct"], cost, share, metrics["switches"], row["wall_s"])
 
 
 R2R = {
@@ -81,16 +91,29 @@ R2R = {
     "R2R linear router (greedy)": "r2r-heldout/linear",
 }
 A2R_ROUTED = {"A2R: 2 routed paths -> 1.5B (T=0.7)": "a2r-routed/n2"}
+COLUMNS = "| configuration | problems | Pass@1 | cost/query | 1.5B share of output tokens "
+COLUMNS += "| switches/answer | wall s/query |"
 
 
-def table(rows: dict[str, list[tuple[float, float, float | None]]], keys: list[str]) -> list:
+def mean(values: list[float | None], form: str) -> str:
+    known = [v for v in values if v is not None]
+    return format(sum(known) / len(known), form) if known else "-"
+
+
+def table(rows: dict[str, list[Cell]]) -> list[tuple[str, float, float, str]]:
+    """Per configuration: its markdown row, Pass@1 and cost per query."""
     out = []
     for name, cells in rows.items():
-        n = len(cells)
-        shares = [s for _, _, s in cells if s is not None]
-        share = f"{100 * sum(shares) / len(shares):.0f}%" if shares else "-"
-        accuracy, cost = 100 * sum(c for c, _, _ in cells) / n, sum(c for _, c, _ in cells) / n
-        out.append((name, n, accuracy, cost, share))
+        accuracy = 100 * sum(c.correct for c in cells) / len(cells)
+        cost = sum(c.cost for c in cells) / len(cells)
+        share = mean([c.share and 100 * c.share for c in cells], ".0f")
+        switches, wall = (
+            mean([c.switches for c in cells], ".1f"),
+            mean([c.wall_s for c in cells], ".0f"),
+        )
+        share = share if share == "-" else f"{share}%"
+        row = f"| {name} | {len(cells)} | {accuracy:.1f} | {cost:.3g} | {share} | {switches} "
+        out.append((f"{row}| {wall} |", accuracy, cost, name))
     return out
 
 
@@ -98,42 +121,38 @@ def main() -> None:
     base = jsonl(HERE / "small-to-big" / "results.jsonl.gz")
     runs = {name: jsonl(HERE / path / "results.jsonl") for name, path in R2R.items()}
     common = sorted(set(base).intersection(*runs.values()))
-    rows: dict[str, list] = {}
+    rows: dict[str, list[Cell]] = {}
     for key in common:
         for name, cell in small_to_big(base[key]).items():
             rows.setdefault(name, []).append(cell)
         for name, lines in runs.items():
             rows.setdefault(name, []).append(routed(lines[key]))
-    extra = {name: jsonl(HERE / path / "results.jsonl") for name, path in A2R_ROUTED.items()}
     OUT.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{len(common)} held-out problems every configuration above the line finished "
-        "(`python docs/results/side_by_side.py`).",
+        "(`python docs/results/side_by_side.py`). Wall times only for the r2r-heldout evals, "
+        "which ran side by side on 2 cores.",
         "",
-        "| configuration | problems | Pass@1 | cost/query | 1.5B share of output tokens |",
-        "|---|---:|---:|---:|---:|",
+        COLUMNS,
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    result = table(rows, common)
-    for name, n, accuracy, cost, share in result:
-        lines.append(f"| {name} | {n} | {accuracy:.1f} | {cost:.3g} | {share} |")
-    for name, found in extra.items():
-        keys = sorted(k for k in found if k in base)
+    result = table(rows)
+    lines += [row for row, *_ in result]
+    for name, path in A2R_ROUTED.items():
+        found = jsonl(HERE / path / "results.jsonl")
+        keys = sorted(k for k in found if k in base and k in runs["1.5B alone, greedy"])
         if not keys:
             continue
-        small = {k: small_to_big(base[k]) for k in keys}
-        lines.append(f"| *on its {len(keys)} problems:* | | | | |")
-        extra_rows = {name: [routed(found[k]) for k in keys]}
+        lines.append(f"| *on its {len(keys)} problems:* | | | | | | |")
+        extra = {name: [routed(found[k]) for k in keys]}
         for other in ("A2R: 4 x 0.5B -> 1.5B (T=0.7)", "1.5B alone, Pass@1 (T=0.7)"):
-            extra_rows[other] = [small[k][other] for k in keys]
-        extra_rows["1.5B alone, greedy"] = [
-            routed(runs["1.5B alone, greedy"][k]) for k in keys if k in runs["1.5B alone, greedy"]
-        ]
-        for row in table(extra_rows, keys):
-            lines.append(f"| {row[0]} | {row[1]} | {row[2]:.1f} | {row[3]:.3g} | {row[4]} |")
+            extra[other] = [small_to_big(base[k])[other] for k in keys]
+        extra["1.5B alone, greedy"] = [routed(runs["1.5B alone, greedy"][k]) for k in keys]
+        lines += [row for row, *_ in table(extra)]
     (OUT / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     figure, axes = plt.subplots(figsize=(8, 6))
-    for name, _, accuracy, cost, _ in result:
+    for _, accuracy, cost, name in result:
         axes.scatter([cost * 1e6], [accuracy], label=name, zorder=3)
     axes.set_xlabel("cost per query (USD per 1M queries)")
     axes.set_ylabel("Pass@1 (%)")
